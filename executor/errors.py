@@ -1,0 +1,55 @@
+"""Exception classes for errors a user can act on.
+
+Every error the CLI reports without a traceback derives from ``UserError``;
+anything else is a bug and is shown with its traceback.
+"""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """An error caused by input the user controls; printed as one clear message.
+
+    ``exit_code`` is the process exit status the CLI uses (1 unless a RUN
+    instruction failed, in which case it is that command's own exit status).
+    """
+
+    exit_code: int = 1
+
+
+class DockerfileError(UserError):
+    """A Dockerfile that cannot be parsed or is invalid.
+
+    The message names the file and the line range, e.g. ``Dockerfile:3-4: ...``.
+    """
+
+    def __init__(self, message: str, filename: str = "Dockerfile", start: int = 0, end: int | None = None):
+        self.filename = filename
+        self.start = start
+        self.end = end if end is not None else start
+        loc = f"{filename}:{start}" if self.end == start else f"{filename}:{start}-{self.end}"
+        super().__init__(f"{loc}: {message}" if start else f"{filename}: {message}")
+        self.detail = message
+
+
+class BuildError(UserError):
+    """An instruction failed during the build (missing COPY source, bad --chown, ...)."""
+
+
+class RunFailed(BuildError):
+    """A RUN instruction exited non-zero; ``exit_code`` is the command's exit status."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code if 0 < exit_code < 256 else 1
+
+
+class RegistryError(UserError):
+    """A registry could not be reached, refused us, or returned bad data.
+
+    The message names the registry, the operation tried and what to do.
+    """
+
+
+class LayerError(UserError):
+    """A layer tarball is malformed or tries to escape the build root."""

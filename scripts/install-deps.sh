@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Install everything the project needs on a fresh Debian 12 machine (run as root):
+# Debian packages for the real test parts, and a virtualenv in .venv with the package.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PKGS=(umoci skopeo runc buildah docker-registry debootstrap busybox-static uidmap
+      time apache2-utils openssl ca-certificates python3-venv git make)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "install-deps: apt-get install ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
+if [ ! -f "$stamp" ]; then
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e '.[test]'
+  touch "$stamp"
+fi
+echo "install-deps: ok ($(.venv/bin/python --version))"

@@ -1,0 +1,1 @@
+"""Shared test helpers: real registries and base images made with independent tools."""
