@@ -47,8 +47,8 @@ def run_executor(args: list[str], check: bool = True, env: dict | None = None, *
 def skopeo_inspect(ref: str, raw: bool = False, config: bool = False) -> dict:
     """``skopeo inspect`` of ``docker://REF`` over plain HTTP; returns the parsed JSON."""
     cmd = ["skopeo", "inspect", "--tls-verify=false"]
-    if raw:
-        cmd.append("--raw")
+    if raw or config:
+        cmd.append("--raw")  # with --config: the config blob as pushed (Docker fields such as Healthcheck kept)
     if config:
         cmd.append("--config")
     return json.loads(run(cmd + [f"docker://{ref}"]).stdout)
@@ -58,6 +58,7 @@ def umoci_unpack(ref: str, workdir: Path) -> Path:
     """Copy ``REF`` to an OCI layout with skopeo and unpack it with umoci; return the bundle dir."""
     layout = workdir / "layout"
     bundle = workdir / "bundle"
+    workdir.mkdir(parents=True, exist_ok=True)
     run(["skopeo", "copy", "-q", "--src-tls-verify=false", f"docker://{ref}", f"oci:{layout}:img"])
     run(["umoci", "unpack", "--image", f"{layout}:img", str(bundle)])
     return bundle

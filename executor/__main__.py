@@ -1,0 +1,5 @@
+"""``python -m executor`` is the ``executor`` CLI."""
+
+from executor.cli import main
+
+main()

@@ -1,0 +1,578 @@
+"""The build loop: Dockerfile -> stages -> for each needed stage, instructions -> layers.
+
+Data flows one way: parse, plan (which stages the target needs), build each stage in
+its own root directory, and hand the final Image (config + layers with local blob
+paths or source repositories) to the outputs.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+import platform as _platform
+import posixpath
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..context import Context, has_wildcard, match_sources
+from ..dockerfile.ignore import DockerIgnore, find_dockerignore
+from ..dockerfile.parser import Dockerfile, Instruction, Stage, parse_dockerfile
+from ..dockerfile.shell import ExpansionError, expand_word
+from ..errors import BuildError, DockerfileError, RunFailed, UserError
+from ..layers.writer import write_layer
+from ..oci.image import Image, Layer
+from ..options import BuildOptions
+from ..registry.client import RegistryClient
+from .commands import metadata
+from .commands.copy import CopySpec, copy_into_root, write_heredoc_file
+from .commands.run import build_run_command
+from .fsutil import clean_abs, resolve_in_root
+from .images import BlobStore, ImageSource
+from .runroot import run_in_root
+from .sandbox import detect_mode
+from .snapshot import ChangeSet, FsIndex
+from .state import PROXY_ARGS, StageState
+from .users import resolve_chown, resolve_user
+
+log = logging.getLogger("executor.build")
+
+SNAPSHOT_EXCLUDE = ("proc", "sys", "dev")
+
+
+@dataclass
+class BuildResult:
+    """The built image and where each layer's blob is (``None`` = still only in its source repo)."""
+
+    image: Image
+    store: BlobStore
+    source: ImageSource
+    stages_built: list[int] = field(default_factory=list)
+
+
+def _host_arch() -> str:
+    m = _platform.machine().lower()
+    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}.get(m, m)
+
+
+def default_platform() -> str:
+    """``linux/<arch>`` of this machine in OCI terms (``linux/amd64`` here)."""
+    return f"linux/{_host_arch()}"
+
+
+def platform_args(platform: str) -> dict[str, str]:
+    """BuildKit's automatic platform ARGs (TARGETPLATFORM, TARGETOS, ..., BUILDPLATFORM, ...)."""
+    parts = platform.split("/")
+    os_name, arch = parts[0], parts[1] if len(parts) > 1 else _host_arch()
+    variant = parts[2] if len(parts) > 2 else ""
+    build = default_platform().split("/")
+    return {
+        "TARGETPLATFORM": platform, "TARGETOS": os_name, "TARGETARCH": arch, "TARGETVARIANT": variant,
+        "BUILDPLATFORM": default_platform(), "BUILDOS": build[0], "BUILDARCH": build[1], "BUILDVARIANT": "",
+    }
+
+
+class Builder:
+    """Builds ``options.dockerfile`` in ``options.context`` with images pulled through ``client``."""
+
+    def __init__(self, options: BuildOptions, client: RegistryClient, stdout=None, stderr=None):
+        self.opts = options
+        self.client = client
+        self.stdout = stdout
+        self.stderr = stderr
+        self.work = Path(options.work_dir) if options.work_dir else Path(tempfile.mkdtemp(prefix="executor-"))
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.store = BlobStore(self.work / "blobs")
+        self.source = ImageSource(client=client, store=self.store, platform=options.platform)
+        self.mode: str | None = None
+        self.stages: dict[int, StageState] = {}
+        self.used_build_args: set[str] = set()
+        self.epoch = self._epoch()
+
+    # ----------------------------------------------------------------- helpers
+    def _epoch(self) -> int | None:
+        if not self.opts.reproducible:
+            return None
+        if self.opts.source_date_epoch is not None:
+            return self.opts.source_date_epoch
+        return int(os.environ.get("SOURCE_DATE_EPOCH", "0") or 0)
+
+    def _created(self) -> str:
+        ts = self.epoch if self.epoch is not None else time.time()
+        return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ") \
+            if self.epoch is None else _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def _history(self, created_by: str) -> dict:
+        return {"created": self._created(), "created_by": created_by, "comment": "executor"}
+
+    def _isolation(self) -> str:
+        if self.mode is None:
+            wanted = self.opts.run_isolation
+            self.mode = detect_mode() if wanted == "auto" else wanted
+            if self.mode == "namespace":
+                log.info("RUN isolation: chroot + private mount/PID namespace (/proc, /sys, /dev, resolv.conf, hosts mounted)")
+            else:
+                log.info("RUN isolation: plain chroot (no CAP_SYS_ADMIN to mount; basic /dev nodes created and removed)")
+        return self.mode
+
+    @staticmethod
+    def _err(ins: Instruction, msg: str) -> DockerfileError:
+        return DockerfileError(msg, ins.filename, ins.start_line, ins.end_line)
+
+    def _expand(self, ins: Instruction, env: dict[str, str]):
+        def expand(word: str) -> str:
+            try:
+                return expand_word(word, env)
+            except ExpansionError as e:
+                raise self._err(ins, str(e)) from None
+        return expand
+
+    # ----------------------------------------------------------------- planning
+    def parse(self) -> Dockerfile:
+        try:
+            text = self.opts.dockerfile.read_text()
+        except FileNotFoundError:
+            raise UserError(f"Dockerfile not found: {self.opts.dockerfile} (set --dockerfile, absolute or "
+                            f"relative to --context)") from None
+        return parse_dockerfile(text, self.opts.dockerfile.name)
+
+    def meta_args(self, df: Dockerfile) -> dict[str, str | None]:
+        """Global ARGs (before the first FROM) with --build-arg overrides and platform ARGs."""
+        env: dict[str, str | None] = dict(platform_args(self.opts.platform))
+        for ins in df.meta_args:
+            for name, default in ins.arg_defaults:
+                if name in self.opts.build_args:
+                    env[name] = self.opts.build_args[name]
+                    self.used_build_args.add(name)
+                elif default is not None:
+                    env[name] = self._expand(ins, {k: v for k, v in env.items() if v is not None})(default)
+                else:
+                    env[name] = None
+        return env
+
+    def plan(self, df: Dockerfile, meta: dict[str, str | None]) -> tuple[int, list[int], dict[int, str]]:
+        """(target index, stage indexes to build in order, expanded base of each stage)."""
+        menv = {k: v for k, v in meta.items() if v is not None}
+        names: dict[str, int] = {}
+        bases: dict[int, str] = {}
+        for st in df.stages:
+            bases[st.index] = self._expand(st.from_instruction, menv)(st.base)
+            if st.name:
+                names[st.name.lower()] = st.index
+        if self.opts.target:
+            t = self.opts.target.lower()
+            if t not in names:
+                known = ", ".join(sorted(names)) or "none"
+                raise UserError(f"--target {self.opts.target!r}: no stage with that name (stages: {known})")
+            target = names[t]
+        else:
+            target = df.stages[-1].index
+        self.stage_names = names
+
+        def deps(st: Stage) -> set[int]:
+            out: set[int] = set()
+            ref = self._stage_ref(bases[st.index], st.index)
+            if ref is not None:
+                out.add(ref)
+            for ins in st.instructions:
+                froms = list(ins.flags.get("from", [])) if ins.name in ("COPY", "ADD") else []
+                if ins.name == "RUN":
+                    for m in ins.flags.get("mount", []):
+                        for part in m.split(","):
+                            k, _, v = part.partition("=")
+                            if k.strip() == "from":
+                                froms.append(v)
+                for f in froms:
+                    r = self._stage_ref(self._expand(ins, menv)(f), st.index)
+                    if r is not None:
+                        out.add(r)
+            return out
+
+        needed: set[int] = set()
+        stack = [target]
+        while stack:
+            i = stack.pop()
+            if i in needed:
+                continue
+            needed.add(i)
+            stack.extend(deps(df.stages[i]))
+        return target, sorted(needed), bases
+
+    def _stage_ref(self, word: str, current: int) -> int | None:
+        """Index of the earlier stage ``word`` names (by name or number), else None."""
+        w = word.lower()
+        if w in self.stage_names and self.stage_names[w] < current:
+            return self.stage_names[w]
+        if w.isdigit() and int(w) < current:
+            return int(w)
+        return None
+
+    # ----------------------------------------------------------------- building
+    def build(self) -> BuildResult:
+        """Run the whole build; returns the target stage's image. Raises UserError subclasses."""
+        df = self.parse()
+        meta = self.meta_args(df)
+        target, order, bases = self.plan(df, meta)
+        ignore_file = find_dockerignore(self.opts.context, self.opts.dockerfile)
+        self.context = Context(self.opts.context, DockerIgnore.from_file(ignore_file))
+        skipped = [s.index for s in df.stages if s.index not in order]
+        if skipped:
+            log.info("skipping stages the target does not need: %s", ", ".join(map(str, skipped)))
+        remaining_refs = self._reference_counts(df, order, bases)
+        for idx in order:
+            stage = df.stages[idx]
+            self.stages[idx] = self.build_stage(df, stage, bases[idx], meta, remaining_refs)
+        unused = set(self.opts.build_args) - self.used_build_args - set(PROXY_ARGS)
+        if unused:
+            log.warning("build args were not consumed by any ARG: %s", ", ".join(sorted(unused)))
+        final = self.stages[target]
+        img = final.image
+        if self.opts.labels:
+            labels = dict(img.container_config.get("Labels") or {})
+            labels.update(self.opts.labels)
+            img.container_config["Labels"] = labels
+        img.config["created"] = self._created()
+        return BuildResult(image=img, store=self.store, source=self.source, stages_built=order)
+
+    def _reference_counts(self, df: Dockerfile, order: list[int], bases: dict[int, str]) -> dict[int, int]:
+        counts: dict[int, int] = {}
+        for idx in order:
+            ref = self._stage_ref(bases[idx], idx)
+            if ref is not None:
+                counts[ref] = counts.get(ref, 0) + 1
+            for ins in df.stages[idx].instructions:
+                for f in ins.flags.get("from", []) if ins.name in ("COPY", "ADD") else []:
+                    r = self._stage_ref(f, idx)
+                    if r is not None:
+                        counts[r] = counts.get(r, 0) + 1
+        return counts
+
+    def _stage_root(self, idx: int) -> Path:
+        root = self.work / "stages" / str(idx) / "rootfs"
+        if root.exists():
+            shutil.rmtree(root)
+        root.mkdir(parents=True)
+        os.chmod(root, 0o755)
+        return root
+
+    def _base_state(self, stage: Stage, base: str, remaining: dict[int, int]) -> StageState:
+        idx = stage.index
+        ref = self._stage_ref(base, idx)
+        if ref is not None:
+            parent = self.stages[ref]
+            root = self.work / "stages" / str(idx) / "rootfs"
+            root.parent.mkdir(parents=True, exist_ok=True)
+            remaining[ref] -= 1
+            if remaining[ref] == 0 and ref != idx:
+                os.rename(parent.root, root)  # last user: take the directory over
+                parent.root = root
+            else:
+                shutil.copytree(parent.root, root, symlinks=True, copy_function=shutil.copy2)
+            image = parent.image.copy()
+            st = StageState(index=idx, name=stage.name, root=root, image=image)
+            st.fs_index = None
+            return st
+        root = self._stage_root(idx)
+        if base.lower() == "scratch":
+            os_name, arch, *rest = self.opts.platform.split("/")
+            image = Image.empty(os_name, arch, rest[0] if rest else None)
+        else:
+            log.info("pulling base image %s", base)
+            image = self.source.image(base)
+            t0 = time.monotonic()
+            self.source.unpack(image, root)
+            log.info("unpacked %d layers of %s in %.2fs", len(image.layers), base, time.monotonic() - t0)
+        for key in ("container", "container_config", "docker_version", "comment"):
+            image.config.pop(key, None)
+        return StageState(index=idx, name=stage.name, root=root, image=image)
+
+    def build_stage(self, df: Dockerfile, stage: Stage, base: str, meta: dict[str, str | None],
+                    remaining: dict[int, int]) -> StageState:
+        log.info("stage %d%s: FROM %s", stage.index, f" AS {stage.name}" if stage.name else "", base)
+        state = self._base_state(stage, base, remaining)
+        state.meta = meta  # type: ignore[attr-defined]
+        instructions = list(stage.instructions)
+        triggers = state.config.pop("OnBuild", None) or []
+        if triggers:
+            onbuild = parse_dockerfile("FROM scratch\n" + "\n".join(triggers) + "\n", f"{base} (ONBUILD)")
+            instructions = onbuild.stages[0].instructions + instructions
+        for ins in instructions:
+            self.execute(state, ins)
+        return state
+
+    def execute(self, state: StageState, ins: Instruction) -> None:
+        """Run one instruction on ``state``."""
+        log.info("%s", ins.original.strip().splitlines()[0][:200])
+        name = ins.name
+        expand = self._expand(ins, state.expansion_env())
+        if name == "ARG":
+            self.do_arg(state, ins)
+            state.image.add_history(self._history(f"ARG {' '.join(n if d is None else f'{n}={d}' for n, d in ins.arg_defaults)}"))
+            return
+        if name in metadata.HANDLERS:
+            metadata.HANDLERS[name](state, ins, expand)
+            state.image.add_history(self._history(self._created_by(ins)))
+            return
+        if name == "WORKDIR":
+            self.do_workdir(state, ins, expand)
+            return
+        if name == "RUN":
+            self.do_run(state, ins)
+            return
+        if name in ("COPY", "ADD"):
+            self.do_copy(state, ins, expand)
+            return
+        raise self._err(ins, f"unknown instruction {name}")
+
+    @staticmethod
+    def _created_by(ins: Instruction) -> str:
+        return ins.original.strip()
+
+    # ----------------------------------------------------------------- ARG
+    def do_arg(self, state: StageState, ins: Instruction) -> None:
+        meta: dict[str, str | None] = getattr(state, "meta", {})
+        for name, default in ins.arg_defaults:
+            if name in self.opts.build_args:
+                value: str | None = self.opts.build_args[name]
+                self.used_build_args.add(name)
+            elif default is not None:
+                value = self._expand(ins, state.expansion_env())(default)
+            elif name in meta:
+                value = meta[name]
+            else:
+                value = None
+            state.args[name] = value
+
+    # ----------------------------------------------------------------- snapshot
+    def _index(self, state: StageState) -> FsIndex:
+        if state.fs_index is None:
+            state.fs_index = FsIndex.scan(state.root, exclude=self._exclude())
+        return state.fs_index  # type: ignore[return-value]
+
+    def _exclude(self) -> list[str]:
+        return list(SNAPSHOT_EXCLUDE) + [p.strip("/") for p in self.opts.ignore_paths]
+
+    def commit_layer(self, state: StageState, changes: ChangeSet, created_by: str) -> None:
+        """Write ``changes`` as a layer (or an empty_layer history entry when nothing changed)."""
+        if changes.is_empty():
+            state.image.add_history(self._history(created_by))
+            return
+        tmp = self.store.tmp_path(f"layer-{os.getpid()}-{time.monotonic_ns()}")
+        res = write_layer(state.root, changes, tmp, compression=self.opts.compression,
+                          level=self.opts.compression_level, oci=state.image.oci, mtime=self.epoch)
+        path = self.store.adopt(tmp, res.digest)
+        desc = {"mediaType": res.media_type, "digest": res.digest, "size": res.size}
+        state.image.add_layer(Layer(descriptor=desc, diff_id=res.diff_id, path=path), self._history(created_by))
+        log.info("layer %s: %d paths changed, %d deleted, %d bytes", res.digest[7:19], len(changes.changed),
+                 len(changes.deleted), res.size)
+
+    # ----------------------------------------------------------------- WORKDIR
+    def do_workdir(self, state: StageState, ins: Instruction, expand) -> None:
+        path = clean_abs(expand(ins.args[0]), state.workdir).rstrip("/") or "/"
+        state.config["WorkingDir"] = path
+        written = self._ensure_dir(state, path)
+        if written:
+            self.commit_layer(state, ChangeSet(changed=tuple(written), deleted=()), self._created_by(ins))
+            self._index(state).update(state.root, written)
+        else:
+            state.image.add_history(self._history(self._created_by(ins)))
+
+    def _ensure_dir(self, state: StageState, path: str) -> list[str]:
+        """Create ``path`` (and parents) in the root owned by the stage USER; returns new relpaths."""
+        host = resolve_in_root(state.root, path)
+        if host.is_dir():
+            return []
+        ident = resolve_user(state.root, state.user) if state.user else None
+        created = []
+        cur = "/"
+        for part in [p for p in path.split("/") if p]:
+            cur = posixpath.join(cur, part)
+            h = resolve_in_root(state.root, cur)
+            if h.is_dir():
+                continue
+            if os.path.lexists(h):
+                raise BuildError(f"WORKDIR {path}: {cur} exists and is not a directory")
+            os.mkdir(h, 0o755)
+            os.chmod(h, 0o755)
+            if ident:
+                os.lchown(h, ident.uid, ident.gid)
+            created.append(os.path.relpath(h, state.root))
+        return created
+
+    # ----------------------------------------------------------------- RUN
+    def do_run(self, state: StageState, ins: Instruction) -> None:
+        mode = self._isolation()
+        before = self._index(state)
+        ident = resolve_user(state.root, state.user)
+        proxy = {k: v for k, v in self.opts.build_args.items() if k in PROXY_ARGS}
+        env = state.run_env(proxy, ident.home or "/")
+        cmd = build_run_command(state, ins)
+        network = (ins.flags.get("network") or ["default"])[-1]
+        if network not in ("default", "none", "host"):
+            raise self._err(ins, f"RUN --network={network}: use default, none or host")
+        workdir = state.workdir
+        self._ensure_dir_for_run(state, workdir)
+        files = {cmd.argv[0]: cmd.script} if cmd.script is not None else None
+        scratch = self.work / "run"
+        scratch.mkdir(exist_ok=True)
+        t0 = time.monotonic()
+        rc = run_in_root(state.root, cmd.argv, env, cwd=workdir, uid=ident.uid, gid=ident.gid,
+                         groups=ident.groups, mode=mode, network=network, workdir=scratch, files=files,
+                         stdout=self.stdout, stderr=self.stderr)
+        t_run = time.monotonic() - t0
+        if rc != 0:
+            shown = ins.original.strip().splitlines()[0]
+            raise RunFailed(f"{ins.filename}:{ins.start_line}: {shown!s} returned a non-zero code: {rc}", rc)
+        t1 = time.monotonic()
+        after = FsIndex.scan(state.root, exclude=self._exclude())
+        changes = before_diff(before, after)
+        state.fs_index = after
+        args_used = [f"{k}={v}" for k, v in state.args.items() if v is not None]
+        created_by = ("RUN " + (f"|{len(args_used)} {' '.join(args_used)} " if args_used else "")
+                      + " ".join(cmd.argv if cmd.script is None else [ins.args[0]]))
+        self.commit_layer(state, changes, created_by)
+        log.debug("RUN took %.2fs, snapshot+layer %.2fs", t_run, time.monotonic() - t1)
+
+    def _ensure_dir_for_run(self, state: StageState, workdir: str) -> None:
+        if workdir != "/" and not resolve_in_root(state.root, workdir).is_dir():
+            written = self._ensure_dir(state, workdir)
+            if written:
+                self._index(state)  # the new dirs are picked up by the RUN's snapshot
+
+    # ----------------------------------------------------------------- COPY / ADD
+    def do_copy(self, state: StageState, ins: Instruction, expand) -> None:
+        what = f"{ins.filename}:{ins.start_line}: {ins.name}"
+        flags = ins.flags
+        if len(ins.args) < 2:
+            raise self._err(ins, f"{ins.name} requires at least two arguments: source(s) and destination")
+        chown = None
+        if flags.get("chown") and flags["chown"][-1]:
+            chown = resolve_chown(state.root, expand(flags["chown"][-1]))
+        chmod = None
+        if flags.get("chmod") and flags["chmod"][-1]:
+            raw = expand(flags["chmod"][-1])
+            try:
+                chmod = int(raw, 8)
+            except ValueError:
+                raise self._err(ins, f"--chmod={raw}: only octal modes (e.g. 0755) are supported") from None
+        dest = clean_abs(expand(ins.args[-1]), state.workdir)
+        if ins.args[-1].endswith("/") and not dest.endswith("/"):
+            dest += "/"
+        raw_sources = ins.args[:-1]
+        written: list[str] = []
+        heredoc_names = {h.name: h for h in ins.heredocs}
+        file_sources = []
+        for raw in raw_sources:
+            if raw.startswith("<<"):
+                name = raw.lstrip("<-").strip("'\"")
+                h = heredoc_names.get(name)
+                if h is None:
+                    raise self._err(ins, f"heredoc {raw} has no body")
+                content = expand_word(h.content, state.expansion_env()) if h.expand and "$" in h.content else h.content
+                written += write_heredoc_file(state.root, dest, name, content, chown, chmod)
+            else:
+                file_sources.append(raw)
+        if file_sources:
+            tree, ctx, keep_owner = self._copy_source_tree(state, ins, expand)
+            matches = []
+            wildcard = False
+            for raw in file_sources:
+                pattern = expand(raw)
+                if ins.name == "ADD" and ("://" in pattern):
+                    written += self._add_url(state, ins, pattern, dest, chown, chmod)
+                    continue
+                wildcard = wildcard or has_wildcard(pattern)
+                matches += match_sources(tree, pattern, ctx, what)
+            if matches:
+                if ins.name == "ADD" and len(matches) >= 1:
+                    archives = [m for m in matches if _is_archive(m.path)]
+                    for m in archives:
+                        written += self._add_archive(state, m.path, dest, chown)
+                    matches = [m for m in matches if m not in archives]
+                if matches:
+                    spec = CopySpec(sources=matches, dest=dest, chown=chown, chmod=chmod, keep_owner=keep_owner,
+                                    context=ctx, excludes=[expand(e) for e in flags.get("exclude", [])],
+                                    wildcard=wildcard,
+                                    parents=(flags.get("parents") or ["false"])[-1] in ("", "true"))
+                    written += copy_into_root(state.root, spec, what)
+        written = sorted(set(written))
+        self.commit_layer(state, ChangeSet(changed=tuple(written), deleted=()), self._created_by(ins))
+        if state.fs_index is not None:
+            state.fs_index.update(state.root, written)  # type: ignore[attr-defined]
+
+    def _copy_source_tree(self, state: StageState, ins: Instruction, expand) -> tuple[Path, Context | None, bool]:
+        frm = (ins.flags.get("from") or [""])[-1]
+        if not frm:
+            return self.opts.context, self.context, False
+        frm = expand(frm)
+        ref = self._stage_ref(frm, state.index)
+        if ref is not None:
+            return self.stages[ref].root, None, True
+        if frm.lower() in self.stage_names:
+            raise self._err(ins, f"--from={frm}: stage {frm!r} is defined after this one")
+        return self._image_root(frm), None, True
+
+    def _image_root(self, ref_text: str) -> Path:
+        key = ref_text.replace("/", "_").replace(":", "_").replace("@", "_")
+        root = self.work / "images" / key
+        if not root.exists():
+            tmp = root.with_name(key + ".partial")
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            tmp.mkdir(parents=True)
+            image = self.source.image(ref_text)
+            self.source.unpack(image, tmp)
+            os.rename(tmp, root)
+        return root
+
+    def _add_archive(self, state: StageState, path: Path, dest: str, chown) -> list[str]:
+        from ..layers.extract import apply_layer
+        target_dir = dest.rstrip("/") or "/"
+        host = resolve_in_root(state.root, target_dir)
+        created = self._ensure_dir(state, target_dir) if not host.is_dir() else []
+        before = FsIndex.scan(host)
+        with open(path, "rb") as f:
+            apply_layer(f, host, same_owner=True)
+        after = FsIndex.scan(host)
+        rel_base = os.path.relpath(host, state.root)
+        changed = before_diff(before, after).changed
+        out = list(created) + [posixpath.normpath(posixpath.join(rel_base, c)) if c else rel_base for c in changed]
+        if chown:
+            for rel in out:
+                os.lchown(state.root / rel, *chown)
+        return out
+
+    def _add_url(self, state: StageState, ins: Instruction, url: str, dest: str, chown, chmod) -> list[str]:
+        from .commands.add import download_to
+        checksum = (ins.flags.get("checksum") or [""])[-1] or None
+        try:
+            return download_to(state.root, url, dest, chown, chmod, checksum, self.store.tmp_path("download"))
+        except BuildError as e:
+            raise BuildError(f"{ins.filename}:{ins.start_line}: ADD {url}: {e}") from None
+
+    def cleanup(self) -> None:
+        """Remove the work directory (stage roots, blobs) when it was ours."""
+        self.source.close()
+        if self.opts.cleanup:
+            shutil.rmtree(self.work, ignore_errors=True)
+
+
+def before_diff(before: FsIndex, after: FsIndex) -> ChangeSet:
+    from .snapshot import diff
+    return diff(before, after)
+
+
+def _is_archive(path: Path) -> bool:
+    """True for a local tar archive ADD must unpack: tar, or tar compressed with gzip, bzip2, xz or zstd."""
+    from ..layers.compress import open_decompressed
+    try:
+        if not path.is_file():
+            return False
+        with open(path, "rb") as f:
+            head = open_decompressed(f).read(512)
+    except Exception:  # not decompressible: an ordinary file
+        return False
+    return len(head) >= 262 and head[257:262] == b"ustar"

@@ -1,0 +1,407 @@
+"""Streaming layer compression with the layer digest and diff_id computed in one pass.
+
+A layer blob has two identities (OCI image-spec, config.md "rootfs.diff_ids" and
+descriptor.md "digest"):
+
+* ``diff_id`` -- sha256 of the *uncompressed* tar stream;
+* ``digest``  -- sha256 of the *compressed* blob as stored in the registry.
+
+:class:`DigestingWriter` is a write-only file-like sink: the tar writer writes the
+uncompressed stream into it and it hashes, compresses, hashes again and writes the
+blob to ``out`` -- nothing is buffered beyond one compression block.
+
+:func:`open_decompressed` is the reading side: it sniffs the magic bytes of a blob
+and returns a stream of the uncompressed tar.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import struct
+import zlib
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import zstandard
+
+from executor.errors import LayerError
+
+GZIP = "gzip"
+ZSTD = "zstd"
+NONE = "none"
+COMPRESSIONS = (GZIP, ZSTD, NONE)
+
+DEFAULT_GZIP_LEVEL = 6
+DEFAULT_ZSTD_LEVEL = 3
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+#: Uncompressed bytes per independently compressed gzip block when ``threads > 0``.
+GZIP_BLOCK = 1 << 20
+#: Deflate window: each parallel block is primed with the previous block's last 32 KiB.
+_WINDOW = 32 * 1024
+#: Fixed 10-byte gzip member header (RFC 1952): deflate, no flags, mtime 0, XFL 0, OS 255.
+#: Deterministic (no name, no timestamp) so equal input gives equal digests.
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+
+
+@dataclass(frozen=True)
+class LayerDigests:
+    """The identities of one written layer blob.
+
+    ``digest``: ``"sha256:<hex>"`` of the compressed bytes written to ``out``;
+    ``diff_id``: ``"sha256:<hex>"`` of the uncompressed tar stream;
+    ``size``: compressed bytes written; ``uncompressed_size``: tar stream bytes.
+    For ``compression="none"`` digest == diff_id and size == uncompressed_size.
+    """
+
+    digest: str
+    diff_id: str
+    size: int
+    uncompressed_size: int
+
+
+class _HashingSink:
+    """Hashes and counts compressed bytes on their way to the output file."""
+
+    def __init__(self, out: BinaryIO):
+        self.out = out
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def write(self, b: bytes) -> None:
+        if b:
+            self.sha.update(b)
+            self.size += len(b)
+            self.out.write(b)
+
+
+class _ParallelGzip:
+    """pigz-style gzip: fixed-size blocks deflated on worker threads, one gzip member.
+
+    Each block is raw deflate primed with the previous 32 KiB of input as a preset
+    dictionary and ended with a sync flush (byte aligned, not final); the last block
+    is finished with Z_FINISH. The concatenation is one valid deflate stream (RFC 1951),
+    wrapped in a gzip header and a CRC32/ISIZE trailer computed on the calling thread.
+    The output depends only on the input, the level and GZIP_BLOCK -- not on the number
+    of threads -- so digests are reproducible across machines. zlib releases the GIL.
+    """
+
+    def __init__(self, sink: _HashingSink, level: int, threads: int):
+        self.sink = sink
+        self.level = level
+        self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gzip")
+        self.pending: deque[Future] = deque()
+        self.max_pending = threads * 2
+        self.buf = bytearray()
+        self.prev_tail = b""
+        self.crc = 0
+        self.isize = 0
+        sink.write(_GZIP_HEADER)
+
+    @staticmethod
+    def _deflate(level: int, block: bytes, zdict: bytes, last: bool) -> bytes:
+        c = zlib.compressobj(level, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, zdict) if zdict \
+            else zlib.compressobj(level, zlib.DEFLATED, -15, 9)
+        out = c.compress(block)
+        return out + c.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
+
+    def _submit(self, block: bytes, last: bool) -> None:
+        self.crc = zlib.crc32(block, self.crc)
+        self.isize += len(block)
+        self.pending.append(self.pool.submit(self._deflate, self.level, block, self.prev_tail, last))
+        self.prev_tail = block[-_WINDOW:] if len(block) >= _WINDOW else (self.prev_tail + block)[-_WINDOW:]
+        while len(self.pending) > self.max_pending:
+            self.sink.write(self.pending.popleft().result())
+
+    def write(self, b) -> None:
+        self.buf += b
+        while len(self.buf) > GZIP_BLOCK:  # keep >0 bytes back so the last block can be final
+            block = bytes(self.buf[:GZIP_BLOCK])
+            del self.buf[:GZIP_BLOCK]
+            self._submit(block, last=False)
+
+    def close(self) -> None:
+        try:
+            self._submit(bytes(self.buf), last=True)
+            self.buf = bytearray()
+            while self.pending:
+                self.sink.write(self.pending.popleft().result())
+            self.sink.write(struct.pack("<II", self.crc & 0xFFFFFFFF, self.isize & 0xFFFFFFFF))
+        finally:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+    def abort(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _SerialGzip:
+    """Single-threaded gzip: one zlib stream with a fixed deterministic header."""
+
+    def __init__(self, sink: _HashingSink, level: int):
+        self.sink = sink
+        self.c = zlib.compressobj(level, zlib.DEFLATED, -15, 9)
+        self.crc = 0
+        self.isize = 0
+        sink.write(_GZIP_HEADER)
+
+    def write(self, b) -> None:
+        self.crc = zlib.crc32(b, self.crc)
+        self.isize += len(b)
+        self.sink.write(self.c.compress(b))
+
+    def close(self) -> None:
+        self.sink.write(self.c.flush(zlib.Z_FINISH))
+        self.sink.write(struct.pack("<II", self.crc & 0xFFFFFFFF, self.isize & 0xFFFFFFFF))
+
+    def abort(self) -> None:
+        pass
+
+
+class _Zstd:
+    """zstd frame via zstandard; ``threads > 0`` uses libzstd's own worker threads."""
+
+    def __init__(self, sink: _HashingSink, level: int, threads: int):
+        self.sink = sink
+        params = zstandard.ZstdCompressionParameters.from_level(level, threads=threads, write_checksum=True)
+        self.c = zstandard.ZstdCompressor(compression_params=params).compressobj()
+
+    def write(self, b) -> None:
+        self.sink.write(self.c.compress(b))
+
+    def close(self) -> None:
+        self.sink.write(self.c.flush(zstandard.COMPRESSOBJ_FLUSH_FINISH))
+
+    def abort(self) -> None:
+        pass
+
+
+class _Plain:
+    def __init__(self, sink: _HashingSink):
+        self.sink = sink
+
+    def write(self, b) -> None:
+        self.sink.write(bytes(b))
+
+    def close(self) -> None:
+        pass
+
+    def abort(self) -> None:
+        pass
+
+
+class DigestingWriter(io.RawIOBase):
+    """Write-only sink for an uncompressed tar stream that emits a compressed layer blob.
+
+    Bytes written are hashed (diff_id), compressed with ``compression`` (``"gzip"``,
+    ``"zstd"`` or ``"none"``), hashed again (digest) and written to ``out``. ``level``
+    defaults to 6 for gzip and 3 for zstd. ``threads``: 0 compresses on the calling
+    thread; N > 0 uses N worker threads (gzip: pigz-style blocks; zstd: libzstd workers).
+    The gzip output is a single RFC 1952 member with mtime 0 and no file name, so it is
+    deterministic; note that threaded and unthreaded gzip produce different (both valid)
+    bytes, as do threaded and unthreaded zstd. ``close()`` finishes the stream, does not
+    close ``out`` and returns the :class:`LayerDigests`. Raises ValueError for an
+    unknown compression or level.
+    """
+
+    def __init__(self, out: BinaryIO, compression: str = GZIP, level: int | None = None, threads: int = 0):
+        super().__init__()
+        if compression not in COMPRESSIONS:
+            raise ValueError(f"unknown layer compression {compression!r} (use gzip, zstd or none)")
+        if threads < 0:
+            threads = os.cpu_count() or 1
+        self.compression = compression
+        self._sink = _HashingSink(out)
+        self._diff = hashlib.sha256()
+        self._usize = 0
+        self._result: LayerDigests | None = None
+        if compression == GZIP:
+            lvl = DEFAULT_GZIP_LEVEL if level is None else level
+            if not 0 <= lvl <= 9:
+                raise ValueError(f"gzip level must be 0..9, got {lvl}")
+            self._enc = _ParallelGzip(self._sink, lvl, threads) if threads > 0 else _SerialGzip(self._sink, lvl)
+        elif compression == ZSTD:
+            lvl = DEFAULT_ZSTD_LEVEL if level is None else level
+            if not -7 <= lvl <= 22:
+                raise ValueError(f"zstd level must be -7..22, got {lvl}")
+            self._enc = _Zstd(self._sink, lvl, threads)
+        else:
+            self._enc = _Plain(self._sink)
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b) -> int:
+        """Consume ``b`` (bytes-like, uncompressed); returns ``len(b)``."""
+        if self._result is not None:
+            raise ValueError("write to a closed DigestingWriter")
+        n = len(b)
+        if n:
+            self._diff.update(b)
+            self._usize += n
+            self._enc.write(b)
+        return n
+
+    def close(self) -> LayerDigests:  # type: ignore[override]
+        """Finish compression; return the digests (idempotent: later calls return the same)."""
+        if self._result is None:
+            self._enc.close()
+            self._result = LayerDigests(
+                digest="sha256:" + self._sink.sha.hexdigest(),
+                diff_id="sha256:" + self._diff.hexdigest(),
+                size=self._sink.size,
+                uncompressed_size=self._usize,
+            )
+            super().close()
+        return self._result
+
+    def abort(self) -> None:
+        """Stop worker threads without finishing the stream (after an error)."""
+        self._enc.abort()
+
+    @property
+    def digests(self) -> LayerDigests | None:
+        """The result once closed, else None."""
+        return self._result
+
+
+class _Prefixed(io.RawIOBase):
+    """A raw reader that yields ``prefix`` and then the rest of ``f``."""
+
+    def __init__(self, prefix: bytes, f: BinaryIO):
+        super().__init__()
+        self._prefix = prefix
+        self._f = f
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        if self._prefix:
+            n = min(len(b), len(self._prefix))
+            b[:n] = self._prefix[:n]
+            self._prefix = self._prefix[n:]
+            return n
+        data = self._f.read(len(b))
+        if not data:
+            return 0
+        n = len(data)
+        b[:n] = data
+        return n
+
+
+class _GzipReader(io.RawIOBase):
+    """Streaming gzip decoder (handles multi-member streams), raising LayerError on damage."""
+
+    def __init__(self, f: BinaryIO):
+        super().__init__()
+        self._f = f
+        self._d = zlib.decompressobj(31)
+        self._pending = b""
+        self._eof = False
+        self._started = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        want = len(b)
+        while not self._pending and not self._eof:
+            data = self._d.unconsumed_tail or self._f.read(256 * 1024)
+            if not data:
+                if self._started and not self._d.eof:
+                    raise LayerError("malformed layer: gzip stream is truncated")
+                self._eof = True
+                break
+            self._started = True
+            try:
+                self._pending = self._d.decompress(data, max(want, 64 * 1024))
+            except zlib.error as e:
+                raise LayerError(f"malformed layer: bad gzip data ({e})") from None
+            if self._d.eof:
+                rest = self._d.unused_data
+                self._d = zlib.decompressobj(31)
+                self._started = False
+                if rest:
+                    self._f = _Prefixed(rest, self._f)  # another member follows
+        n = min(want, len(self._pending))
+        b[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+
+def _read_exact_prefix(f: BinaryIO, n: int) -> bytes:
+    buf = b""
+    while len(buf) < n:
+        chunk = f.read(n - len(buf))
+        if not chunk:
+            break
+        buf += chunk
+    return buf
+
+
+def sniff(prefix: bytes) -> str:
+    """Compression of a blob from its first bytes: ``"gzip"``, ``"zstd"`` or ``"none"``."""
+    if prefix.startswith(_GZIP_MAGIC):
+        return GZIP
+    if prefix.startswith(_ZSTD_MAGIC):
+        return ZSTD
+    return NONE
+
+
+def open_decompressed(fileobj: BinaryIO, media_type: str | None = None) -> BinaryIO:
+    """Return a readable stream of the uncompressed content of a layer blob.
+
+    The compression is taken from the magic bytes (gzip ``1f 8b``, zstd ``28 b5 2f fd``,
+    anything else is an uncompressed tar), because registries in the wild serve blobs
+    under mismatched media types; ``media_type`` is accepted for the caller's
+    convenience and is only consulted to reject unknown ``+`` suffixes. ``fileobj``
+    need not be seekable; it is read in chunks and never held whole in memory.
+    Corrupt compressed data raises :class:`executor.errors.LayerError` when read.
+    """
+    if media_type and "+" in media_type:
+        suffix = media_type.rsplit("+", 1)[1]
+        if suffix not in (GZIP, ZSTD):
+            raise LayerError(f"unsupported layer media type {media_type!r}")
+    prefix = _read_exact_prefix(fileobj, 4)
+    raw = _Prefixed(prefix, fileobj)
+    kind = sniff(prefix)
+    if kind == GZIP:
+        return io.BufferedReader(_GzipReader(raw), 256 * 1024)
+    if kind == ZSTD:
+        reader = zstandard.ZstdDecompressor().stream_reader(raw, read_size=256 * 1024, read_across_frames=True)
+        return _ZstdErrors(reader)  # type: ignore[return-value]
+    return io.BufferedReader(raw, 256 * 1024)
+
+
+class _ZstdErrors(io.RawIOBase):
+    """Translate zstandard errors into LayerError."""
+
+    def __init__(self, reader):
+        super().__init__()
+        self._r = reader
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        try:
+            data = self._r.read(len(b))
+        except zstandard.ZstdError as e:
+            raise LayerError(f"malformed layer: bad zstd data ({e})") from None
+        n = len(data)
+        b[:n] = data
+        return n
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            if n is None or n < 0:
+                return self._r.readall()
+            return self._r.read(n)
+        except zstandard.ZstdError as e:
+            raise LayerError(f"malformed layer: bad zstd data ({e})") from None

@@ -1,0 +1,409 @@
+"""Apply an untrusted layer tarball onto a root filesystem (OCI image-spec layer.md).
+
+Semantics (OCI image-spec, layer.md "Applying Changesets", "Whiteouts"):
+
+* ``DIR/.wh.NAME`` deletes ``DIR/NAME`` (and its subtree) from lower layers; a whiteout
+  never deletes an entry of the same layer. Other ``.wh..wh.*`` meta files are ignored.
+* ``DIR/.wh..wh..opq`` (opaque) hides every lower entry of ``DIR``; entries of the same
+  layer survive whether they come before or after the marker in the tar.
+* An entry replacing an existing path of a different kind removes it first (a file over
+  a directory removes the whole directory); a directory over a directory merges and
+  takes the new metadata; any non-directory is unlinked before it is re-created, so a
+  hardlinked lower file is never modified through its other names.
+* Regular files, directories, symlinks, hardlinks, fifos and char/block devices
+  (``mknod``; when not permitted the entry is listed in ``ExtractStats.skipped``).
+  Modes incl. setuid/setgid/sticky, numeric uid/gid (``lchown``), mtimes (second
+  precision as in the tar header, sub-second from PAX when present), xattrs from PAX
+  ``SCHILY.xattr.*`` (ones the filesystem refuses are ignored). Directory modes and
+  mtimes are applied after all entries, deepest first.
+
+Security (the layer is untrusted):
+
+* Names are cleaned lexically; a leading ``/`` is stripped; a name or hardlink target
+  whose ``..`` climbs above the root raises :class:`LayerError`
+  (``"layer entry '../../etc/x' escapes the root"``) and extraction stops.
+* Symlinks in parent components are resolved by us inside the root as if it were
+  ``/`` (``a -> /etc`` means ``ROOT/etc``): they are neutralised, never followed by
+  the OS. The final component is never followed: existing symlinks are replaced,
+  files are opened with ``O_NOFOLLOW | O_EXCL``, metadata calls use
+  ``follow_symlinks=False``.
+* Hardlink targets are resolved the same way and must already exist inside the root
+  and not be directories; otherwise :class:`LayerError`.
+* Malformed archives (bad headers, truncated data, corrupt compression) raise
+  :class:`LayerError`. A partially applied layer is left as is: callers should treat
+  the root as unusable after an error.
+
+The tar is read in stream mode (``r|``), file data is copied in 1 MiB chunks; memory
+use is bounded by the number of entries (a set of names for opaque-directory handling
+and one record per directory for deferred metadata), not by their size.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import stat
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from executor.errors import LayerError
+
+from .compress import open_decompressed
+from .paths import RootResolver, clean_name
+
+WHITEOUT_PREFIX = ".wh."
+WHITEOUT_META_PREFIX = ".wh..wh."
+WHITEOUT_OPAQUE = ".wh..wh..opq"
+XATTR_PAX_PREFIX = "SCHILY.xattr."
+
+_CHUNK = 1 << 20
+_ALLOWED_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE,
+                  tarfile.LNKTYPE, tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.FIFOTYPE, tarfile.GNUTYPE_SPARSE)
+
+
+@dataclass
+class ExtractStats:
+    """What :func:`apply_layer` did.
+
+    ``entries``: tar members applied (files, dirs, links, devices; not whiteouts);
+    ``whiteouts``: whiteout and opaque markers processed;
+    ``skipped``: ``"path: reason"`` for entries that could not be created without
+    privilege (device nodes) or were of an unsupported kind (e.g. GNU sparse).
+    """
+
+    entries: int = 0
+    whiteouts: int = 0
+    skipped: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _DirMeta:
+    parts: tuple[str, ...]
+    mode: int
+    mtime: float | None
+
+
+@dataclass
+class _State:
+    """Mutable per-call extraction state (never shared between calls)."""
+
+    res: RootResolver
+    same_owner: bool
+    is_root: bool
+    stats: ExtractStats = field(default_factory=ExtractStats)
+    layer_paths: set[tuple[str, ...]] = field(default_factory=set)
+    layer_ancestors: set[tuple[str, ...]] = field(default_factory=set)
+    dirs: list[_DirMeta] = field(default_factory=list)
+
+    def remember(self, parts: tuple[str, ...]) -> None:
+        self.layer_paths.add(parts)
+        for i in range(len(parts) - 1, 0, -1):
+            anc = parts[:i]
+            if anc in self.layer_ancestors:
+                break
+            self.layer_ancestors.add(anc)
+
+
+def apply_layer(stream: BinaryIO, root: Path, *, media_type: str | None = None,
+                same_owner: bool = True) -> ExtractStats:
+    """Apply one layer blob (gzip, zstd or plain tar; sniffed) from ``stream`` onto ``root``.
+
+    ``root`` must be an existing directory. ``same_owner`` restores numeric uid/gid
+    from the tar (when not running as root, ownership that cannot be set is ignored).
+    Returns :class:`ExtractStats`. Raises :class:`executor.errors.LayerError` for a
+    malformed archive or an entry that tries to escape ``root`` (see module docstring).
+    Source: OCI image-spec layer.md.
+    """
+    root_s = os.path.realpath(os.fspath(root))
+    if not os.path.isdir(root_s):
+        raise LayerError(f"cannot apply layer: {root} is not a directory")
+    st = _State(res=RootResolver(root_s), same_owner=same_owner, is_root=os.geteuid() == 0)
+    data = open_decompressed(stream, media_type)
+    try:
+        with tarfile.open(fileobj=data, mode="r|", errorlevel=2) as tf:
+            for member in tf:
+                try:
+                    _apply_member(tf, member, st)
+                except OSError as e:
+                    raise LayerError(f"cannot apply layer entry {member.name!r}: {e.strerror or e}") from None
+    except LayerError:
+        raise
+    except (tarfile.TarError, EOFError) as e:
+        raise LayerError(f"malformed layer: {e}") from None
+    except UnicodeError as e:
+        raise LayerError(f"malformed layer: undecodable header ({e})") from None
+    _finish_dirs(st)
+    return st.stats
+
+
+# -- one member ----------------------------------------------------------------------
+
+def _apply_member(tf: tarfile.TarFile, m: tarfile.TarInfo, st: _State) -> None:
+    parts = clean_name(m.name)
+    base = parts[-1] if parts else ""
+    if base.startswith(WHITEOUT_PREFIX):
+        _apply_whiteout(m.name, parts, st)
+        return
+    if any(p.startswith(WHITEOUT_META_PREFIX) for p in parts[:-1]):
+        return  # inside an AUFS meta directory such as .wh..wh.plnk: not part of the image
+    if m.type not in _ALLOWED_TYPES:
+        st.stats.skipped.append(f"{m.name}: unsupported tar entry type {m.type!r}")
+        return
+    if not parts:
+        if not m.isdir():
+            raise LayerError(f"layer entry {m.name!r} would replace the root directory with a non-directory")
+        st.dirs.append(_DirMeta((), m.mode & 0o7777, _mtime(m)))
+        _chown_xattrs_path(st.res.root, m, st)
+        st.stats.entries += 1
+        return
+    parent_rel, name = st.res.resolve_parent(parts, create=True, name=m.name)
+    dirpath = st.res.host(parent_rel)
+    path = os.path.join(dirpath, name)
+    try:
+        existing = os.lstat(path)
+    except FileNotFoundError:
+        existing = None
+
+    if m.isdir():
+        if existing is not None and not stat.S_ISDIR(existing.st_mode):
+            _remove(path, existing, st)
+            existing = None
+        if existing is None:
+            os.mkdir(path, 0o700)
+        st.dirs.append(_DirMeta(parts, m.mode & 0o7777, _mtime(m)))
+        _chown_xattrs_path(path, m, st)
+    elif m.islnk():
+        _hardlink(m, parts, path, existing, st)
+    else:
+        if existing is not None:
+            _remove(path, existing, st)
+        if m.isreg():
+            _write_file(tf, m, path, st)
+        elif m.issym():
+            os.symlink(m.linkname, path)
+            _chown_xattrs_path(path, m, st)
+            _utime(path, m)
+        elif m.ischr() or m.isblk():
+            kind = stat.S_IFCHR if m.ischr() else stat.S_IFBLK
+            try:
+                os.mknod(path, kind | (m.mode & 0o7777), os.makedev(m.devmajor, m.devminor))
+            except PermissionError:
+                st.stats.skipped.append(f"{'/'.join(parts)}: cannot create device node (not permitted)")
+                return
+            _meta_path(path, m, st)
+        elif m.isfifo():
+            os.mkfifo(path, 0o600)
+            _meta_path(path, m, st)
+    st.remember(parts)
+    st.stats.entries += 1
+
+
+def _mtime(m: tarfile.TarInfo) -> float | None:
+    pax = m.pax_headers.get("mtime")
+    if pax is not None:
+        try:
+            return float(pax)
+        except ValueError:
+            pass
+    return m.mtime
+
+
+def _utime(path: str, m: tarfile.TarInfo) -> None:
+    t = _mtime(m)
+    if t is None:
+        return
+    ns = int(t * 1_000_000_000) if isinstance(t, float) else int(t) * 1_000_000_000
+    try:
+        os.utime(path, ns=(ns, ns), follow_symlinks=False)
+    except OSError:
+        pass
+
+
+def _xattrs(m: tarfile.TarInfo) -> list[tuple[str, bytes]]:
+    out = []
+    for k, v in m.pax_headers.items():
+        if k.startswith(XATTR_PAX_PREFIX):
+            out.append((k[len(XATTR_PAX_PREFIX):], v.encode("utf-8", "surrogateescape")))
+    return out
+
+
+def _chown(target, m: tarfile.TarInfo, st: _State, follow: bool = False) -> None:
+    if not st.same_owner:
+        return
+    try:
+        if isinstance(target, int):
+            os.fchown(target, m.uid, m.gid)
+        else:
+            os.chown(target, m.uid, m.gid, follow_symlinks=False)
+    except OSError as e:
+        if st.is_root or e.errno not in (errno.EPERM, errno.EINVAL):
+            raise LayerError(f"cannot set owner {m.uid}:{m.gid} of {m.name!r}: {e.strerror}") from None
+
+
+def _set_xattrs(target, m: tarfile.TarInfo) -> None:
+    for name, value in _xattrs(m):
+        try:
+            if isinstance(target, int):
+                os.setxattr(target, name, value)
+            else:
+                os.setxattr(target, name, value, follow_symlinks=False)
+        except OSError:
+            pass  # filesystem or privilege refuses it (e.g. trusted.*, user.* on symlinks)
+
+
+def _chown_xattrs_path(path: str, m: tarfile.TarInfo, st: _State) -> None:
+    _chown(path, m, st)
+    _set_xattrs(path, m)
+
+
+def _meta_path(path: str, m: tarfile.TarInfo, st: _State) -> None:
+    """Owner, mode, xattrs, mtime of a just-created fifo or device node (not a symlink)."""
+    _chown(path, m, st)
+    os.chmod(path, m.mode & 0o7777)  # a fifo or device node we just made: nothing to follow
+    _set_xattrs(path, m)
+    _utime(path, m)
+
+
+def _write_file(tf: tarfile.TarFile, m: tarfile.TarInfo, path: str, st: _State) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        if m.size:
+            src = tf.extractfile(m)
+            remaining = m.size
+            while remaining:
+                chunk = src.read(min(_CHUNK, remaining))
+                if not chunk:
+                    raise LayerError(f"malformed layer: data of {m.name!r} is truncated")
+                mv = memoryview(chunk)
+                while mv:
+                    n = os.write(fd, mv)
+                    mv = mv[n:]
+                remaining -= len(chunk)
+        _chown(fd, m, st)
+        os.fchmod(fd, m.mode & 0o7777)  # after chown, which clears setuid/setgid
+        _set_xattrs(fd, m)
+        t = _mtime(m)
+        if t is not None:
+            ns = int(t * 1_000_000_000) if isinstance(t, float) else int(t) * 1_000_000_000
+            os.utime(fd, ns=(ns, ns))
+    finally:
+        os.close(fd)
+
+
+def _hardlink(m: tarfile.TarInfo, parts: tuple[str, ...], path: str, existing: os.stat_result | None,
+              st: _State) -> None:
+    tparts = clean_name(m.linkname, what=f"hardlink target of {m.name!r}:")
+    if not tparts:
+        raise LayerError(f"layer entry {m.name!r} is a hardlink to the root directory")
+    r = st.res.resolve_parent(tparts, create=False, name=m.linkname)
+    tpath = os.path.join(st.res.host(r[0]), r[1]) if r else None
+    try:
+        tst = os.lstat(tpath) if tpath else None
+    except FileNotFoundError:
+        tst = None
+    if tst is None:
+        raise LayerError(f"layer entry {m.name!r} is a hardlink to {m.linkname!r}, which does not exist in the layer")
+    if stat.S_ISDIR(tst.st_mode):
+        raise LayerError(f"layer entry {m.name!r} is a hardlink to directory {m.linkname!r}")
+    if existing is not None:
+        if existing.st_ino == tst.st_ino and existing.st_dev == tst.st_dev:
+            return
+        _remove(path, existing, st)
+    os.link(tpath, path, follow_symlinks=False)
+
+
+# -- removal ------------------------------------------------------------------------
+
+def _remove(path: str, existing: os.stat_result, st: _State) -> None:
+    """Remove ``path`` (never following it); a directory goes with its whole subtree."""
+    if stat.S_ISDIR(existing.st_mode):
+        _rmtree(path)
+        st.res.invalidate()
+    else:
+        os.unlink(path)
+        if stat.S_ISLNK(existing.st_mode):
+            st.res.invalidate()
+
+
+def _rmtree(path: str) -> None:
+    def onerror(func, p, exc):  # read-only dirs when not root: make writable and retry once
+        if isinstance(exc, PermissionError):
+            try:
+                os.chmod(os.path.dirname(p), 0o700)
+                func(p)
+                return
+            except OSError:
+                pass
+        raise exc
+
+    shutil.rmtree(path, onerror=lambda f, p, ei: onerror(f, p, ei[1]))
+
+
+def _apply_whiteout(raw: str, parts: tuple[str, ...], st: _State) -> None:
+    base = parts[-1]
+    st.stats.whiteouts += 1
+    dparts = parts[:-1]
+    if base == WHITEOUT_OPAQUE:
+        d = st.res.resolve_dir(dparts, create=True, name=raw)
+        _opaque(st.res.host(d), dparts, st)
+        return
+    if base.startswith(WHITEOUT_META_PREFIX):
+        return  # other AUFS meta entries (.wh..wh.plnk, .wh..wh.aufs): ignored per spec
+    victim = base[len(WHITEOUT_PREFIX):]
+    if victim in ("", ".", "..") or "/" in victim:
+        raise LayerError(f"layer entry {raw!r}: whiteout of {victim!r} escapes its directory")
+    vparts = dparts + (victim,)
+    if vparts in st.layer_paths or vparts in st.layer_ancestors:
+        return  # whiteouts only apply to lower layers
+    d = st.res.resolve_dir(dparts, create=False, name=raw)
+    if d is None:
+        return
+    path = os.path.join(st.res.host(d), victim)
+    try:
+        existing = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    _remove(path, existing, st)
+
+
+def _opaque(dirpath: str, dparts: tuple[str, ...], st: _State) -> None:
+    """Remove entries under ``dirpath`` that this layer did not create (recursively)."""
+    try:
+        it = os.scandir(dirpath)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    with it:
+        children = list(it)
+    for e in children:
+        cparts = dparts + (e.name,)
+        if cparts in st.layer_paths or cparts in st.layer_ancestors:
+            # created by (or holding entries of) this layer: keep it, but lower entries
+            # below it are hidden by the opaque parent as well
+            if e.is_dir(follow_symlinks=False):
+                _opaque(e.path, cparts, st)
+            continue
+        _remove(e.path, e.stat(follow_symlinks=False), st)
+
+
+# -- deferred directory metadata ------------------------------------------------------
+
+def _finish_dirs(st: _State) -> None:
+    """Apply directory modes and mtimes, deepest first, after all children exist."""
+    for d in sorted(st.dirs, key=lambda d: len(d.parts), reverse=True):
+        rel = st.res.resolve_path(d.parts) if d.parts else ""
+        if rel is None:
+            continue
+        path = st.res.host(rel)
+        try:
+            s = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISDIR(s.st_mode):
+            continue
+        os.chmod(path, d.mode)
+        if d.mtime is not None:
+            ns = int(d.mtime * 1_000_000_000)
+            os.utime(path, ns=(ns, ns), follow_symlinks=False)

@@ -1,0 +1,58 @@
+"""Logging set-up for the CLI: Kaniko's ``--verbosity`` levels and ``--log-format`` text|color|json."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+
+LEVELS = {"trace": 5, "debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
+          "warning": logging.WARNING, "error": logging.ERROR, "fatal": logging.CRITICAL, "panic": logging.CRITICAL}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: level, msg, time (RFC 3339), logger."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps({"level": record.levelname.lower(), "msg": record.getMessage(),
+                           "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created)),
+                           "logger": record.name})
+
+
+class TextFormatter(logging.Formatter):
+    """``LEVEL message`` lines; colour on a terminal when asked."""
+
+    COLORS = {"DEBUG": "\033[36m", "INFO": "\033[32m", "WARNING": "\033[33m", "ERROR": "\033[31m",
+              "CRITICAL": "\033[31m"}
+
+    def __init__(self, color: bool, timestamps: bool):
+        super().__init__()
+        self.color = color
+        self.timestamps = timestamps
+
+    def format(self, record: logging.LogRecord) -> str:
+        level = {"WARNING": "WARN", "CRITICAL": "FATAL"}.get(record.levelname, record.levelname)
+        if self.color:
+            level = f"{self.COLORS.get(record.levelname, '')}{level}\033[0m"
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ ", time.gmtime(record.created)) if self.timestamps else ""
+        return f"{stamp}{level}[{record.name.removeprefix('executor.') or 'executor'}] {record.getMessage()}"
+
+
+def setup_logging(verbosity: str = "info", fmt: str = "color", timestamps: bool = False) -> None:
+    """Configure the ``executor`` logger tree on stderr. Raises ValueError for unknown values."""
+    if verbosity not in LEVELS:
+        raise ValueError(f"--verbosity={verbosity}: use one of {', '.join(LEVELS)}")
+    if fmt not in ("text", "color", "json"):
+        raise ValueError(f"--log-format={fmt}: use text, color or json")
+    logging.addLevelName(5, "TRACE")
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(TextFormatter(fmt == "color" and sys.stderr.isatty(), timestamps))
+    root = logging.getLogger("executor")
+    root.handlers[:] = [handler]
+    root.setLevel(LEVELS[verbosity])
+    root.propagate = False
+    logging.getLogger("httpx").setLevel(logging.WARNING)
