@@ -23,5 +23,8 @@ e2e: install
 bench: install
 	scripts/bench.sh
 
+lint-tekton: install
+	scripts/lint-tekton.sh
+
 clean:
 	rm -rf $(VENV) .demo

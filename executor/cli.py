@@ -170,6 +170,7 @@ def build(
     ignore_path: List[str] = typer.Option([], "--ignore-path", help="Path excluded from snapshots (repeatable)."),
     secret: List[str] = typer.Option([], "--secret", help="id=X,src=PATH or id=X,env=VAR for RUN --mount=type=secret."),
     ssh: List[str] = typer.Option([], "--ssh", help="default|ID=SOCKET for RUN --mount=type=ssh."),
+    run_cache_dir: Optional[Path] = typer.Option(None, "--run-cache-dir", help="Where RUN --mount=type=cache content persists between builds (default: $XDG_CACHE_HOME/executor/run-cache, else run-cache next to the work directory)."),
     cache: bool = typer.Option(False, "--cache", help="Use the registry layer cache."),
     cache_repo: Optional[str] = typer.Option(None, "--cache-repo"),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Local base-image cache (executor warm)."),
@@ -224,6 +225,7 @@ def build(
         ignore_paths=list(ignore_path), secrets={s.id: s for s in map(parse_secret, secret)}, ssh=list(ssh),
         cache=cache, cache_repo=cache_repo, cache_dir=cache_dir, cache_ttl_seconds=parse_ttl(cache_ttl),
         cache_run_layers=cache_run_layers, cache_copy_layers=cache_copy_layers, no_push_cache=no_push_cache,
+        run_cache_dir=run_cache_dir.resolve() if run_cache_dir else None,
     )
     ropts = _registry_options(insecure, insecure_pull, insecure_registry, skip_tls_verify, skip_tls_verify_pull,
                               skip_tls_verify_registry, registry_certificate, registry_client_cert, registry_mirror,

@@ -10,6 +10,7 @@ missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
 done
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)   # @ibm/tekton-lint
 if ((${#missing[@]})); then
   echo "install-deps: apt-get install ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive

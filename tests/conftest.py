@@ -30,3 +30,17 @@ def registry(tools_present, tmp_path_factory) -> Registry:
 def busybox(registry: Registry) -> str:
     """Reference of a busybox base image made with umoci and seeded with skopeo."""
     return seed_busybox(registry)
+
+
+@pytest.fixture(scope="session")
+def debian_base(registry: Registry) -> str:
+    """A Debian bookworm minbase image (debootstrap, cached in ~/.cache/executor-tests), packed with
+    umoci and pushed with skopeo. TEST ONLY: it carries this machine's proxy CA so RUN steps can
+    reach PyPI through the intercepting proxy."""
+    from tests.support.tools import SCRIPTS, have, run
+    missing = have("debootstrap")
+    if missing:
+        pytest.skip("debootstrap missing: Debian example skipped (run scripts/install-deps.sh)")
+    out = run([str(SCRIPTS / "make-debian-image.sh"), registry.host, "debian:bookworm", "--with-host-ca"],
+              timeout=900)
+    return out.stdout.strip().splitlines()[-1]

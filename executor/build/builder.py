@@ -20,8 +20,8 @@ from pathlib import Path
 
 from ..context import Context, has_wildcard, match_sources
 from ..dockerfile.ignore import DockerIgnore, find_dockerignore
-from ..dockerfile.parser import Dockerfile, Instruction, Stage, parse_dockerfile
-from ..dockerfile.shell import ExpansionError, expand_word
+from ..dockerfile.parser import Dockerfile, Instruction, Stage, parse_dockerfile, parse_flag_kv
+from ..dockerfile.shell import ExpansionError, expand_heredoc, expand_word
 from ..errors import BuildError, DockerfileError, RunFailed, UserError
 from ..layers.writer import write_layer
 from ..oci.image import Image, Layer
@@ -29,11 +29,13 @@ from ..options import BuildOptions
 from ..registry.client import RegistryClient
 from .commands import metadata
 from .commands.copy import CopySpec, copy_into_root, write_heredoc_file
+from .commands.mounts import (MountError, RunMounts, default_cache_dir, drop_setup_only_dirs, parse_mount,
+                              ssh_sockets)
 from .commands.run import build_run_command
 from .fsutil import clean_abs, resolve_in_root
 from .images import BlobStore, ImageSource
 from .runroot import run_in_root
-from .sandbox import detect_mode
+from .sandbox import can_unshare_network, detect_mode
 from .snapshot import ChangeSet, FsIndex
 from .state import PROXY_ARGS, StageState
 from .users import resolve_chown, resolve_user
@@ -91,6 +93,9 @@ class Builder:
         self.stages: dict[int, StageState] = {}
         self.used_build_args: set[str] = set()
         self.epoch = self._epoch()
+        from .cache import make_driver, open_local_cache
+        self.source.local_cache = open_local_cache(options.cache_dir, options.cache_ttl_seconds)
+        self.cache = make_driver(options, client)  # None without --cache
 
     # ----------------------------------------------------------------- helpers
     def _epoch(self) -> int | None:
@@ -235,6 +240,8 @@ class Builder:
             labels.update(self.opts.labels)
             img.container_config["Labels"] = labels
         img.config["created"] = self._created()
+        if self.cache is not None:
+            self.cache.finalize(target, img, self.opts.labels)
         return BuildResult(image=img, store=self.store, source=self.source, stages_built=order)
 
     def _reference_counts(self, df: Dockerfile, order: list[int], bases: dict[int, str]) -> dict[int, int]:
@@ -244,7 +251,10 @@ class Builder:
             if ref is not None:
                 counts[ref] = counts.get(ref, 0) + 1
             for ins in df.stages[idx].instructions:
-                for f in ins.flags.get("from", []) if ins.name in ("COPY", "ADD") else []:
+                froms = list(ins.flags.get("from", [])) if ins.name in ("COPY", "ADD") else []
+                if ins.name == "RUN":  # RUN --mount=from=stage reads the stage root too: never take it over
+                    froms += [_mount_from(m) for m in ins.flags.get("mount", [])]
+                for f in froms:
                     r = self._stage_ref(f, idx)
                     if r is not None:
                         counts[r] = counts.get(r, 0) + 1
@@ -266,7 +276,10 @@ class Builder:
             root = self.work / "stages" / str(idx) / "rootfs"
             root.parent.mkdir(parents=True, exist_ok=True)
             remaining[ref] -= 1
-            if remaining[ref] == 0 and ref != idx:
+            if self.cache is not None and ref in self.cache.lazy:  # parent never unpacked: stay lazy too
+                root = self._stage_root(idx)
+                self.cache.lazy.add(idx)
+            elif remaining[ref] == 0 and ref != idx:
                 os.rename(parent.root, root)  # last user: take the directory over
                 parent.root = root
             else:
@@ -282,9 +295,16 @@ class Builder:
         else:
             log.info("pulling base image %s", base)
             image = self.source.image(base)
-            t0 = time.monotonic()
-            self.source.unpack(image, root)
-            log.info("unpacked %d layers of %s in %.2fs", len(image.layers), base, time.monotonic() - t0)
+            if self.cache is not None:  # unpacked only when a step misses the cache (CacheDriver.materialize)
+                self.cache.lazy.add(idx)
+            else:
+                t0 = time.monotonic()
+                self.source.unpack(image, root)
+                log.info("unpacked %d layers of %s in %.2fs", len(image.layers), base, time.monotonic() - t0)
+        if self.opts.compression == "zstd" and not image.oci:
+            log.info("--compression=zstd: writing an OCI manifest (Docker schema 2 has no zstd layer type); "
+                     "the base layers are kept and relabelled with their OCI media types")
+            image.oci = True
         for key in ("container", "container_config", "docker_version", "comment"):
             image.config.pop(key, None)
         return StageState(index=idx, name=stage.name, root=root, image=image)
@@ -293,6 +313,8 @@ class Builder:
                     remaining: dict[int, int]) -> StageState:
         log.info("stage %d%s: FROM %s", stage.index, f" AS {stage.name}" if stage.name else "", base)
         state = self._base_state(stage, base, remaining)
+        if self.cache is not None:
+            self.cache.start_stage(self, state, base, self._stage_ref(base, stage.index))
         state.meta = meta  # type: ignore[attr-defined]
         instructions = list(stage.instructions)
         triggers = state.config.pop("OnBuild", None) or []
@@ -304,8 +326,14 @@ class Builder:
         return state
 
     def execute(self, state: StageState, ins: Instruction) -> None:
-        """Run one instruction on ``state``."""
+        """Run one instruction on ``state`` (through the layer cache with ``--cache``)."""
         log.info("%s", ins.original.strip().splitlines()[0][:200])
+        if self.cache is not None:
+            self.cache.execute(self, state, ins, self._execute)
+        else:
+            self._execute(state, ins)
+
+    def _execute(self, state: StageState, ins: Instruction) -> None:
         name = ins.name
         expand = self._expand(ins, state.expansion_env())
         if name == "ARG":
@@ -413,28 +441,67 @@ class Builder:
         network = (ins.flags.get("network") or ["default"])[-1]
         if network not in ("default", "none", "host"):
             raise self._err(ins, f"RUN --network={network}: use default, none or host")
+        if network == "none" and mode == "chroot" and not can_unshare_network():
+            raise self._err(ins, "RUN --network=none needs a network namespace, which this environment does not "
+                                 "allow (no CAP_SYS_ADMIN); remove --network=none or run the executor with "
+                                 "CAP_SYS_ADMIN")
         workdir = state.workdir
         self._ensure_dir_for_run(state, workdir)
         files = {cmd.argv[0]: cmd.script} if cmd.script is not None else None
         scratch = self.work / "run"
         scratch.mkdir(exist_ok=True)
+        mounts = self._run_mounts(state, ins, mode, scratch)
         t0 = time.monotonic()
-        rc = run_in_root(state.root, cmd.argv, env, cwd=workdir, uid=ident.uid, gid=ident.gid,
-                         groups=ident.groups, mode=mode, network=network, workdir=scratch, files=files,
-                         stdout=self.stdout, stderr=self.stderr)
+        try:
+            with mounts:
+                env.update(mounts.env)
+                rc = run_in_root(state.root, cmd.argv, env, cwd=workdir, uid=ident.uid, gid=ident.gid,
+                                 groups=ident.groups, mode=mode, network=network, workdir=scratch, files=files,
+                                 binds=mounts.binds, stdout=self.stdout, stderr=self.stderr)
+        except MountError as e:
+            raise self._err(ins, f"RUN --mount: {e}") from None
         t_run = time.monotonic() - t0
         if rc != 0:
             shown = ins.original.strip().splitlines()[0]
             raise RunFailed(f"{ins.filename}:{ins.start_line}: {shown!s} returned a non-zero code: {rc}", rc)
         t1 = time.monotonic()
         after = FsIndex.scan(state.root, exclude=self._exclude())
-        changes = before_diff(before, after)
+        changes = drop_setup_only_dirs(before_diff(before, after), before, after,
+                                       [m.target for m in mounts.specs if m.target] + ["/etc/hosts", "/etc/resolv.conf"])
         state.fs_index = after
-        args_used = [f"{k}={v}" for k, v in state.args.items() if v is not None]
+        args_used = [f"{k}={v}" for k, v in state.args.items() if v is not None and k not in PROXY_ARGS]
         created_by = ("RUN " + (f"|{len(args_used)} {' '.join(args_used)} " if args_used else "")
                       + " ".join(cmd.argv if cmd.script is None else [ins.args[0]]))
         self.commit_layer(state, changes, created_by)
         log.debug("RUN took %.2fs, snapshot+layer %.2fs", t_run, time.monotonic() - t1)
+
+    def _run_mounts(self, state: StageState, ins: Instruction, mode: str, scratch: Path) -> RunMounts:
+        """The RUN's ``--mount`` flags parsed and ready to prepare (see commands/mounts.py)."""
+        expand = self._expand(ins, state.expansion_env())
+        specs = []
+        try:
+            for i, value in enumerate(ins.flags.get("mount", [])):
+                specs.append(parse_mount(value, state.workdir, expand,
+                                         ssh_index=sum(1 for s in specs if s.type == "ssh")))
+        except MountError as e:
+            raise self._err(ins, f"RUN --mount: {e}") from None
+
+        def tree_for(frm: str) -> Path:
+            if not frm:
+                return self.opts.context
+            ref = self._stage_ref(frm, state.index)
+            if ref is not None:
+                if self.cache is not None:
+                    self.cache.materialize(self, self.stages[ref])
+                return self.stages[ref].root
+            if frm.lower() in self.stage_names:
+                raise MountError(f"from={frm}: stage {frm!r} is defined after this one")
+            return self._image_root(frm)
+
+        self._mount_seq = getattr(self, "_mount_seq", 0) + 1
+        return RunMounts(specs=specs, root=state.root, mode=mode, scratch=scratch / f"mounts-{self._mount_seq}",
+                         cache_root=default_cache_dir(self.opts, self.work), secrets=self.opts.secrets,
+                         ssh=ssh_sockets(self.opts.ssh), tree_for=tree_for)
 
     def _ensure_dir_for_run(self, state: StageState, workdir: str) -> None:
         if workdir != "/" and not resolve_in_root(state.root, workdir).is_dir():
@@ -471,7 +538,7 @@ class Builder:
                 h = heredoc_names.get(name)
                 if h is None:
                     raise self._err(ins, f"heredoc {raw} has no body")
-                content = expand_word(h.content, state.expansion_env()) if h.expand and "$" in h.content else h.content
+                content = expand_heredoc(h.content, state.expansion_env()) if h.expand else h.content
                 written += write_heredoc_file(state.root, dest, name, content, chown, chmod)
             else:
                 file_sources.append(raw)
@@ -510,6 +577,8 @@ class Builder:
         frm = expand(frm)
         ref = self._stage_ref(frm, state.index)
         if ref is not None:
+            if self.cache is not None:
+                self.cache.materialize(self, self.stages[ref])
             return self.stages[ref].root, None, True
         if frm.lower() in self.stage_names:
             raise self._err(ins, f"--from={frm}: stage {frm!r} is defined after this one")
@@ -555,6 +624,8 @@ class Builder:
 
     def cleanup(self) -> None:
         """Remove the work directory (stage roots, blobs) when it was ours."""
+        if self.cache is not None:
+            self.cache.close()  # background cache pushes read blobs from the work directory
         self.source.close()
         if self.opts.cleanup:
             shutil.rmtree(self.work, ignore_errors=True)
@@ -563,6 +634,14 @@ class Builder:
 def before_diff(before: FsIndex, after: FsIndex) -> ChangeSet:
     from .snapshot import diff
     return diff(before, after)
+
+
+def _mount_from(value: str) -> str:
+    """The ``from=`` of a RUN ``--mount`` value ('' when absent or malformed)."""
+    try:
+        return parse_flag_kv(value).get("from", "")
+    except ValueError:
+        return ""
 
 
 def _is_archive(path: Path) -> bool:

@@ -107,6 +107,21 @@ def mount(source: str, target: str, fstype: str | None, flags: int, data: str | 
     _check(rc, f"mount {target}")
 
 
+def can_unshare_network() -> bool:
+    """True when this process may create a network namespace (needed for RUN --network=none).
+
+    Probes in a forked child so the parent's namespaces are never changed."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        try:
+            unshare(CLONE_NEWNET)
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status) == 0
+
+
 def detect_mode() -> str:
     """``namespace`` when this process may create a mount namespace and mount in it, else ``chroot``.
 
@@ -207,6 +222,9 @@ def _enter(spec: RunSpec) -> None:
 def child_main(spec: RunSpec) -> int:
     """Set up the isolation for ``spec`` and exec its command; returns only on setup errors."""
     if spec.mode == "chroot":
+        if spec.network == "none":  # RUN --network=none: a fresh, empty network namespace or fail
+            unshare(CLONE_NEWNET)
+            _loopback_up()
         _enter(spec)
         return 126
     flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC

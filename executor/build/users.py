@@ -74,6 +74,8 @@ def resolve_user(root: Path, spec: str) -> Identity:
     spec = spec or "root"
     user, _, group = spec.partition(":")
     entry = lookup_user(root, user)
+    if entry is None and user == "root":
+        entry = (0, 0, "/root")  # root needs no /etc/passwd entry (Docker does the same)
     if entry is None:
         if not user.isdigit():
             raise BuildError(f"unable to find user {user}: no matching entries in the image's /etc/passwd")

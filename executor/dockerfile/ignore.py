@@ -9,7 +9,7 @@ Semantics follow Docker's moby/patternmatcher and its ``ignorefile`` reader:
 * patterns are cleaned like Go's ``path.Clean`` (``./a//b/`` -> ``a/b``) and a
   leading ``/`` is dropped, so patterns are always relative to the context root;
 * ``*`` matches any run of characters except ``/``, ``?`` one character
-  except ``/``, ``[...]`` a character class (``[^...]`` negated), ``\\`` escapes
+  except ``/``, ``[...]`` a regex character class (``[^...]`` negated), ``\\`` escapes
   the next character, and ``**`` matches any number of path segments
   (``**/x``, ``a/**``, ``a/**/b``);
 * a pattern that matches a directory also excludes everything below it
@@ -39,8 +39,15 @@ def clean_pattern(pattern: str) -> str:
     return p
 
 
+_ESCAPED = frozenset(".+()|{}$")
+_WILD = frozenset("*?[]\\")
+
+
 def _translate(pattern: str) -> str:
-    """Regular expression (without anchors) for a cleaned pattern."""
+    """Regular expression (without anchors) for a cleaned pattern, built the
+    way patternmatcher's Pattern.compile does: ``**`` -> any depth, ``*`` and
+    ``?`` never cross ``/``, ``[`` ``]`` are passed through as a regex class
+    (so ``[^a]`` negates and ``[!a]`` is a class holding ``!``), ``\\`` escapes."""
     out: list[str] = []
     i, n = 0, len(pattern)
     while i < n:
@@ -51,41 +58,40 @@ def _translate(pattern: str) -> str:
                 i += 1
                 if i < n and pattern[i] == "/":
                     i += 1
-                if i >= n:
-                    out.append(".*")
-                else:
-                    out.append("(?:.*/)?")
+                out.append(".*" if i >= n else "(?:.*/)?")
             else:
                 out.append("[^/]*")
         elif ch == "?":
             out.append("[^/]")
+        elif ch in _ESCAPED:
+            out.append("\\" + ch)
         elif ch == "\\":
             if i < n:
                 out.append(re.escape(pattern[i]))
                 i += 1
             else:
                 out.append(re.escape("\\"))
-        elif ch == "[":
-            j = i
-            if j < n and pattern[j] in "^!":
-                j += 1
-            if j < n and pattern[j] == "]":
-                j += 1
-            while j < n and pattern[j] != "]":
-                j += 1
-            if j >= n:
-                out.append(re.escape("["))
-                continue
-            body = pattern[i:j]
-            i = j + 1
-            negate = body[:1] in ("^", "!")
-            if negate:
-                body = body[1:]
-            body = body.replace("\\", "\\\\").replace("[", "\\[")
-            out.append("[^/" + body + "]" if negate else "[" + body + "]")
+        elif ch in "[]^-":
+            out.append(ch)
         else:
             out.append(re.escape(ch))
     return "".join(out)
+
+
+def _compile(pattern: str) -> re.Pattern[str]:
+    try:
+        return re.compile(_translate(pattern), re.DOTALL)
+    except re.error as exc:
+        raise ValueError(f"syntax error in pattern {pattern!r}: {exc}") from None
+
+
+def _suffix_of(pattern: str) -> str | None:
+    """patternmatcher's suffixMatch: a pattern that starts with ``**`` and has no
+    other wildcard matches any path *ending* in the rest (``**foo`` matches
+    ``barfoo``; ``**/foo`` also matches ``foo``)."""
+    if pattern.startswith("**") and not (set(pattern[2:]) & _WILD):
+        return pattern[2:]
+    return None
 
 
 @dataclass(frozen=True)
@@ -96,8 +102,12 @@ class IgnorePattern:
     text: str
     exclusion: bool
     regex: re.Pattern[str]
+    suffix: str | None = None
 
     def matches(self, path: str) -> bool:
+        if self.suffix is not None:
+            sfx = self.suffix
+            return path.endswith(sfx) or (sfx.startswith("/") and path == sfx[1:])
         return self.regex.fullmatch(path) is not None
 
     def matches_self_or_parent(self, path: str) -> bool:
@@ -108,8 +118,11 @@ class IgnorePattern:
         return any(self.matches("/".join(parts[:k])) for k in range(1, len(parts)))
 
 
-def _segment_regex(segment: str) -> re.Pattern[str]:
-    return re.compile(_translate(segment))
+def _segment_matches(segment: str, name: str) -> bool:
+    try:
+        return _compile(segment).fullmatch(name) is not None
+    except ValueError:
+        return True  # unknown: be conservative and descend
 
 
 class DockerIgnore:
@@ -143,7 +156,7 @@ class DockerIgnore:
                 if not line:
                     raise ValueError('illegal exclusion pattern: "!"')
             text = clean_pattern(line)
-            patterns.append(IgnorePattern(text, exclusion, re.compile(_translate(text), re.DOTALL)))
+            patterns.append(IgnorePattern(text, exclusion, _compile(text), _suffix_of(text)))
         return cls(patterns)
 
     @classmethod
@@ -211,7 +224,7 @@ def _could_match_below(pattern: str, dir_parts: list[str]) -> bool:
             return True  # "**" can absorb any remaining directory levels
         if k >= len(dir_parts):
             return True  # dir matched so far; pattern continues below it
-        if not _segment_regex(seg).fullmatch(dir_parts[k]):
+        if not _segment_matches(seg, dir_parts[k]):
             return False
     # The pattern is fully consumed by (a prefix of) the directory path: it
     # names the dir or one of its parents, so re-includes it wholesale.

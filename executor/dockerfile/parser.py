@@ -13,7 +13,6 @@ the file name and the 1-based line range of the offending instruction.
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 from dataclasses import dataclass, field
@@ -263,6 +262,48 @@ def _parse_flags(words: list[str], spec: dict[str, str]) -> dict[str, list[str]]
     return out
 
 
+def _split_csv(value: str) -> list[str]:
+    """Split one CSV record with Go encoding/csv rules (strict quotes):
+    a field that starts with ``"`` is quoted and ``""`` inside it is a quote;
+    a ``"`` inside an unquoted field or stray text after a closing quote is an
+    error.  Raises ValueError."""
+    fields: list[str] = []
+    i, n = 0, len(value)
+    while True:
+        if i < n and value[i] == '"':
+            buf: list[str] = []
+            i += 1
+            while True:
+                if i >= n:
+                    raise ValueError(f'extraneous or missing " in quoted-field of {value!r}')
+                ch = value[i]
+                if ch == '"':
+                    if i + 1 < n and value[i + 1] == '"':
+                        buf.append('"')
+                        i += 2
+                        continue
+                    i += 1
+                    break
+                buf.append(ch)
+                i += 1
+            if i < n and value[i] != ",":
+                raise ValueError(f'extraneous or missing " in quoted-field of {value!r}')
+            fields.append("".join(buf))
+        else:
+            j = value.find(",", i)
+            text = value[i:] if j < 0 else value[i:j]
+            if '"' in text:
+                raise ValueError(f'bare " in non-quoted-field of {value!r}')
+            fields.append(text)
+            i = n if j < 0 else j
+        if i >= n:
+            return fields
+        i += 1  # the comma
+        if i >= n:
+            fields.append("")
+            return fields
+
+
 def parse_flag_kv(value: str) -> dict[str, str]:
     """Parse a CSV ``key=value`` flag value such as a RUN ``--mount``.
 
@@ -270,14 +311,11 @@ def parse_flag_kv(value: str) -> dict[str, str]:
     "id": "y"}``.  Fields may be CSV-quoted (``"target=/a,b"``); keys are
     lower-cased; a bare key (``rw``, ``readonly``) maps to ``"true"``; empty
     fields are skipped; later duplicates win.  Raises ValueError on malformed
-    CSV or an empty key.  Source: BuildKit dockerfile instructions/commands_runmount.go.
+    CSV or an empty key.  Source: BuildKit dockerfile instructions/commands_runmount.go
+    (encoding/csv record, then ``key=value`` per field).
     """
-    try:
-        rows = list(csv.reader([value], strict=True, skipinitialspace=False))
-    except csv.Error as exc:
-        raise ValueError(f"invalid key=value list {value!r}: {exc}") from None
     out: dict[str, str] = {}
-    for fieldtext in rows[0] if rows else []:
+    for fieldtext in _split_csv(value):
         if fieldtext == "":
             continue
         key, eq, val = fieldtext.partition("=")
@@ -734,10 +772,6 @@ def _p_healthcheck(rest: str, ctx: _Ctx, flags: dict) -> _Parsed:
     return _Parsed(["CMD", *cmd.args], json_form=cmd.json_form)
 
 
-def _p_maintainer(rest: str, ctx: _Ctx, flags: dict) -> _Parsed:
-    return _p_string("MAINTAINER")(rest, ctx, flags)
-
-
 _ONBUILD_PREFIX = re.compile(r"^\s*ONBUILD\s*", re.IGNORECASE)
 
 _PARSERS: dict[str, Callable[[str, _Ctx, dict], _Parsed]] = {
@@ -751,7 +785,7 @@ _PARSERS: dict[str, Callable[[str, _Ctx, dict], _Parsed]] = {
     "FROM": _p_from,
     "HEALTHCHECK": _p_healthcheck,
     "LABEL": _p_kv("LABEL"),
-    "MAINTAINER": _p_maintainer,
+    "MAINTAINER": _p_string("MAINTAINER"),
     "RUN": _p_run,
     "SHELL": _p_shell,
     "STOPSIGNAL": _p_string("STOPSIGNAL"),
@@ -864,7 +898,7 @@ def _logical_lines(
             token = ""
         i += 1
         start = i
-        cont = re.compile(re.escape(directives.escape) + r"[ \t]*\Z")
+        cont = _CONTINUATION[directives.escape]
         line, eol = _trim_continuation(token, cont)
         if eol and line == "":
             continue
@@ -904,7 +938,12 @@ def _logical_lines(
     return out, directives, warnings
 
 
+_CONTINUATION = {esc: re.compile(re.escape(esc) + r"[ \t]*\Z") for esc in ("\\", "`")}
+
+
 def _trim_continuation(line: str, cont: re.Pattern[str]) -> tuple[str, bool]:
+    """Strip a trailing escape character (plus spaces/tabs); (line, is_end_of_line).
+    Like BuildKit, an escaped escape at end of line still continues."""
     m = cont.search(line)
     if m:
         return line[: m.start()], False

@@ -30,6 +30,7 @@ __all__ = [
     "expand_word",
     "expand_words",
     "expand_word_with_usage",
+    "expand_heredoc",
 ]
 
 _SPECIAL_PARAMS = frozenset("@*#?-$!0")
@@ -122,6 +123,7 @@ class _Scanner:
         raw_quotes: bool,
         raw_escapes: bool,
         skip_unset: bool,
+        skip_quotes: bool = False,
     ):
         self.text = text
         self.pos = 0
@@ -130,6 +132,7 @@ class _Scanner:
         self.raw_quotes = raw_quotes
         self.raw_escapes = raw_escapes
         self.skip_unset = skip_unset
+        self.skip_quotes = skip_quotes
         self.matched: set[str] = set()
         self.unmatched: set[str] = set()
 
@@ -173,11 +176,11 @@ class _Scanner:
                 tmp = self.dollar()
                 out.append(tmp)
                 words.add_string(tmp)
-            elif ch == "'":
+            elif ch == "'" and not self.skip_quotes:
                 tmp = self.single_quote()
                 out.append(tmp)
                 words.add_raw_string(tmp)
-            elif ch == '"':
+            elif ch == '"' and not self.skip_quotes:
                 tmp = self.double_quote()
                 out.append(tmp)
                 words.add_raw_string(tmp)
@@ -274,6 +277,9 @@ class _Scanner:
         chs = ch
         null_is_unset = False
 
+        if ch == "":
+            # BuildKit reports "unsupported modifier (\ufffd)" here; say what is wrong.
+            raise _SyntaxError("syntax error: missing '}'")
         if ch == "}":
             value, found = self.lookup(name)
             if not found and self.skip_unset:
@@ -429,16 +435,18 @@ def process(
     raw_quotes: bool = False,
     raw_escapes: bool = False,
     skip_unset: bool = False,
+    skip_quotes: bool = False,
 ) -> ExpansionResult:
     """Expand ``word`` against ``env`` (BuildKit ``Lex.process``).
 
     ``raw_quotes`` keeps quote characters in the output, ``raw_escapes`` keeps
     escape characters, ``skip_unset`` leaves references to unset variables as
-    written.  Raises :class:`ExpansionError`.
+    written, ``skip_quotes`` treats quote characters as ordinary text (BuildKit
+    ``SkipProcessQuotes``, used for heredoc bodies).  Raises :class:`ExpansionError`.
     """
     if escape not in ("\\", "`"):
         raise ValueError(f"invalid escape character {escape!r}")
-    sc = _Scanner(word, env, escape, raw_quotes, raw_escapes, skip_unset)
+    sc = _Scanner(word, env, escape, raw_quotes, raw_escapes, skip_unset, skip_quotes)
     try:
         result, words = sc.stop_on("", raw_escapes)
     except _SyntaxError as exc:
@@ -466,3 +474,11 @@ def expand_word_with_usage(word: str, env: Mapping[str, str], escape: str = "\\"
     referenced (set or not), for unused-build-arg warnings and cache keys."""
     res = process(word, env, escape)
     return res.result, set(res.matched | res.unmatched)
+
+
+def expand_heredoc(content: str, env: Mapping[str, str]) -> str:
+    """Expand a heredoc body whose delimiter was unquoted: ``$`` references
+    and ``\\`` escapes are processed but quotes are kept as written (BuildKit
+    expands heredocs with ``SkipProcessQuotes``; the escape is always ``\\``).
+    ``echo "$HOME"`` -> ``echo "/root"``.  Raises :class:`ExpansionError`."""
+    return process(content, env, "\\", skip_quotes=True).result

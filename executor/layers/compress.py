@@ -203,8 +203,10 @@ class DigestingWriter(io.RawIOBase):
     defaults to 6 for gzip and 3 for zstd. ``threads``: 0 compresses on the calling
     thread; N > 0 uses N worker threads (gzip: pigz-style blocks; zstd: libzstd workers).
     The gzip output is a single RFC 1952 member with mtime 0 and no file name, so it is
-    deterministic; note that threaded and unthreaded gzip produce different (both valid)
-    bytes, as do threaded and unthreaded zstd. ``close()`` finishes the stream, does not
+    deterministic. The bytes (hence ``digest``) depend on the input, compression, level
+    and only on whether ``threads`` is 0 or not: any N > 0 gives identical output
+    (fixed 1 MiB gzip blocks; libzstd's multi-threaded format), so pass a fixed choice
+    (e.g. always 0, or always >0) for reproducible digests across machines. ``close()`` finishes the stream, does not
     close ``out`` and returns the :class:`LayerDigests`. Raises ValueError for an
     unknown compression or level.
     """
@@ -318,6 +320,8 @@ class _GzipReader(io.RawIOBase):
                     raise LayerError("malformed layer: gzip stream is truncated")
                 self._eof = True
                 break
+            if not self._started and not data.strip(b"\0"):
+                continue  # zero padding after the last member (some writers pad blobs): ignore
             self._started = True
             try:
                 self._pending = self._d.decompress(data, max(want, 64 * 1024))

@@ -5,7 +5,11 @@ Policy under test (documented in executor/layers/extract.py):
 * absolute names are relative to the root (leading "/" stripped);
 * symlinks in parent components are resolved inside the root (neutralised);
 * an existing symlink as the final component is replaced, never written through.
-Every test checks that a sentinel directory beside the root is byte-for-byte unchanged.
+Every test checks that a sentinel directory around the root is byte-for-byte unchanged.
+The hostile names are built so that, should the protection ever regress, the escape
+lands inside that sentinel (a pytest tmp dir) and is detected -- never in the host's
+real /etc: ROOT is SENTINEL/a/b/root, so three ``..`` reach SENTINEL, and absolute
+targets name SENTINEL's own absolute path.
 """
 
 from __future__ import annotations
@@ -65,22 +69,28 @@ def snapshot_tree(top: Path) -> dict[str, tuple]:
 
 @pytest.fixture
 def jail(tmp_path: Path):
-    """(root, sentinel): root is deep enough that ../../.. lands in tmp_path's sentinel."""
+    """(root, sentinel, before): ROOT = SENTINEL/a/b/root, so ROOT/../../.. is SENTINEL."""
     sentinel = tmp_path / "sentinel"
     (sentinel / "etc").mkdir(parents=True)
     (sentinel / "etc" / "passwd").write_text("host-passwd\n")
     (sentinel / "outside").write_text("outside\n")
-    root = tmp_path / "sentinel" / "a" / "root"
+    root = sentinel / "a" / "b" / "root"
     root.mkdir(parents=True)
-    # root is sentinel/a/root: "../../etc/x" from root would be sentinel/etc/x
+    (sentinel / "a" / "b" / "outside").write_text("near\n")
     before = snapshot_tree(sentinel)
-    del before["a"], before["a/root"]
+    del before["a/b/root"]
     yield root, sentinel, before
+
+
+def host(sentinel: Path, rel: str) -> str:
+    """Absolute name of SENTINEL/rel without the leading '/' (what an escape would hit)."""
+    return str(sentinel / rel).lstrip("/")
 
 
 def assert_untouched(sentinel: Path, before: dict) -> None:
     now = snapshot_tree(sentinel)
-    now = {k: v for k, v in now.items() if not (k == "a" or k.startswith("a/root"))}
+    now = {k: v for k, v in now.items() if not (k == "a/b/root" or k.startswith("a/b/root/"))}
+    # "a" and "a/b" are checked too: a write one or two levels above ROOT shows up there
     assert now == before
 
 
@@ -88,7 +98,8 @@ def apply(data: bytes, root: Path):
     return apply_layer(io.BytesIO(data), root)
 
 
-@pytest.mark.parametrize("name", ["../../etc/x", "../x", "a/../../x", "./../../etc/passwd", "a/b/../../../x"])
+@pytest.mark.parametrize("name", ["../../../etc/x", "../x", "a/../../x", "./../../../etc/passwd", "a/b/../../../x",
+                                  "../../../outside"])
 def test_dotdot_names_are_rejected(jail, name):
     root, sentinel, before = jail
     with pytest.raises(LayerError, match="escapes the root"):
@@ -105,26 +116,27 @@ def test_inner_dotdot_that_stays_inside_is_cleaned(jail):
 
 def test_absolute_names_land_inside_root(jail):
     root, sentinel, before = jail
-    apply(make_tar({"name": "/abs/path", "data": b"x"}, {"name": "//etc/passwd", "data": b"y"}), root)
+    target = host(sentinel, "etc/passwd")
+    apply(make_tar({"name": "/abs/path", "data": b"x"}, {"name": "//" + target, "data": b"y"}), root)
     assert (root / "abs/path").read_bytes() == b"x"
-    assert (root / "etc/passwd").read_bytes() == b"y"
+    assert (root / target).read_bytes() == b"y"
     assert_untouched(sentinel, before)
 
 
 def test_symlink_to_slash_then_write_through_it(jail):
     root, sentinel, before = jail
     layer = make_tar({"name": "evil", "type": "l", "link": "/"},
-                     {"name": "evil/etc/passwd", "data": b"pwned"},
-                     {"name": "evil/outside", "data": b"pwned"})
+                     {"name": "evil/" + host(sentinel, "etc/passwd"), "data": b"pwned"},
+                     {"name": "evil/" + host(sentinel, "outside"), "data": b"pwned"})
     apply(layer, root)
-    assert (root / "etc/passwd").read_bytes() == b"pwned"
+    assert (root / host(sentinel, "etc/passwd")).read_bytes() == b"pwned"
     assert os.readlink(root / "evil") == "/"
     assert_untouched(sentinel, before)
 
 
 def test_relative_symlink_climbing_out_then_write(jail):
     root, sentinel, before = jail
-    layer = make_tar({"name": "d", "type": "l", "link": "../../.."},
+    layer = make_tar({"name": "d", "type": "l", "link": "../../../"},
                      {"name": "d/x", "data": b"pwned"},
                      {"name": "d/etc/passwd", "data": b"pwned"})
     apply(layer, root)
@@ -166,9 +178,11 @@ def test_final_component_symlink_is_replaced_not_followed(jail):
     assert_untouched(sentinel, before)
 
 
-@pytest.mark.parametrize("target", ["/etc/passwd", "../outside", "../../etc/passwd"])
+@pytest.mark.parametrize("target", ["<abs>", "../outside", "../../../outside", "../../../etc/passwd"])
 def test_hardlink_outside_root(jail, target):
     root, sentinel, before = jail
+    if target == "<abs>":
+        target = "/" + host(sentinel, "etc/passwd")
     layer = make_tar({"name": "h", "type": "h", "link": target})
     with pytest.raises(LayerError):
         apply(layer, root)
@@ -178,7 +192,7 @@ def test_hardlink_outside_root(jail, target):
 
 def test_hardlink_through_escaping_symlink(jail):
     root, sentinel, before = jail
-    layer = make_tar({"name": "s", "type": "l", "link": "../../etc"},
+    layer = make_tar({"name": "s", "type": "l", "link": "../../../etc"},
                      {"name": "h", "type": "h", "link": "s/passwd"})
     with pytest.raises(LayerError, match="does not exist"):
         apply(layer, root)
@@ -196,7 +210,8 @@ def test_hardlink_to_symlink_links_the_symlink_itself(jail):
     assert_untouched(sentinel, before)
 
 
-@pytest.mark.parametrize("name", [".wh...", "sub/.wh...", "../.wh.x", ".wh.", "sub/.wh.."])
+@pytest.mark.parametrize("name", [".wh...", "sub/.wh...", "../.wh.outside", "../../../.wh.outside", ".wh.",
+                                  "sub/.wh.."])
 def test_escaping_whiteouts(jail, name):
     root, sentinel, before = jail
     (root / "sub").mkdir()
@@ -209,7 +224,7 @@ def test_escaping_whiteouts(jail, name):
 
 def test_whiteout_through_symlinked_dir_stays_inside(jail):
     root, sentinel, before = jail
-    layer = make_tar({"name": "s", "type": "l", "link": "../../"},
+    layer = make_tar({"name": "s", "type": "l", "link": "../../../"},
                      {"name": "s/.wh.outside"},
                      {"name": "s/etc/.wh.passwd"},
                      {"name": "s/etc/.wh..wh..opq"})
@@ -227,7 +242,7 @@ def test_opaque_through_symlink_to_host_dir(jail):
 def test_device_and_pax_path_escape(jail):
     root, sentinel, before = jail
     # a PAX 'path' record overrides the ustar name: it is checked too
-    layer = make_tar({"name": "innocent", "data": b"x", "pax": {"path": "../../outside"}})
+    layer = make_tar({"name": "innocent", "data": b"x", "pax": {"path": "../../../outside"}})
     with pytest.raises(LayerError, match="escapes the root"):
         apply(layer, root)
     assert_untouched(sentinel, before)

@@ -273,3 +273,71 @@ def test_failed_write_removes_partial_file(base, tmp_path):
     with pytest.raises(ValueError):
         write_layer(base, cs, tmp_path / "x", compression="bogus")
     assert not (tmp_path / "x").exists()
+
+
+def test_odd_names_and_big_ids_round_trip(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    raw_name = b"bad-\xff\xfe-utf8"  # not valid UTF-8: stored as raw bytes in PAX path
+    (src / os.fsdecode(raw_name)).write_text("raw")
+    long_dir = src / ("d" * 120) / ("e" * 200)
+    long_dir.mkdir(parents=True)
+    (long_dir / ("f" * 99)).write_text("long")
+    os.symlink("t" * 150, src / "longlink")
+    (src / ("x" * 100)).write_text("exactly 100")
+    if os.geteuid() == 0:
+        os.chown(src / ("x" * 100), 3_000_000, 4_000_000)  # beyond the 7-digit octal ustar field
+    cs = directory_changeset(src, os.listdir(src))
+    res = write_layer(src, cs, tmp_path / "l.tar", compression="none")
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    apply_layer(open(res.path, "rb"), dst)
+    assert tree(dst) == tree(src)
+    if os.geteuid() == 0:
+        assert os.lstat(dst / ("x" * 100)).st_uid == 3_000_000
+
+
+def test_gnu_tar_reads_our_layers_without_warnings(base, tmp_path):
+    import subprocess
+    if shutil.which("tar") is None:
+        pytest.skip("GNU tar missing")
+    build_changes(base)
+    cs = directory_changeset(base, ["app", "etc", "usr"])
+    res = write_layer(base, cs, tmp_path / "l.tar.gz")
+    p = subprocess.run(["tar", "-tvzf", str(res.path)], capture_output=True, text=True)
+    assert p.returncode == 0 and p.stderr == ""
+    assert "app/hard link to app/bin" in p.stdout
+    out = tmp_path / "gnu"
+    out.mkdir()
+    p = subprocess.run(["tar", "--xattrs", "--xattrs-include=*", "-xzpf", str(res.path), "-C", str(out)],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert (out / "app/bin").read_bytes() == (base / "app/bin").read_bytes()
+    assert os.getxattr(out / "app/bin", "user.origin") == b"test \xff binary"
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 88, 89, 90, 91, 92, 93, 94, 95, 96, 97, 98, 99, 100, 101, 990, 995, 1000])
+def test_pax_record_lengths_at_digit_boundaries(n):
+    from executor.layers import tarfmt
+    name = ("ü" + "a" * n).encode()
+    xa = {"user.v": b"v" * n}
+    buf = io.BytesIO()
+    tw = tarfmt.TarWriter(buf)
+    tw.add(tarfmt.header(name, 0o644, 0, 0, 0, 0, tarfmt.REGTYPE, xattrs=xa))
+    tw.close()
+    buf.seek(0)
+    (m,) = tarfile.open(fileobj=buf, mode="r:").getmembers()
+    assert m.name.encode() == name
+    assert m.pax_headers["SCHILY.xattr.user.v"] == "v" * n
+
+
+def test_open_decompressed_tolerates_zero_padding_and_rejects_garbage():
+    data = b"payload" * 1000
+    assert open_decompressed(io.BytesIO(gzip.compress(data) + bytes(1024))).read() == data
+    from executor.errors import LayerError
+    with pytest.raises(LayerError):
+        open_decompressed(io.BytesIO(gzip.compress(data) + b"junk!")).read()
+    with pytest.raises(LayerError):
+        open_decompressed(io.BytesIO(b"\x28\xb5\x2f\xfd" + b"\x00garbage" * 10)).read()
+    with pytest.raises(LayerError):
+        open_decompressed(io.BytesIO(data), media_type="application/vnd.oci.image.layer.v1.tar+lz4")

@@ -1,0 +1,546 @@
+"""RUN ``--mount``: parse the mount specs and provide them to one RUN command.
+
+Source: Docker Dockerfile reference, "RUN --mount" (types bind, cache, tmpfs, secret,
+ssh and their options) and BuildKit ``frontend/dockerfile/instructions/commands_runmount.go``
+(defaults: ``type=bind``; bind read-only unless ``rw``; cache ``id`` = target, ``sharing=shared``,
+``mode=0755``; secret target ``/run/secrets/<id>``, ``mode=0400``; ssh id ``default``, target
+``/run/buildkit/ssh_agent.N``, ``mode=0600``; relative targets are taken from WORKDIR).
+
+Two ways to provide the mounts, matching the RUN isolation (:mod:`executor.build.sandbox`):
+
+``namespace``
+    Each mount becomes a :class:`~executor.build.sandbox.Bind` made inside the RUN's private
+    mount namespace (bind of a prepared host directory/file, or a tmpfs). Writes go to the
+    bound source (the cache directory, a throw-away copy for ``bind,rw``) and never into the
+    stage root; :func:`executor.build.runroot.run_in_root` removes the mount-point placeholders.
+``chroot`` (no CAP_SYS_ADMIN: mounting is impossible) — the documented fallback
+    The content is *copied into* the root before the command and removed after it: whatever
+    was at the target is moved aside and put back, missing parent directories are created and
+    removed, parent timestamps are restored. ``type=cache`` content is copied back to the cache
+    directory afterwards; ``bind`` writes are discarded (``readonly`` cannot be enforced, the
+    content is thrown away either way); ``tmpfs`` is an empty directory (``size`` not enforced).
+    Consequence: a file a command leaves open in the background after it exits is not seen;
+    nothing written under a mount target reaches the layer in either mode.
+
+``type=ssh`` is served by a relay socket (in both modes) that forwards each connection to the
+agent socket given with ``--ssh default`` (``$SSH_AUTH_SOCK``) or ``--ssh ID=PATH``.
+Secrets are read from ``--secret id=X,src=PATH|env=VAR`` only when the RUN starts, written to
+a 0700 scratch directory of the executor (namespace mode) and deleted when it ends; their
+values are never logged.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import logging
+import os
+import posixpath
+import re
+import shutil
+import socket
+import stat
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ...dockerfile.parser import parse_flag_kv
+from ...options import BuildOptions
+from ..fsutil import clean_abs, resolve_in_root
+from ..sandbox import Bind
+
+log = logging.getLogger("executor.run")
+
+MOUNT_TYPES = ("bind", "cache", "tmpfs", "secret", "ssh")
+_ALLOWED_KEYS = {
+    "bind": {"target", "source", "from", "readonly", "rw"},
+    "cache": {"target", "source", "from", "readonly", "rw", "id", "sharing", "mode", "uid", "gid"},
+    "tmpfs": {"target", "size"},
+    "secret": {"target", "id", "env", "required", "mode", "uid", "gid"},
+    "ssh": {"target", "id", "required", "mode", "uid", "gid"},
+}
+_ALIASES = {"dst": "target", "destination": "target", "src": "source", "ro": "readonly",
+            "readwrite": "rw", "type": "type"}
+
+
+class MountError(ValueError):
+    """A ``--mount`` that is malformed or cannot be provided; the caller adds the Dockerfile line."""
+
+
+@dataclass
+class MountSpec:
+    """One parsed ``--mount``.
+
+    ``target`` is absolute in the image ('' for a secret exposed only as ``env``); ``mode`` is
+    an int (None = type default); ``size`` is bytes (tmpfs, None = unlimited); ``readonly``
+    already holds the type's default (bind: True, others: False).
+    """
+
+    type: str
+    target: str
+    source: str = ""
+    from_: str = ""
+    readonly: bool = False
+    id: str = ""
+    sharing: str = "shared"
+    mode: int | None = None
+    uid: int = 0
+    gid: int = 0
+    required: bool = False
+    env: str = ""
+    size: int | None = None
+
+
+def parse_size(text: str) -> int:
+    """``"64m"``, ``"1GiB"``, ``"4096"`` -> bytes (docker/go-units RAMInBytes: binary units).
+
+    Raises MountError for anything else."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b)?\s*", text.lower())
+    if not m:
+        raise MountError(f"invalid size {text!r}: use bytes or a number with k, m, g (e.g. 64m)")
+    mult = 1024 ** " kmgtp".index(m.group(2) or " ")
+    return int(float(m.group(1)) * mult)
+
+
+def _bool(key: str, value: str) -> bool:
+    low = value.lower()
+    if low in ("", "true", "1"):
+        return True
+    if low in ("false", "0"):
+        return False
+    raise MountError(f"{key}={value}: expected true or false")
+
+
+def _int(key: str, value: str, base: int = 10) -> int:
+    try:
+        return int(value, base)
+    except ValueError:
+        raise MountError(f"{key}={value}: expected {'an octal mode such as 0755' if base == 8 else 'a number'}") from None
+
+
+def parse_mount(value: str, workdir: str = "/", expand: Callable[[str], str] | None = None,
+                ssh_index: int = 0) -> MountSpec:
+    """Parse one ``--mount`` CSV value into a MountSpec (values expanded with ``expand``).
+
+    ``workdir`` resolves relative targets; ``ssh_index`` numbers default ssh targets.
+    Raises MountError naming the offending key. Source: Docker Dockerfile reference, RUN --mount.
+    """
+    try:
+        raw = parse_flag_kv(value)
+    except ValueError as e:
+        raise MountError(str(e)) from None
+    fields: dict[str, str] = {}
+    for k, v in raw.items():
+        key = _ALIASES.get(k, k)
+        fields[key] = expand(v) if expand and "$" in v else v
+    mtype = fields.pop("type", "bind").lower()
+    if mtype not in MOUNT_TYPES:
+        raise MountError(f"unsupported mount type {mtype!r}: use one of {', '.join(MOUNT_TYPES)}")
+    unknown = sorted(set(fields) - _ALLOWED_KEYS[mtype])
+    if unknown:
+        raise MountError(f"unexpected key {unknown[0]!r} for type={mtype} "
+                         f"(allowed: {', '.join(sorted(_ALLOWED_KEYS[mtype]))})")
+    spec = MountSpec(type=mtype, target="")
+    target = fields.get("target", "")
+    if target:
+        spec.target = clean_abs(target, workdir).rstrip("/") or "/"
+    spec.source = fields.get("source", "")
+    spec.from_ = fields.get("from", "")
+    spec.readonly = mtype == "bind"
+    if "readonly" in fields:
+        spec.readonly = _bool("readonly", fields["readonly"])
+    if "rw" in fields:
+        spec.readonly = not _bool("rw", fields["rw"])
+    spec.required = _bool("required", fields["required"]) if "required" in fields else False
+    spec.env = fields.get("env", "")
+    if "mode" in fields:
+        spec.mode = _int("mode", fields["mode"], 8)
+    if "uid" in fields:
+        spec.uid = _int("uid", fields["uid"])
+    if "gid" in fields:
+        spec.gid = _int("gid", fields["gid"])
+    if "size" in fields:
+        spec.size = parse_size(fields["size"])
+    sharing = fields.get("sharing", "shared").lower()
+    if sharing not in ("shared", "private", "locked"):
+        raise MountError(f"sharing={sharing}: use shared, private or locked")
+    spec.sharing = sharing
+    spec.id = fields.get("id", "")
+    if mtype == "secret":
+        if not spec.id:
+            if not spec.target:
+                raise MountError("type=secret needs id=NAME (or a target to take the id from)")
+            spec.id = posixpath.basename(spec.target)
+        if not spec.target and not spec.env:
+            spec.target = f"/run/secrets/{spec.id}"
+        spec.mode = 0o400 if spec.mode is None else spec.mode
+    elif mtype == "ssh":
+        spec.id = spec.id or "default"
+        spec.target = spec.target or f"/run/buildkit/ssh_agent.{ssh_index}"
+        spec.mode = 0o600 if spec.mode is None else spec.mode
+    else:
+        if not spec.target:
+            raise MountError(f"type={mtype} needs target=PATH")
+        if mtype == "cache":
+            spec.id = spec.id or spec.target
+            spec.mode = 0o755 if spec.mode is None else spec.mode
+    if spec.target == "/":
+        raise MountError("a mount cannot replace the root directory /")
+    return spec
+
+
+def default_cache_dir(opts: BuildOptions, work: Path) -> Path:
+    """Where ``type=cache`` mounts persist: ``--run-cache-dir``, else ``$XDG_CACHE_HOME/executor/run-cache``,
+    else ``<parent of the work directory>/run-cache`` (outside the work dir, so it survives cleanup)."""
+    if opts.run_cache_dir:
+        return Path(opts.run_cache_dir)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    if xdg:
+        return Path(xdg) / "executor" / "run-cache"
+    return Path(work).resolve().parent / "run-cache"
+
+
+def ssh_sockets(items: list[str], environ: dict[str, str] | None = None) -> dict[str, str]:
+    """``--ssh`` values -> {id: socket path}: ``default`` ($SSH_AUTH_SOCK), ``ID=PATH[,PATH]``."""
+    env = os.environ if environ is None else environ
+    out: dict[str, str] = {}
+    for item in items:
+        for part in [item] if "=" in item else item.split(","):
+            sid, eq, path = part.partition("=")
+            sid = sid.strip()
+            if not sid:
+                continue
+            if eq:
+                out[sid] = path.split(",")[0]
+            elif env.get("SSH_AUTH_SOCK"):
+                out[sid] = env["SSH_AUTH_SOCK"]
+    return out
+
+
+def copy_tree(src: Path, dst: Path) -> None:
+    """Copy file or directory ``src`` to ``dst`` keeping type, mode, owner, mtime, symlinks."""
+    st = os.lstat(src)
+    if stat.S_ISDIR(st.st_mode):
+        os.makedirs(dst, exist_ok=True)
+        for entry in os.scandir(src):
+            copy_tree(Path(entry.path), dst / entry.name)
+    elif stat.S_ISLNK(st.st_mode):
+        os.symlink(os.readlink(src), dst)
+    elif stat.S_ISREG(st.st_mode):
+        shutil.copyfile(src, dst, follow_symlinks=False)
+    else:
+        return  # sockets, fifos, devices are not part of mount content
+    os.lchown(dst, st.st_uid, st.st_gid)
+    if not stat.S_ISLNK(st.st_mode):
+        os.chmod(dst, stat.S_IMODE(st.st_mode))
+    os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        path.unlink()
+
+
+class _SshRelay:
+    """A listening unix socket at ``path`` forwarding every connection to ``upstream``."""
+
+    def __init__(self, path: Path, upstream: str, mode: int, uid: int, gid: int):
+        self.upstream = upstream
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(str(path))
+        os.chmod(path, mode)
+        os.lchown(path, uid, gid)
+        self.sock.listen(16)
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self.closed:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                up = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                up.connect(self.upstream)
+            except OSError as e:
+                log.warning("ssh agent %s: %s", self.upstream, e.strerror)
+                conn.close()
+                continue
+            for a, b in ((conn, up), (up, conn)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(a: socket.socket, b: socket.socket) -> None:
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.closed = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+
+
+@dataclass
+class RunMounts:
+    """Prepared mounts of one RUN: ``binds`` for namespace mode, ``env`` additions (secret env,
+    SSH_AUTH_SOCK). Use as a context manager; :meth:`close` undoes everything (and, in chroot
+    mode, syncs cache content back and removes what was copied into the root).
+
+    ``tree_for(from_value)`` returns the host directory of a stage, image or (``""``) the build
+    context. Raises MountError (missing secret marked required, missing bind source, no ssh agent).
+    """
+
+    specs: list[MountSpec]
+    root: Path
+    mode: str                         # namespace | chroot
+    scratch: Path                     # executor-owned temp dir for this RUN (removed by close)
+    cache_root: Path
+    secrets: dict
+    ssh: dict[str, str]
+    tree_for: Callable[[str], Path]
+    binds: list[Bind] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    _locks: list[int] = field(default_factory=list)
+    _relays: list[_SshRelay] = field(default_factory=list)
+    _undo: list[Callable[[], None]] = field(default_factory=list)
+
+    def __enter__(self) -> "RunMounts":
+        try:
+            self.scratch.mkdir(mode=0o700, parents=True, exist_ok=True)
+            for spec in self.specs:
+                self._prepare(spec)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -------------------------------------------------------------- sources
+    def _secret_value(self, spec: MountSpec) -> bytes | None:
+        src = self.secrets.get(spec.id)
+        if src is None:
+            if spec.required:
+                raise MountError(f"secret {spec.id!r} is required but was not given: pass "
+                                 f"--secret id={spec.id},src=PATH (or env=VAR)")
+            return None
+        if src.path is not None:
+            try:
+                return Path(src.path).read_bytes()
+            except OSError as e:
+                raise MountError(f"secret {spec.id!r}: cannot read its file: {e.strerror}") from None
+        value = os.environ.get(src.env or spec.id)
+        if value is None:
+            if spec.required:
+                raise MountError(f"secret {spec.id!r}: environment variable {src.env or spec.id} is not set")
+            return None
+        return value.encode()
+
+    def _source_path(self, spec: MountSpec) -> Path:
+        tree = self.tree_for(spec.from_)
+        path = resolve_in_root(tree, spec.source or "/")
+        if not os.path.lexists(path):
+            where = f"--from {spec.from_}" if spec.from_ else "the build context"
+            raise MountError(f"bind source {spec.source or '/'!r} does not exist in {where}")
+        return path
+
+    def _cache_dir(self, spec: MountSpec) -> Path:
+        name = re.sub(r"[^A-Za-z0-9_.-]", "_", spec.id.strip("/"))[:60] or "root"
+        name += "-" + hashlib.sha256(spec.id.encode()).hexdigest()[:12]
+        self.cache_root.mkdir(parents=True, exist_ok=True)
+        lock_fd = os.open(self.cache_root / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        self._locks.append(lock_fd)
+        if spec.sharing == "locked":
+            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+        elif spec.sharing == "private":
+            try:
+                fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as e:
+                if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    raise
+                private = Path(tempfile.mkdtemp(prefix="private-", dir=self.scratch))
+                os.chmod(private, spec.mode or 0o755)
+                os.chown(private, spec.uid, spec.gid)
+                return private  # in use elsewhere: a fresh, unshared cache for this RUN
+        else:
+            fcntl.flock(lock_fd, fcntl.LOCK_SH)
+        path = self.cache_root / name
+        if not path.is_dir():
+            tmp = Path(tempfile.mkdtemp(prefix=f"{name}.new-", dir=self.cache_root))
+            if spec.from_:
+                src = self._source_path(spec)
+                if src.is_dir():
+                    for entry in os.scandir(src):
+                        copy_tree(Path(entry.path), tmp / entry.name)
+            os.chmod(tmp, spec.mode if spec.mode is not None else 0o755)
+            os.chown(tmp, spec.uid, spec.gid)
+            os.rename(tmp, path)
+        return path
+
+    # -------------------------------------------------------------- prepare
+    def _prepare(self, spec: MountSpec) -> None:
+        if spec.type == "secret":
+            value = self._secret_value(spec)
+            if value is None:
+                log.info("secret %r not given and not required: not mounted", spec.id)
+                return
+            if spec.env:
+                self.env[spec.env] = value.decode(errors="replace")
+            if not spec.target:
+                return
+            host = self.scratch / f"secret-{len(self._undo)}"
+            fd = os.open(host, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(value)
+            os.chown(host, spec.uid, spec.gid)
+            os.chmod(host, spec.mode if spec.mode is not None else 0o400)
+            self._undo.append(lambda h=host: h.unlink(missing_ok=True))
+            self._provide(spec, host, readonly=True)
+        elif spec.type == "ssh":
+            upstream = self.ssh.get(spec.id)
+            if not upstream or not os.path.exists(upstream):
+                how = ("--ssh default (with SSH_AUTH_SOCK set to a running agent)" if spec.id == "default"
+                       else f"--ssh {spec.id}=/path/to/agent.sock")
+                detail = f"socket {upstream} does not exist" if upstream else "no agent socket was given"
+                raise MountError(f"type=ssh id={spec.id}: {detail}; pass {how}")
+            if self.mode == "namespace":
+                host = self.scratch / f"ssh-{len(self._relays)}.sock"
+                self._relays.append(_SshRelay(host, upstream, spec.mode or 0o600, spec.uid, spec.gid))
+                self.binds.append(Bind(target=spec.target, source=str(host)))
+            else:
+                target = self._swap_in(spec.target)
+                self._relays.append(_SshRelay(target, upstream, spec.mode or 0o600, spec.uid, spec.gid))
+            self.env["SSH_AUTH_SOCK"] = spec.target
+        elif spec.type == "tmpfs":
+            if self.mode == "namespace":
+                opts = "mode=1777" + (f",size={spec.size}" if spec.size else "")
+                self.binds.append(Bind(target=spec.target, kind="tmpfs", options=opts))
+            else:
+                target = self._swap_in(spec.target)
+                os.mkdir(target, 0o1777)
+                os.chmod(target, 0o1777)
+        elif spec.type == "bind":
+            src = self._source_path(spec)
+            if not spec.readonly and self.mode == "namespace":
+                copy = self.scratch / f"bind-{len(self._undo)}"
+                copy_tree(Path(os.path.realpath(src)), copy)  # rw: writes land in a throw-away copy
+                self._undo.append(lambda c=copy: _remove(c))
+                src = copy
+            self._provide(spec, Path(os.path.realpath(src)), readonly=spec.readonly)
+        elif spec.type == "cache":
+            cache = self._cache_dir(spec)
+            if self.mode == "namespace":
+                self.binds.append(Bind(target=spec.target, source=str(cache), readonly=spec.readonly))
+            else:
+                target = self._swap_in(spec.target)
+                copy_tree(cache, target)
+                if not spec.readonly:
+                    self._undo.append(lambda t=target, c=cache: _sync_back(t, c))
+
+    def _provide(self, spec: MountSpec, host: Path, readonly: bool) -> None:
+        if self.mode == "namespace":
+            self.binds.append(Bind(target=spec.target, source=str(host), readonly=readonly))
+        else:
+            copy_tree(host, self._swap_in(spec.target))
+
+    def _swap_in(self, target: str) -> Path:
+        """chroot fallback: make ``target`` free in the root (original moved aside, missing parents
+        created); the undo removes what is there after the command and restores the original."""
+        from ..runroot import _Placeholders
+        ph = _Placeholders()
+        host = resolve_in_root(self.root, target, follow_final=False)
+        real_root = os.path.realpath(self.root)
+        if not os.path.realpath(host.parent).startswith(real_root):
+            raise MountError(f"mount target {target} resolves outside the root")
+        ph.make_dir(host.parent)
+        ph.remember_parent(host)
+        saved = None
+        if os.path.lexists(host):
+            saved = self.scratch.parent / f".mount-saved-{os.getpid()}-{id(host)}-{len(self._undo)}"
+            if self.root.stat().st_dev != self.scratch.stat().st_dev:
+                saved = host.with_name(f".executor-saved-{host.name}")
+            os.rename(host, saved)
+
+        def undo(host=host, saved=saved, ph=ph) -> None:
+            _remove(host)
+            if saved is not None:
+                os.rename(saved, host)
+            ph.undo()
+        self._undo.append(undo)
+        return host
+
+    def close(self) -> None:
+        """Undo every preparation (reverse order), stop ssh relays, release cache locks."""
+        for relay in self._relays:
+            relay.close()
+        self._relays.clear()
+        errors = []
+        for fn in reversed(self._undo):
+            try:
+                fn()
+            except OSError as e:
+                errors.append(e)
+        self._undo.clear()
+        for fd in self._locks:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._locks.clear()
+        shutil.rmtree(self.scratch, ignore_errors=True)
+        for e in errors:
+            log.warning("cleaning up a RUN mount: %s", e)
+
+
+def _sync_back(target: Path, cache: Path) -> None:
+    """chroot fallback of ``type=cache``: the cache directory becomes what the command left."""
+    if not target.is_dir() or target.is_symlink():
+        return
+    for entry in os.scandir(cache):
+        _remove(Path(entry.path))
+    for entry in os.scandir(target):
+        copy_tree(Path(entry.path), cache / entry.name)
+
+
+def drop_setup_only_dirs(changes, before, after, targets: list[str]):
+    """``changes`` without the ancestor directories of ``targets`` (in-image absolute paths) whose
+    only difference is ctime: creating and removing a mount point (or /etc/hosts placeholder)
+    and restoring the parent's times leaves nothing else, and such a directory must not be put
+    in the RUN's layer. ``changes`` is a snapshot.ChangeSet; ``before``/``after`` FsIndexes."""
+    parents: set[str] = set()
+    for t in targets:
+        parts = [p for p in t.split("/") if p]
+        for i in range(1, len(parts)):
+            parents.add("/".join(parts[:i]))
+
+    def same_but_ctime(p: str) -> bool:
+        o, s = before.get(p), after.get(p)
+        return (o is not None and s is not None and stat.S_ISDIR(s.mode)
+                and (o.mode, o.uid, o.gid, o.size, o.mtime_ns, o.ino, o.link)
+                == (s.mode, s.uid, s.gid, s.size, s.mtime_ns, s.ino, s.link))
+    kept = tuple(p for p in changes.changed if not (p in parents and same_but_ctime(p)))
+    return type(changes)(kept, changes.deleted)

@@ -1,0 +1,162 @@
+"""The pure parts of the kind e2e suite (tests/e2e/lib.py): skip logic, manifests, run objects,
+webhook signature, pod security check. The run objects are checked with the catalog checker."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from base64 import b64decode
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.e2e import lib
+from tests.tekton_schemas.checker import Catalog, check_docs, validator, yaml_files
+
+CATALOG = Catalog.from_paths(yaml_files(lib.CATALOG))
+
+
+def _check(objs):
+    probs = check_docs(Path("run.yaml"), objs, CATALOG, "run.yaml")
+    assert not probs, "\n".join(map(str, probs))
+
+
+def test_all_present_means_no_skip():
+    assert lib.missing_prerequisites(which=lambda t: f"/usr/bin/{t}", docker_ok=lambda: True,
+                                     network_ok=lambda: True) == []
+
+
+def test_one_reason_line_per_missing_part():
+    lines = lib.missing_prerequisites(which=lambda t: None, docker_ok=lambda: True, network_ok=lambda: False)
+    assert lines[0] == "no docker: kind e2e skipped"
+    assert any(line.startswith("no kind:") for line in lines)
+    assert any(line.startswith("no kubectl:") for line in lines)
+    assert any(line.startswith("no network") for line in lines)
+    assert len(lines) == 4
+
+
+def test_docker_without_daemon_and_reused_cluster():
+    lines = lib.missing_prerequisites(which=lambda t: None if t == "kind" else t, docker_ok=lambda: False,
+                                      network_ok=lambda: True, reuse_cluster="mine")
+    assert lines == ["docker daemon not reachable (docker info failed): kind e2e skipped"]
+
+
+def test_github_signature_matches_hmac_sha256():
+    body = lib.github_push_payload("git://g/app", "a" * 40)
+    sig = lib.github_signature("s3cret", body)
+    assert sig == "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+    assert lib.github_signature("other", body) != sig
+    h = lib.github_headers("s3cret", body)
+    assert h["X-GitHub-Event"] == "push" and h["Content-Type"] == "application/json"
+
+
+def test_push_payload_feeds_the_github_binding():
+    payload = json.loads(lib.github_push_payload("git://g/app", "b" * 40))
+    binding = CATALOG.bindings["github-push"]["spec"]["params"]
+    values = {p["name"]: p["value"] for p in binding}
+    assert values["git-revision"] == "$(body.after)" and payload["after"] == "b" * 40
+    assert values["git-url"] == "$(body.repository.clone_url)" and payload["repository"]["clone_url"] == "git://g/app"
+
+
+def test_hosts_toml_points_pulls_at_the_registry_container():
+    hosts = lib.node_registry_hosts()
+    assert set(hosts) == {"localhost:5001", "kind-registry:5000"}
+    toml = hosts["localhost:5001"]
+    assert 'server = "http://kind-registry:5000"' in toml and '[host."http://kind-registry:5000"]' in toml
+
+
+def test_kind_config_uses_certs_d():
+    cfg = yaml.safe_load(lib.KIND_CONFIG.read_text())
+    assert cfg["kind"] == "Cluster" and cfg["apiVersion"] == "kind.x-k8s.io/v1alpha4"
+    assert [n["role"] for n in cfg["nodes"]] == ["control-plane"]
+    assert any('config_path = "/etc/containerd/certs.d"' in p for p in cfg["containerdConfigPatches"])
+    cm = yaml.safe_load((lib.MANIFESTS / "local-registry-hosting.yaml").read_text())
+    assert not list(validator("v1", "ConfigMap").iter_errors(cm))
+    assert cm["metadata"] == {"name": "local-registry-hosting", "namespace": "kube-public"}
+    assert 'host: "localhost:5001"' in cm["data"]["localRegistryHosting.v1"]
+
+
+def test_registry_service_has_matching_endpoints():
+    svc, ep = lib.registry_service("ns", "kind-registry", "172.18.0.3")
+    assert "selector" not in svc["spec"] and svc["metadata"]["name"] == ep["metadata"]["name"]
+    assert ep["subsets"][0]["addresses"] == [{"ip": "172.18.0.3"}]
+    assert svc["spec"]["ports"][0]["name"] == ep["subsets"][0]["ports"][0]["name"]
+
+
+def test_docker_config_auth():
+    cfg = lib.docker_config("r:5000", "u", "p")
+    assert b64decode(cfg["auths"]["r:5000"]["auth"]) == b"u:p"
+
+
+def test_taskrun_objects_match_the_task():
+    tr = lib.kaniko_taskrun("ns", "hello", "kind-registry:5000/e2e/hello:1", "localhost:5001/executor:e2e",
+                            greeting="hi", insecure_registries=["a:5000", "b:5000"],
+                            source={"configMap": {"name": "source"}}, service_account="build-bot",
+                            dockerconfig_secret="cfg")
+    _check([tr])
+    params = {p["name"]: p["value"] for p in tr["spec"]["params"]}
+    assert params["EXTRA_ARGS"] == ["--insecure-registry=a:5000", "--insecure-registry=b:5000"]
+    assert params["BUILD_ARGS"] == ["GREETING=hi"]
+    cm = lib.source_configmap("ns", "kind-registry:5000/e2e/busybox:1.36.1")
+    assert cm["data"]["Dockerfile"].startswith("FROM kind-registry:5000/e2e/busybox:1.36.1\n")
+
+
+def test_pipelinerun_object_matches_the_pipeline():
+    pr = lib.build_and_push_pipelinerun("ns", "from-git", lib.git_url("ns"), "c" * 40, "r/x:1",
+                                        "e:1", "kind-registry:5000", "base:1")
+    _check([pr])
+    assert lib.git_url("ns") == "git://git-server.ns.svc.cluster.local/app"
+
+
+def test_trigger_objects_are_namespaced_and_valid():
+    objs = lib.trigger_objects("e2e-trigger", "kind-registry:5000/e2e/triggered", "--insecure-registry=x:5000", "build-bot")
+    crb = [o for o in objs if o["kind"] == "ClusterRoleBinding"][0]
+    assert crb["metadata"]["name"].endswith("-e2e-trigger") and "namespace" not in crb["metadata"]
+    assert crb["subjects"][0]["namespace"] == "e2e-trigger"
+    el = [o for o in objs if o["kind"] == "EventListener"][0]
+    assert {"name": "image-repo", "value": "kind-registry:5000/e2e/triggered"} in el["spec"]["triggers"][0]["bindings"]
+    tt = [o for o in objs if o["kind"] == "TriggerTemplate"][0]
+    defaults = {p["name"]: p.get("default") for p in tt["spec"]["params"]}
+    assert defaults["build-extra-arg"] == "--insecure-registry=x:5000" and defaults["tls-verify"] == "false"
+    cat = Catalog.from_paths(yaml_files(lib.CATALOG))
+    for o in objs:
+        cat.add(o)
+    for o in objs:
+        probs = check_docs(Path(o["metadata"]["name"] + ".yaml"), [o], cat, "t.yaml")
+        assert not probs, "\n".join(map(str, probs))
+    # the catalog files themselves were not modified
+    assert lib.load_catalog("triggers/build-and-push/0.1/rbac.yaml")[2]["subjects"][0]["namespace"] == "default"
+
+
+def test_git_server_serves_one_repo():
+    pod, svc = lib.git_server("ns", "base:1")
+    script = pod["spec"]["containers"][0]["command"][2]
+    assert "git daemon" in script and "uploadpack.allowAnySHA1InWant true" in script
+    assert "ARG BASE=base:1" in script
+    assert svc["spec"]["selector"] == pod["metadata"]["labels"]
+
+
+@pytest.mark.parametrize("sc,expected", [
+    ({}, []),
+    ({"runAsUser": 0, "privileged": False}, []),
+    ({"privileged": True}, ["step-build-and-push: privileged"]),
+    ({"capabilities": {"add": ["SYS_ADMIN"]}}, ["step-build-and-push: adds capabilities ['SYS_ADMIN']"]),
+    ({"capabilities": {"drop": ["ALL"]}}, []),
+])
+def test_pod_security_violations(sc, expected):
+    pod = {"spec": {"initContainers": [{"name": "prepare"}],
+                    "containers": [{"name": "step-build-and-push", "securityContext": sc}]}}
+    assert lib.pod_security_violations(pod) == expected
+
+
+def test_release_urls_are_pinned():
+    urls = lib.release_urls()
+    assert "/previous/v" in urls["pipelines"] and urls["pipelines"].endswith("/release.yaml")
+    assert urls["interceptors"].endswith("/interceptors.yaml")
+
+
+def test_catalog_files_to_apply():
+    names = sorted(p.stem for p in lib.catalog_files())
+    assert names == ["build-and-push", "git-clone", "kaniko-build"]
