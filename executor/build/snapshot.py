@@ -216,7 +216,7 @@ def diff(before: FsIndex, after: FsIndex) -> ChangeSet:
     """Compare two indexes of the same root; see :class:`ChangeSet`.
 
     A path is changed when type/mode/uid/gid/size/mtime_ns/ctime_ns/ino/link differ
-    (``dev`` is ignored). A path whose type changed between directory and non-directory
+    (``dev`` is ignored; ``ctime_ns`` only for non-directories). A path whose type changed between directory and non-directory
     is changed; the old directory's children need no whiteouts since the new entry
     replaces the whole subtree when the layer is applied.
     """
@@ -225,7 +225,11 @@ def diff(before: FsIndex, after: FsIndex) -> ChangeSet:
     changed: list[str] = []
     for p, s in a.items():
         o = b.get(p)
-        if o is None or (o.mode != s.mode or o.mtime_ns != s.mtime_ns or o.ctime_ns != s.ctime_ns
+        # A directory's ctime moves whenever an entry is created or removed in it (even a
+        # placeholder the executor removes again, with mtime restored): its own metadata is
+        # mode/owner/mtime, and its content shows up as its children, so ctime is not compared.
+        if o is None or (o.mode != s.mode or o.mtime_ns != s.mtime_ns
+                         or (o.ctime_ns != s.ctime_ns and s.mode & _S_IFMT != _S_IFDIR)
                          or o.size != s.size or o.ino != s.ino or o.uid != s.uid or o.gid != s.gid
                          or o.link != s.link):
             if p:
