@@ -207,6 +207,10 @@ def build(
         raise UserError("no --destination given: pass --destination REGISTRY/REPO:TAG, or --no-push to build only")
     if compression not in ("gzip", "zstd"):
         raise UserError(f"--compression={compression}: use gzip or zstd")
+    top = 9 if compression == "gzip" else 22
+    if compression_level != -1 and not 1 <= compression_level <= top:
+        raise UserError(f"--compression-level={compression_level}: {compression} levels are 1..{top} "
+                        "(-1 = the default)")
     from .build.builder import default_platform
     from .registry.auth import Keychain
     from .registry.client import RegistryClient
@@ -249,6 +253,7 @@ def run_build(opts: BuildOptions, client) -> str:
         if opts.tar_path or opts.oci_layout_path:
             paths = local_blob_paths(result)
             if opts.tar_path:
+                opts.tar_path.parent.mkdir(parents=True, exist_ok=True)
                 write_docker_archive(opts.tar_path, result.image, paths, tar_tags(opts.destinations))
                 log.info("wrote %s", opts.tar_path)
             if opts.oci_layout_path:

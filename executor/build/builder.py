@@ -28,6 +28,7 @@ from ..oci.image import Image, Layer
 from ..options import BuildOptions
 from ..registry.client import RegistryClient
 from .commands import metadata
+from .commands.add import is_git_url, open_archive, verify_file_checksum
 from .commands.copy import CopySpec, copy_into_root, write_heredoc_file
 from .commands.mounts import (MountError, RunMounts, default_cache_dir, drop_setup_only_dirs, parse_mount,
                               ssh_sockets)
@@ -106,9 +107,10 @@ class Builder:
         return int(os.environ.get("SOURCE_DATE_EPOCH", "0") or 0)
 
     def _created(self) -> str:
-        ts = self.epoch if self.epoch is not None else time.time()
-        return _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ") \
-            if self.epoch is None else _dt.datetime.fromtimestamp(ts, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        """RFC 3339 UTC time for config/history: now, or SOURCE_DATE_EPOCH with --reproducible."""
+        if self.epoch is not None:
+            return _dt.datetime.fromtimestamp(self.epoch, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
     def _history(self, created_by: str) -> dict:
         return {"created": self._created(), "created_by": created_by, "comment": "executor"}
@@ -156,6 +158,7 @@ class Builder:
                     env[name] = self._expand(ins, {k: v for k, v in env.items() if v is not None})(default)
                 else:
                     env[name] = None
+        self.meta_env = env
         return env
 
     def plan(self, df: Dockerfile, meta: dict[str, str | None]) -> tuple[int, list[int], dict[int, str]]:
@@ -185,11 +188,7 @@ class Builder:
             for ins in st.instructions:
                 froms = list(ins.flags.get("from", [])) if ins.name in ("COPY", "ADD") else []
                 if ins.name == "RUN":
-                    for m in ins.flags.get("mount", []):
-                        for part in m.split(","):
-                            k, _, v = part.partition("=")
-                            if k.strip() == "from":
-                                froms.append(v)
+                    froms += [f for f in map(_mount_from, ins.flags.get("mount", [])) if f]
                 for f in froms:
                     r = self._stage_ref(self._expand(ins, menv)(f), st.index)
                     if r is not None:
@@ -290,11 +289,11 @@ class Builder:
             return st
         root = self._stage_root(idx)
         if base.lower() == "scratch":
-            os_name, arch, *rest = self.opts.platform.split("/")
+            os_name, arch, *rest = self._stage_platform(stage).split("/")
             image = Image.empty(os_name, arch, rest[0] if rest else None)
         else:
             log.info("pulling base image %s", base)
-            image = self.source.image(base)
+            image = self._source_for(stage).image(base)
             if self.cache is not None:  # unpacked only when a step misses the cache (CacheDriver.materialize)
                 self.cache.lazy.add(idx)
             else:
@@ -308,6 +307,27 @@ class Builder:
         for key in ("container", "container_config", "docker_version", "comment"):
             image.config.pop(key, None)
         return StageState(index=idx, name=stage.name, root=root, image=image)
+
+    def _stage_platform(self, stage: Stage) -> str:
+        """``FROM --platform=...`` expanded with the global ARGs (e.g. ``$BUILDPLATFORM``), else the build's."""
+        if not stage.platform:
+            return self.opts.platform
+        env = {k: v for k, v in getattr(self, "meta_env", {}).items() if v is not None}
+        value = self._expand(stage.from_instruction, env)(stage.platform).strip()
+        if len(value.split("/")) not in (2, 3) or not all(value.split("/")):
+            raise self._err(stage.from_instruction, f"FROM --platform={value}: use OS/ARCH[/VARIANT], e.g. linux/arm64")
+        return value
+
+    def _source_for(self, stage: Stage) -> ImageSource:
+        """The image source resolving for the stage's platform (indexes select that platform's manifest)."""
+        platform = self._stage_platform(stage)
+        if platform == self.opts.platform:
+            return self.source
+        sources = self.__dict__.setdefault("platform_sources", {})
+        if platform not in sources:
+            sources[platform] = ImageSource(client=self.client, store=self.store, platform=platform,
+                                            local_cache=self.source.local_cache)
+        return sources[platform]
 
     def build_stage(self, df: Dockerfile, stage: Stage, base: str, meta: dict[str, str | None],
                     remaining: dict[int, int]) -> StageState:
@@ -546,14 +566,30 @@ class Builder:
             tree, ctx, keep_owner = self._copy_source_tree(state, ins, expand)
             matches = []
             wildcard = False
+            pivots: dict[str, str] = {}
             for raw in file_sources:
                 pattern = expand(raw)
+                if ins.name == "ADD" and is_git_url(pattern):
+                    raise self._err(ins, f"ADD {pattern}: adding a git repository is not supported; clone it in an "
+                                         f"earlier stage (RUN git clone ...) and COPY --from that stage")
                 if ins.name == "ADD" and ("://" in pattern):
                     written += self._add_url(state, ins, pattern, dest, chown, chmod)
                     continue
                 wildcard = wildcard or has_wildcard(pattern)
-                matches += match_sources(tree, pattern, ctx, what)
+                found = match_sources(tree, pattern, ctx, what)
+                if "/./" in pattern:  # --parents pivot: keep only the path after "/./"
+                    cut = posixpath.normpath("/" + pattern.split("/./")[0]).lstrip("/")
+                    pivots.update({m.rel: cut for m in found})
+                matches += found
             if matches:
+                checksum = (flags.get("checksum") or [""])[-1] if ins.name == "ADD" else ""
+                if checksum:  # Docker: URLs only; a local file is verified the same way (a strict superset)
+                    if len(matches) != 1:
+                        raise self._err(ins, "ADD --checksum needs exactly one source file")
+                    try:
+                        verify_file_checksum(matches[0].path, expand(checksum))
+                    except BuildError as e:
+                        raise self._err(ins, f"ADD {matches[0].rel}: {e}") from None
                 if ins.name == "ADD" and len(matches) >= 1:
                     archives = [m for m in matches if _is_archive(m.path)]
                     for m in archives:
@@ -562,7 +598,7 @@ class Builder:
                 if matches:
                     spec = CopySpec(sources=matches, dest=dest, chown=chown, chmod=chmod, keep_owner=keep_owner,
                                     context=ctx, excludes=[expand(e) for e in flags.get("exclude", [])],
-                                    wildcard=wildcard,
+                                    wildcard=wildcard, pivots=pivots,
                                     parents=(flags.get("parents") or ["false"])[-1] in ("", "true"))
                     written += copy_into_root(state.root, spec, what)
         written = sorted(set(written))
@@ -603,8 +639,11 @@ class Builder:
         host = resolve_in_root(state.root, target_dir)
         created = self._ensure_dir(state, target_dir) if not host.is_dir() else []
         before = FsIndex.scan(host)
-        with open(path, "rb") as f:
-            apply_layer(f, host, same_owner=True)
+        stream = open_archive(path)
+        if stream is None:
+            raise BuildError(f"ADD {path.name}: not a readable tar archive")
+        with stream:
+            apply_layer(stream, host, same_owner=True)
         after = FsIndex.scan(host)
         rel_base = os.path.relpath(host, state.root)
         changed = before_diff(before, after).changed
@@ -627,6 +666,8 @@ class Builder:
         if self.cache is not None:
             self.cache.close()  # background cache pushes read blobs from the work directory
         self.source.close()
+        for src in self.__dict__.get("platform_sources", {}).values():
+            src.close()
         if self.opts.cleanup:
             shutil.rmtree(self.work, ignore_errors=True)
 
@@ -646,12 +687,8 @@ def _mount_from(value: str) -> str:
 
 def _is_archive(path: Path) -> bool:
     """True for a local tar archive ADD must unpack: tar, or tar compressed with gzip, bzip2, xz or zstd."""
-    from ..layers.compress import open_decompressed
-    try:
-        if not path.is_file():
-            return False
-        with open(path, "rb") as f:
-            head = open_decompressed(f).read(512)
-    except Exception:  # not decompressible: an ordinary file
+    stream = open_archive(path)
+    if stream is None:
         return False
-    return len(head) >= 262 and head[257:262] == b"ustar"
+    stream.close()
+    return True

@@ -100,26 +100,44 @@ def _xattrs(path: str) -> dict[str, bytes] | None:
     return out or None
 
 
+def layer_threads() -> int:
+    """Compression threads the build uses for its layers: every CPU this process may run on.
+
+    Any N > 0 gives the same bytes (see DigestingWriter), so the digest does not depend on
+    the machine; ``EXECUTOR_COMPRESSION_THREADS`` overrides (0 = compress on the caller).
+    """
+    env = os.environ.get("EXECUTOR_COMPRESSION_THREADS")
+    if env is not None and env.strip().isdigit():
+        return int(env)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
 def _clamp(t: int, mtime: int | None) -> int:
     return t if mtime is None or t <= mtime else mtime
 
 
 def write_layer(root: Path, changes: ChangeSet, out_path: Path, *, compression: str = GZIP,
                 level: int | None = None, oci: bool = True, mtime: int | None = None,
-                include_parents: bool = True, threads: int = 0) -> LayerResult:
+                include_parents: bool = True, threads: int | None = None) -> LayerResult:
     """Write the layer for ``changes`` (paths relative to ``root``) to ``out_path``.
 
     ``compression``: "gzip" | "zstd" | "none"; ``level``: compression level (gzip
-    default 6); ``oci`` selects the OCI or Docker layer media type (zstd needs OCI:
+    default 1, as Kaniko); ``oci`` selects the OCI or Docker layer media type (zstd needs OCI:
     ValueError otherwise); ``mtime`` (seconds since the epoch, e.g. SOURCE_DATE_EPOCH)
     clamps every entry's mtime to at most that value; ``threads`` compression threads
-    (0: calling thread). Paths listed in ``changes`` that no longer exist are skipped.
+    (0: calling thread; None: :func:`layer_threads`, every CPU -- the bytes are the same for
+    any N > 0). Paths listed in ``changes`` that no longer exist are skipped.
     Returns :class:`LayerResult`. On error the partial ``out_path`` is removed.
     """
     media_type = layer_type(oci, compression)
     root_s = os.fspath(root)
     out_path = Path(out_path)
     items = plan_entries(changes, include_parents)
+    if threads is None:
+        threads = layer_threads()
     try:
         with open(out_path, "wb") as out:
             dw = DigestingWriter(out, compression, level, threads)

@@ -43,6 +43,13 @@ class CopySpec:
     excludes: list[str] = field(default_factory=list)
     wildcard: bool = False
     parents: bool = False
+    pivots: dict[str, str] = field(default_factory=dict)  # --parents: source rel -> leading part to drop
+
+    def parents_rel(self, rel: str) -> str:
+        """The path a ``--parents`` source keeps under the destination: ``rel`` minus the part
+        before a ``/./`` pivot in its pattern (``COPY --parents ./x/./y/a.txt /d/`` -> ``/d/y/a.txt``)."""
+        cut = self.pivots.get(rel, "")
+        return rel[len(cut):].lstrip("/") if cut and (rel == cut or rel.startswith(cut + "/")) else rel
 
 
 @dataclass
@@ -54,17 +61,23 @@ class _CopyState:
     dir_times: list[tuple[Path, int, int]] = field(default_factory=list)
 
 
-def _excluded(spec: CopySpec, rel_in_source: str, rel_in_context: str, is_dir: bool) -> bool:
-    import fnmatch
-    if spec.context is not None and spec.context.excluded(rel_in_context, is_dir):
+def _flag_excluded(spec: CopySpec, rel_in_source: str, rel_in_context: str, is_dir: bool) -> bool:
+    """``--exclude``: Go filepath.Match patterns (``**`` and a matching parent directory count, as in
+    .dockerignore) against the path relative to the copied source directory, or the source path
+    as written in the instruction (Docker Dockerfile reference, COPY --exclude)."""
+    if not spec.excludes:
+        return False
+    from ...dockerfile.ignore import DockerIgnore
+    matcher = spec.__dict__.get("_exclude_matcher")
+    if matcher is None:
+        matcher = spec.__dict__["_exclude_matcher"] = DockerIgnore.from_lines(spec.excludes)
+    if rel_in_source and matcher.excluded(rel_in_source, is_dir):
         return True
-    for pat in spec.excludes:
-        p = pat.strip("/")
-        if fnmatch.fnmatchcase(rel_in_source, p) or fnmatch.fnmatchcase(posixpath.basename(rel_in_source), p):
-            return True
-        if p.startswith("**/") and fnmatch.fnmatchcase(rel_in_source, p[3:]):
-            return True
-    return False
+    return bool(rel_in_context) and rel_in_context != rel_in_source and matcher.excluded(rel_in_context, is_dir)
+
+
+def _excluded(spec: CopySpec, rel_in_source: str, rel_in_context: str, is_dir: bool) -> bool:
+    return spec.context is not None and spec.context.excluded(rel_in_context, is_dir)
 
 
 def _mkdirs(state: _CopyState, dest_dir: str) -> Path:
@@ -166,13 +179,25 @@ def _copy_dir_contents(state: _CopyState, src_dir: Path, dst_dir: Path, rel_src:
         r_ctx = posixpath.join(rel_ctx, entry.name) if rel_ctx else entry.name
         st = entry.stat(follow_symlinks=False)
         is_dir = stat.S_ISDIR(st.st_mode)
+        if _flag_excluded(state.spec, r_src, r_ctx, is_dir):
+            continue
+        ignored_dir = False
         if _excluded(state.spec, r_src, r_ctx, is_dir):
             if not (is_dir and state.spec.context is not None and state.spec.context.descend(r_ctx)):
                 continue
+            ignored_dir = True  # entered only because an exception may re-include something inside
         dst = dst_dir / entry.name
         if is_dir:
+            existed = os.path.lexists(dst)
+            mark = len(state.written)
             _make_dir(state, dst, st)
             _copy_dir_contents(state, Path(entry.path), dst, r_src, r_ctx)
+            if ignored_dir and not existed and len(state.written) == mark + 1:
+                # Nothing inside was re-included: BuildKit's context walker creates an ignored
+                # directory only as the parent of an included path, so it must not appear.
+                os.rmdir(dst)
+                state.written.pop()
+                state.dir_times = [t for t in state.dir_times if t[0] != dst]
         else:
             _copy_one(state, Path(entry.path), dst, st)
 
@@ -210,16 +235,19 @@ def copy_into_root(root: Path, spec: CopySpec, what: str) -> list[str]:
     dest = spec.dest.rstrip("/") or "/"
     for src in spec.sources:
         host_src, st = _source_stat(src, follow=True)
+        if src.rel and _flag_excluded(spec, src.rel, src.rel, stat.S_ISDIR(st.st_mode)):
+            continue  # a source matched by the pattern but named by --exclude (COPY --exclude=*.md hom* /d/)
+        prel = spec.parents_rel(src.rel) if spec.parents else ""
         if stat.S_ISDIR(st.st_mode):
             target = dest
-            if spec.parents and src.rel:
-                target = posixpath.join(dest, src.rel)
+            if prel:
+                target = posixpath.join(dest, prel)
             dst_host = _mkdirs(state, target)
             _copy_dir_contents(state, host_src, dst_host, "", src.rel)
             continue
-        if spec.parents and src.rel:
-            target_dir = posixpath.join(dest, posixpath.dirname(src.rel))
-            final = posixpath.join(target_dir, posixpath.basename(src.rel))
+        if prel:
+            target_dir = posixpath.join(dest, posixpath.dirname(prel))
+            final = posixpath.join(target_dir, posixpath.basename(prel))
         elif dest_is_dir or many:
             target_dir, final = dest, posixpath.join(dest, posixpath.basename(src.rel or host_src.name))
         else:
