@@ -288,14 +288,16 @@ def _run_app(app: typer.Typer, argv: list[str], prog: str) -> None:
     except KeyboardInterrupt:
         sys.stderr.write("error: interrupted\n")
         sys.exit(130)
-    except Exception as e:  # click usage errors
-        import click
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Abort):
-            sys.exit(1)
-        raise
+    except typer.Abort:
+        sys.stderr.write("error: aborted\n")
+        sys.exit(1)
+    except typer.TyperException as e:  # usage errors: unknown flag, missing value, bad type
+        show = getattr(e, "show", None)
+        if callable(show):
+            show()
+        else:
+            sys.stderr.write(f"error: {e}\n")
+        sys.exit(getattr(e, "exit_code", 2))
 
 
 def main(argv: list[str] | None = None) -> None:

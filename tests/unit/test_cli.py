@@ -1,0 +1,72 @@
+"""The CLI's argument handling: Kaniko spellings, usage errors, user errors without tracebacks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from executor.cli import build_args_from, normalise_argv, parse_secret, resolve_dockerfile
+from executor.errors import UserError
+
+
+@pytest.mark.parametrize("argv,expected", [
+    (["--cache=true"], ["--cache"]),
+    (["--cache=false"], []),
+    (["--cache-run-layers=false"], ["--no-cache-run-layers"]),
+    (["--cleanup=true"], ["--cleanup"]),
+    (["-f=Dockerfile.x"], ["-f", "Dockerfile.x"]),
+    (["--destination=r/x:y"], ["--destination=r/x:y"]),
+    (["--no-push=1"], ["--no-push"]),
+])
+def test_normalise_argv_accepts_go_flag_spellings(argv, expected):
+    assert normalise_argv(argv) == expected
+
+
+def test_build_arg_bare_key_takes_environment_value():
+    assert build_args_from(["A=1", "B", "C", "D=x=y"], {"B": "from-env"}) == {"A": "1", "B": "from-env", "D": "x=y"}
+
+
+def test_secret_specs():
+    s = parse_secret("id=tok,env=MY_TOKEN")
+    assert s.id == "tok" and s.env == "MY_TOKEN" and "MY_TOKEN" not in repr(s)
+    f = parse_secret("id=npmrc,src=/tmp/x")
+    assert f.path == Path("/tmp/x")
+    with pytest.raises(UserError):
+        parse_secret("src=/tmp/x")
+
+
+def test_dockerfile_relative_to_context(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "Dockerfile.x").write_text("FROM scratch\n")
+    assert resolve_dockerfile(tmp_path, "sub/Dockerfile.x") == tmp_path / "sub" / "Dockerfile.x"
+    assert resolve_dockerfile(tmp_path, "/abs/Dockerfile") == Path("/abs/Dockerfile")
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "executor", *args], capture_output=True, text=True)
+
+
+def test_unknown_flag_is_a_usage_error():
+    p = _cli("--bogus-flag")
+    assert p.returncode == 2
+    assert "No such option: --bogus-flag" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_missing_destination_is_explained(tmp_path):
+    p = _cli("--context", str(tmp_path))
+    assert p.returncode == 1
+    assert "--destination" in p.stderr and "--no-push" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_missing_dockerfile_is_explained(tmp_path):
+    p = _cli("--context", str(tmp_path), "--no-push")
+    assert p.returncode == 1
+    assert "Dockerfile not found" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_version():
+    p = _cli("version")
+    assert p.returncode == 0 and p.stdout.startswith("executor ")
