@@ -162,7 +162,7 @@ def build(
     verbosity: str = typer.Option("info", "--verbosity", "-v", help="trace|debug|info|warn|error|fatal|panic"),
     log_format: str = typer.Option("color", "--log-format", help="text|color|json"),
     log_timestamp: bool = typer.Option(False, "--log-timestamp"),
-    custom_platform: Optional[str] = typer.Option(None, "--custom-platform", help="os/arch[/variant] of the image (default: this machine)."),
+    custom_platform: Optional[str] = typer.Option(None, "--custom-platform", help="os/arch (optionally /variant) of the image (default: this machine)."),
     reproducible: bool = typer.Option(False, "--reproducible", help="Timestamps from SOURCE_DATE_EPOCH (0 when unset)."),
     compression: str = typer.Option("gzip", "--compression", help="gzip|zstd"),
     compression_level: int = typer.Option(-1, "--compression-level"),

@@ -46,7 +46,9 @@ def test_dockerfile_relative_to_context(tmp_path):
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "executor", *args], capture_output=True, text=True)
+    import os
+    env = dict(os.environ, COLUMNS="200")  # wide help, so long flag names are not cut
+    return subprocess.run([sys.executable, "-m", "executor", *args], capture_output=True, text=True, env=env)
 
 
 def test_unknown_flag_is_a_usage_error():
@@ -70,3 +72,11 @@ def test_missing_dockerfile_is_explained(tmp_path):
 def test_version():
     p = _cli("version")
     assert p.returncode == 0 and p.stdout.startswith("executor ")
+
+
+def test_help_lists_kaniko_flags():
+    p = _cli("--help")
+    assert p.returncode == 0, p.stderr
+    for flag in ("--context", "--dockerfile", "--destination", "--digest-file", "--cache-repo",
+                 "--custom-platform", "--image-name-tag-with-digest-file"):
+        assert flag in p.stdout
