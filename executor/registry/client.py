@@ -192,7 +192,7 @@ _STATUS_HINTS = {
     403: "the credentials lack permission for this repository; check the account's access",
     404: "check the image name and tag",
     405: "the registry does not support this operation (is it a read-only mirror?)",
-    413: "the registry rejected the size; use a smaller --push-chunk-size or check the registry's limits",
+    413: "the registry rejected the size; check the registry's (or its proxy's) request size limits",
     429: "the registry is rate-limiting; retry later or use --registry-mirror",
 }
 
@@ -245,24 +245,37 @@ class RegistryClient:
         """Run ``fn(endpoint)`` with retries; translate transport failures to RegistryError."""
         ep = self._endpoint(registry, pull)
         attempts = self._attempts(pull)
+        flag = "--image-download-retry" if pull else "--push-retry"
         try:
             return with_retries(lambda: fn(ep), attempts, f"{what} at {registry}")
         except httpx.TransportError as e:
-            raise RegistryError(transport_error_message(registry, e, attempts, not ep.plain_http, what)) from None
+            raise RegistryError(transport_error_message(registry, e, attempts, not ep.plain_http, what, flag)) from None
         except TransientError as e:
-            hint = _STATUS_HINTS.get(e.status or 0, "the registry is having trouble; retry later or raise --push-retry/--image-download-retry")
+            hint = _STATUS_HINTS.get(e.status or 0, f"the registry is having trouble; retry later or raise {flag}")
+            if e.status == 429:
+                hint += f", or raise {flag}"
             raise RegistryError(f"registry {registry}: {what} failed after {attempts} attempts ({e}); {hint}") from None
 
     def _fail(self, ref: Reference, what: str, resp: httpx.Response) -> RegistryError:
         detail = _error_detail(resp)
         code = resp.status_code
         hint = _STATUS_HINTS.get(code, "check the registry's logs")
-        if code == 401 and self._transport.keychain.source != "<none>":
-            hint = f"check credentials in DOCKER_CONFIG/config.json ({self._transport.keychain.source})"
+        if code == 401:
+            hint = self._credentials_hint(ref.registry)
         return RegistryError(
             f"registry {ref.registry} refused {what} of repo '{ref.repository}' ({_status_text(code)}"
             f"{': ' + detail if detail else ''}): {hint}"
         )
+
+    def _credentials_hint(self, registry: str) -> str:
+        """What to do about a 401: say whether credentials were found for ``registry``, and where."""
+        source = self._transport.keychain.source
+        if self._transport.auth_session(registry).credentials is None:
+            where = (f"in {source}" if source != "<none>" else
+                     "(no config.json in $DOCKER_CONFIG, $HOME/.docker, /kaniko/.docker or /tekton/creds/.docker)")
+            return (f"no credentials for {registry} were found {where}; add an 'auths' or 'credHelpers' "
+                    f"entry for {registry} to a Docker config.json")
+        return f"the registry did not accept the credentials for {registry} from {source}; check them"
 
     def _url(self, ep: Endpoint, ref: Reference, kind: str, ident: str = "") -> str:
         return f"{ep.base}/v2/{ref.repository}/{kind}/{ident}"
@@ -553,7 +566,7 @@ class RegistryClient:
         # Some registries answer 307 to HEAD for redirected storage: it exists.
         if resp.status_code in (301, 302, 307, 308):
             return True
-        raise self._fail(ref, "the blob check", resp)
+        raise self._fail(ref, "the blob check (before pushing)", resp)
 
     def mount_blob(self, ref: Reference, digest: str, from_repository: str) -> bool:
         """``POST /v2/<name>/blobs/uploads/?mount=<digest>&from=<repo>`` (spec.md

@@ -132,8 +132,10 @@ def _describe(exc: BaseException | None) -> str:
     return str(exc)
 
 
-def transport_error_message(registry: str, exc: BaseException, attempts: int, https: bool, what: str = "") -> str:
-    """User-facing text for a connection-level failure after ``attempts`` tries, with the flag to fix it."""
+def transport_error_message(registry: str, exc: BaseException, attempts: int, https: bool, what: str = "",
+                            retry_flag: str = "--push-retry/--image-download-retry") -> str:
+    """User-facing text for a connection-level failure after ``attempts`` tries, with the flag to fix it
+    (``retry_flag``: the option that raises the retry budget of the operation that failed)."""
     desc = _describe(exc)
     text = str(exc)
     low = text.lower()
@@ -154,7 +156,7 @@ def transport_error_message(registry: str, exc: BaseException, attempts: int, ht
                       else "; is it running?")
     if https and not text:
         return msg + f"; the connection broke (TLS?); if the registry needs a client certificate pass --registry-client-cert {registry}=CERT.pem,KEY.pem"
-    return msg + f"; the connection broke ({text[:120] or type(exc).__name__}); check the network or raise the retry count"
+    return msg + f"; the connection broke ({text[:120] or type(exc).__name__}); check the network or raise {retry_flag}"
 
 
 @dataclass(frozen=True)
@@ -330,7 +332,10 @@ class Transport:
             who = "with the configured credentials" if creds else "anonymously"
             raise RegistryError(
                 f"registry {ep.registry} refused a token {who} for {', '.join(sorted_scopes) or 'access'} "
-                f"({resp.status_code}); check credentials in DOCKER_CONFIG/config.json ({self.keychain.source})"
+                f"({resp.status_code}); " + (f"check the credentials in {self.keychain.source}" if creds else
+                                             f"no credentials for {ep.registry} were found; add them to a Docker "
+                                             "config.json ($DOCKER_CONFIG, $HOME/.docker, /kaniko/.docker or "
+                                             "/tekton/creds/.docker)")
             )
         if resp.status_code != 200:
             raise RegistryError(f"token server for registry {ep.registry} answered {resp.status_code}; try again or check the registry's auth setup")

@@ -182,6 +182,7 @@ def apply_setup(ctx: Path, ops: list[dict]) -> None:
             p.mkdir(parents=True, exist_ok=True)
             os.chmod(p, _mode(op.get("mode", "0755")))
         elif "hardlink" in op:
+            (ctx / op["hardlink"]).parent.mkdir(parents=True, exist_ok=True)  # git keeps no empty dirs
             os.link(ctx / op["to"], ctx / op["hardlink"])
         elif "symlink" in op:
             p = ctx / op["symlink"]
