@@ -38,6 +38,15 @@ def build(registry, ctx: Path, repo: str, *extra: str, check: bool = True):
     return dest, p
 
 
+def last_layer_names(dest: str, layout: Path) -> list[str]:
+    """Entry names of the pushed image's top layer, listed by GNU tar (not our reader)."""
+    run(["skopeo", "copy", "-q", "--src-tls-verify=false", f"docker://{dest}", f"oci:{layout}:x"])
+    idx = json.loads((layout / "index.json").read_text())
+    man = json.loads((layout / "blobs" / "sha256" / idx["manifests"][0]["digest"][7:]).read_text())
+    last = layout / "blobs" / "sha256" / man["layers"][-1]["digest"][7:]
+    return run(["tar", "-tzf", str(last)]).stdout.split()
+
+
 def unpack(dest: str, tmp: Path) -> Path:
     return umoci_unpack(dest, tmp / "unpacked")
 
@@ -95,12 +104,7 @@ def test_deletions_symlink_to_dir_hardlinks(registry, busybox, tmp_path):
     h1, h2 = (rootfs / "data" / "h1").stat(), (rootfs / "data" / "h2").stat()
     assert h1.st_ino == h2.st_ino and h1.st_nlink == 2
     # the deleting layer carries whiteouts (checked on the raw layer with tar)
-    layout = tmp_path / "raw"
-    run(["skopeo", "copy", "-q", "--src-tls-verify=false", f"docker://{dest}", f"oci:{layout}:x"])
-    idx = json.loads((layout / "index.json").read_text())
-    man = json.loads((layout / "blobs" / "sha256" / idx["manifests"][0]["digest"][7:]).read_text())
-    last = layout / "blobs" / "sha256" / man["layers"][-1]["digest"][7:]
-    names = run(["tar", "-tzf", str(last)]).stdout.split()
+    names = last_layer_names(dest, tmp_path / "raw")
     assert "data/.wh.a" in names and "data/.wh.sub" in names and "bin/.wh.vi" in names
     # nothing the executor adds for running (mount points, resolv.conf, hosts) reaches a layer,
     # not even their parent directory /etc (busybox has neither file)
@@ -251,10 +255,5 @@ def test_chroot_mode_leaves_nothing_in_layers(registry, busybox, tmp_path):
         """)
     dest, p = build(registry, ctx, "core/chroot", "--run-isolation", "chroot")
     assert "RUN isolation: plain chroot" in p.stderr
-    layout = tmp_path / "raw"
-    run(["skopeo", "copy", "-q", "--src-tls-verify=false", f"docker://{dest}", f"oci:{layout}:x"])
-    idx = json.loads((layout / "index.json").read_text())
-    man = json.loads((layout / "blobs" / "sha256" / idx["manifests"][0]["digest"][7:]).read_text())
-    last = layout / "blobs" / "sha256" / man["layers"][-1]["digest"][7:]
-    names = run(["tar", "-tzf", str(last)]).stdout.split()
+    names = last_layer_names(dest, tmp_path / "raw")
     assert names == ["ran"], names
