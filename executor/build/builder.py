@@ -33,7 +33,7 @@ from .commands.copy import CopySpec, copy_into_root, write_heredoc_file
 from .commands.mounts import (MountError, RunMounts, default_cache_dir, drop_setup_only_dirs, parse_mount,
                               ssh_sockets)
 from .commands.run import build_run_command
-from .fsutil import clean_abs, resolve_in_root
+from .fsutil import clean_abs, make_dirs, resolve_in_root
 from .images import BlobStore, ImageSource
 from .runroot import run_in_root
 from .sandbox import can_unshare_network, detect_mode
@@ -434,21 +434,8 @@ class Builder:
         if host.is_dir():
             return []
         ident = resolve_user(state.root, state.user) if state.user else None
-        created = []
-        cur = "/"
-        for part in [p for p in path.split("/") if p]:
-            cur = posixpath.join(cur, part)
-            h = resolve_in_root(state.root, cur)
-            if h.is_dir():
-                continue
-            if os.path.lexists(h):
-                raise BuildError(f"WORKDIR {path}: {cur} exists and is not a directory")
-            os.mkdir(h, 0o755)
-            os.chmod(h, 0o755)
-            if ident:
-                os.lchown(h, ident.uid, ident.gid)
-            created.append(os.path.relpath(h, state.root))
-        return created
+        uid, gid = (ident.uid, ident.gid) if ident else (0, 0)
+        return make_dirs(state.root, path, uid, gid, f"WORKDIR {path}")
 
     # ----------------------------------------------------------------- RUN
     def do_run(self, state: StageState, ins: Instruction) -> None:

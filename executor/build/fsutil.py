@@ -54,6 +54,29 @@ def resolve_in_root(root: Path, path: str, follow_final: bool = True) -> Path:
     return Path(posixpath.join(root_s, *resolved)) if resolved else Path(root_s)
 
 
+def make_dirs(root: Path, path: str, uid: int, gid: int, what: str) -> list[str]:
+    """Create in-root directory ``path`` and its missing parents (mode 0755, owner uid:gid).
+
+    Returns the created paths relative to ``root``, parents first. Raises BuildError naming
+    ``what`` (the instruction) when a component exists and is not a directory.
+    """
+    from ..errors import BuildError
+    created = []
+    cur = "/"
+    for part in [p for p in path.split("/") if p]:
+        cur = posixpath.join(cur, part)
+        host = resolve_in_root(root, cur)
+        if host.is_dir():
+            continue
+        if os.path.lexists(host):
+            raise BuildError(f"{what}: cannot create directory {cur}: a file of another type exists there")
+        os.mkdir(host, 0o755)
+        os.chmod(host, 0o755)
+        os.lchown(host, uid, gid)
+        created.append(relpath_in_root(root, host))
+    return created
+
+
 def relpath_in_root(root: Path, host_path: Path) -> str:
     """The ``/``-separated path of ``host_path`` relative to ``root`` (no leading ``/``)."""
     rel = os.path.relpath(host_path, root)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ...context import Context, SourceMatch
 from ...errors import BuildError
-from ..fsutil import relpath_in_root, resolve_in_root
+from ..fsutil import make_dirs, relpath_in_root, resolve_in_root
 
 XATTR_PREFIXES = ("user.", "security.capability", "trusted.")
 
@@ -81,24 +81,10 @@ def _excluded(spec: CopySpec, rel_in_source: str, rel_in_context: str, is_dir: b
 
 
 def _mkdirs(state: _CopyState, dest_dir: str) -> Path:
-    """Create ``dest_dir`` (absolute in image) and missing parents; returns its host path."""
-    root = state.root
-    parts = [p for p in dest_dir.split("/") if p]
-    cur = "/"
-    host = root
-    for part in parts:
-        cur = posixpath.join(cur, part)
-        host = resolve_in_root(root, cur)
-        if host.is_dir():
-            continue
-        if os.path.lexists(host):
-            raise BuildError(f"cannot create directory {cur}: a file of another type exists there")
-        os.mkdir(host, 0o755)
-        os.chmod(host, 0o755)
-        uid, gid = state.spec.chown if state.spec.chown else (0, 0)
-        os.lchown(host, uid, gid)
-        state.written.append(relpath_in_root(root, host))
-    return host
+    """Create ``dest_dir`` (absolute in image) and missing parents, owned by --chown or 0:0."""
+    uid, gid = state.spec.chown if state.spec.chown else (0, 0)
+    state.written += make_dirs(state.root, dest_dir, uid, gid, "COPY")
+    return resolve_in_root(state.root, dest_dir)
 
 
 def _copy_xattrs(src: Path, dst: Path) -> None:
