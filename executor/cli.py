@@ -156,28 +156,28 @@ def build(
     registry_client_cert: List[str] = typer.Option([], "--registry-client-cert", help="REGISTRY=CERT,KEY for mTLS (repeatable)."),
     registry_mirror: List[str] = typer.Option([], "--registry-mirror", help="Mirror for docker.io (repeatable)."),
     registry_map: List[str] = typer.Option([], "--registry-map", help="ORIGINAL=MIRROR (repeatable)."),
-    skip_default_registry_fallback: bool = typer.Option(False, "--skip-default-registry-fallback"),
-    push_retry: int = typer.Option(0, "--push-retry", help="Extra attempts for each push request."),
-    image_download_retry: int = typer.Option(0, "--image-download-retry", help="Extra attempts for each pull request."),
+    skip_default_registry_fallback: bool = typer.Option(False, "--skip-default-registry-fallback", help="Fail when no mirror has the image instead of trying the original registry."),
+    push_retry: int = typer.Option(0, "--push-retry", help="Extra attempts for each push request, beyond the 3 built-in retries."),
+    image_download_retry: int = typer.Option(0, "--image-download-retry", help="Extra attempts for each pull request, beyond the 3 built-in retries."),
     verbosity: str = typer.Option("info", "--verbosity", "-v", help="trace|debug|info|warn|error|fatal|panic"),
     log_format: str = typer.Option("color", "--log-format", help="text|color|json"),
-    log_timestamp: bool = typer.Option(False, "--log-timestamp"),
+    log_timestamp: bool = typer.Option(False, "--log-timestamp", help="Prefix text log lines with a UTC timestamp."),
     custom_platform: Optional[str] = typer.Option(None, "--custom-platform", help="os/arch (optionally /variant) of the image (default: this machine)."),
     reproducible: bool = typer.Option(False, "--reproducible", help="Timestamps from SOURCE_DATE_EPOCH (0 when unset)."),
     compression: str = typer.Option("gzip", "--compression", help="gzip|zstd"),
-    compression_level: int = typer.Option(-1, "--compression-level"),
-    single_snapshot: bool = typer.Option(False, "--single-snapshot"),
+    compression_level: int = typer.Option(-1, "--compression-level", help="gzip 1-9 or zstd 1-22 (default: the compressor's own)."),
+    single_snapshot: bool = typer.Option(False, "--single-snapshot", help="Accepted for Kaniko compatibility (every step is snapshotted exactly)."),
     ignore_path: List[str] = typer.Option([], "--ignore-path", help="Path excluded from snapshots (repeatable)."),
     secret: List[str] = typer.Option([], "--secret", help="id=X,src=PATH or id=X,env=VAR for RUN --mount=type=secret."),
     ssh: List[str] = typer.Option([], "--ssh", help="default|ID=SOCKET for RUN --mount=type=ssh."),
     run_cache_dir: Optional[Path] = typer.Option(None, "--run-cache-dir", help="Where RUN --mount=type=cache content persists between builds (default: $XDG_CACHE_HOME/executor/run-cache, else run-cache next to the work directory)."),
     cache: bool = typer.Option(False, "--cache", help="Use the registry layer cache."),
-    cache_repo: Optional[str] = typer.Option(None, "--cache-repo"),
+    cache_repo: Optional[str] = typer.Option(None, "--cache-repo", help="Layer cache: REGISTRY/REPO, or oci:/DIR for an on-disk OCI layout (default: <destination>/cache)."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Local base-image cache (executor warm)."),
-    cache_ttl: str = typer.Option("336h", "--cache-ttl"),
-    cache_run_layers: bool = typer.Option(True, "--cache-run-layers/--no-cache-run-layers"),
-    cache_copy_layers: bool = typer.Option(False, "--cache-copy-layers"),
-    no_push_cache: bool = typer.Option(False, "--no-push-cache"),
+    cache_ttl: str = typer.Option("336h", "--cache-ttl", help="How long cache entries stay valid (Go duration, e.g. 336h)."),
+    cache_run_layers: bool = typer.Option(True, "--cache-run-layers/--no-cache-run-layers", help="Cache RUN layers (with --cache)."),
+    cache_copy_layers: bool = typer.Option(False, "--cache-copy-layers", help="Also cache COPY/ADD layers (keyed by source content; correct across stages)."),
+    no_push_cache: bool = typer.Option(False, "--no-push-cache", help="Use the cache but do not store new entries."),
     kaniko_dir: Optional[Path] = typer.Option(None, "--kaniko-dir", help="Work directory (default: a fresh temp dir)."),
     cleanup: bool = typer.Option(True, "--cleanup/--no-cleanup", help="Remove the work directory at the end."),
     run_isolation: str = typer.Option("auto", "--run-isolation", help="auto|namespace|chroot"),
@@ -186,11 +186,18 @@ def build(
     use_new_run: bool = typer.Option(False, "--use-new-run", help="Accepted for Kaniko compatibility."),
     snapshot_mode: str = typer.Option("full", "--snapshot-mode", help="Accepted for Kaniko compatibility (snapshots are always exact)."),
     compressed_caching: bool = typer.Option(True, "--compressed-caching/--no-compressed-caching", help="Accepted for Kaniko compatibility."),
-    ignore_var_run: bool = typer.Option(True, "--ignore-var-run/--no-ignore-var-run"),
-    skip_push_permission_check: bool = typer.Option(False, "--skip-push-permission-check"),
-    context_sub_path: Optional[str] = typer.Option(None, "--context-sub-path"),
+    ignore_var_run: bool = typer.Option(True, "--ignore-var-run/--no-ignore-var-run", help="Accepted for Kaniko compatibility (only RUN-time mounts are left out of layers)."),
+    skip_push_permission_check: bool = typer.Option(False, "--skip-push-permission-check", help="Accepted for Kaniko compatibility (no pre-build permission probe is made)."),
+    context_sub_path: Optional[str] = typer.Option(None, "--context-sub-path", help="Build from this sub-directory of the context."),
+    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
 ) -> None:
-    """Build the Dockerfile in CONTEXT and push the image to every --destination."""
+    """Build the Dockerfile in CONTEXT and push the image to every --destination.
+
+    Other commands: `executor warm --image REF --cache-dir DIR` (base-image cache), `executor version`.
+    """
+    if version:
+        print(f"executor {__version__}")
+        return
     try:
         setup_logging(verbosity, log_format, log_timestamp)
     except ValueError as e:

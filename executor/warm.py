@@ -147,7 +147,7 @@ def warm(
     cache_ttl: str = typer.Option("336h", "--cache-ttl", help="Age after which a cached tag is fetched again."),
     dockerfile: Optional[Path] = typer.Option(None, "--dockerfile", "-d", help="Also cache every FROM image of this Dockerfile."),
     build_arg: List[str] = typer.Option([], "--build-arg", help="KEY=VALUE for FROM ${KEY} in --dockerfile."),
-    custom_platform: Optional[str] = typer.Option(None, "--custom-platform", "--customPlatform", help="os/arch[/variant] (default: this machine)."),
+    custom_platform: Optional[str] = typer.Option(None, "--custom-platform", "--customPlatform", help="os/arch, optionally /variant (default: this machine)."),
     insecure: bool = typer.Option(False, "--insecure"),
     insecure_pull: bool = typer.Option(False, "--insecure-pull", help="Pull over plain HTTP."),
     insecure_registry: List[str] = typer.Option([], "--insecure-registry", help="Registry to use over plain HTTP (repeatable)."),

@@ -12,6 +12,7 @@ import logging
 import os
 import platform as _platform
 import posixpath
+import re
 import shutil
 import tempfile
 import time
@@ -168,6 +169,12 @@ class Builder:
         bases: dict[int, str] = {}
         for st in df.stages:
             bases[st.index] = self._expand(st.from_instruction, menv)(st.base)
+            if not bases[st.index].strip():
+                names_used = re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", st.base) or ["NAME"]
+                raise self._err(st.from_instruction,
+                                f"FROM {st.base}: the image name is empty ({', '.join(names_used)} not set); "
+                                f"declare ARG {names_used[0]} before the first FROM and pass "
+                                f"--build-arg {names_used[0]}=IMAGE, or give it a default")
             if st.name:
                 names[st.name.lower()] = st.index
         if self.opts.target:
@@ -348,10 +355,16 @@ class Builder:
     def execute(self, state: StageState, ins: Instruction) -> None:
         """Run one instruction on ``state`` (through the layer cache with ``--cache``)."""
         log.info("%s", ins.original.strip().splitlines()[0][:200])
-        if self.cache is not None:
-            self.cache.execute(self, state, ins, self._execute)
-        else:
-            self._execute(state, ins)
+        try:
+            if self.cache is not None:
+                self.cache.execute(self, state, ins, self._execute)
+            else:
+                self._execute(state, ins)
+        except BuildError as e:
+            if str(e).startswith(f"{ins.filename}:"):
+                raise
+            # name the Dockerfile line for errors raised below the instruction level
+            raise BuildError(f"{ins.filename}:{ins.start_line}: {ins.name}: {e}") from e
 
     def _execute(self, state: StageState, ins: Instruction) -> None:
         name = ins.name

@@ -24,6 +24,11 @@ image config of the target stage. When every instruction of the target stage hit
 stored config equals the new one in everything except ``created`` timestamps, the stored
 one is reused, so a no-change rebuild gives the byte-identical image (same digest).
 
+On-disk layer cache
+-------------------
+``--cache-repo oci:/path`` keeps the same entries as images in an OCI image layout at
+``/path`` (``org.opencontainers.image.ref.name`` = key); see :mod:`.layout_cache`.
+
 Local base-image cache
 ----------------------
 ``executor warm`` writes an OCI image layout (image-spec image-layout.md) in ``--cache-dir``;
@@ -43,12 +48,16 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import RegistryError, UserError
 from ..oci import mediatypes as mt
 from ..oci.image import Layer, canonical_json, manifest_bytes, sha256_digest
 from ..reference import Reference, parse_reference
 from ..registry.client import RegistryClient, ResolvedImage
+
+if TYPE_CHECKING:
+    from .layout_cache import LayoutLayerCache
 
 log = logging.getLogger("executor.cache")
 
@@ -377,7 +386,8 @@ LAYER_INSTRUCTIONS = ("RUN", "COPY", "ADD", "WORKDIR")
 
 @dataclass
 class CacheDriver:
-    """Wires :class:`LayerCache` and the key chain into the Builder (all state per build).
+    """Wires the layer cache (:class:`LayerCache`, or ``LayoutLayerCache`` for ``oci:``) and the
+    key chain into the Builder (all state per build).
 
     ``keys``: stage index -> current chain key. ``lazy``: stages whose root directory has not
     been filled yet (their base and cached layers are only descriptors). ``all_hit``: stage
@@ -387,7 +397,7 @@ class CacheDriver:
     stage's root, :meth:`finalize` with the target image, and :meth:`close` at the end.
     """
 
-    cache: LayerCache
+    cache: "LayerCache | LayoutLayerCache"
     run_layers: bool = True
     copy_layers: bool = False
     keys: dict[int, str] = field(default_factory=dict)
@@ -468,8 +478,8 @@ class CacheDriver:
             log.info("cache miss %s: %s", short(key), text)
             self.misses += 1
         else:
-            why = "not cacheable (remote source without --checksum)" if key is None else \
-                f"not cached (--cache-{'run' if name == 'RUN' else 'copy'}-layers off)"
+            why = "skipped: a remote source without --checksum cannot be keyed" if key is None else \
+                f"skipped (--cache-{'run' if name == 'RUN' else 'copy'}-layers off)"
             log.info("cache %s %s: %s", why, short(key) if key else "-", text)
         self.all_hit[idx] = False
         self.materialize(b, state)
@@ -608,14 +618,20 @@ class CacheDriver:
 
 
 def make_driver(opts, client: RegistryClient) -> CacheDriver | None:
-    """The CacheDriver for ``opts`` (a BuildOptions), or None without ``--cache``."""
+    """The CacheDriver for ``opts`` (a BuildOptions), or None without ``--cache``.
+
+    ``--cache-repo oci:/path`` selects the on-disk OCI-layout cache
+    (:class:`executor.build.layout_cache.LayoutLayerCache`); anything else is a registry repository.
+    """
     if not opts.cache:
         return None
     repo = opts.cache_repo or default_cache_repo(opts.destinations)
+    cache: LayerCache | LayoutLayerCache
     if repo.startswith("oci:"):
-        raise UserError(f"--cache-repo={repo}: OCI-layout cache repositories are not supported; "
-                        "use a registry repository")
-    name = parse_reference(repo).name  # validates; drops a tag if one was given
-    return CacheDriver(LayerCache(client, name, opts.cache_ttl_seconds, push=not opts.no_push_cache,
-                                  platform=opts.platform),
-                       run_layers=opts.cache_run_layers, copy_layers=opts.cache_copy_layers)
+        from .layout_cache import LayoutLayerCache, parse_layout_repo
+        cache = LayoutLayerCache(parse_layout_repo(repo), opts.cache_ttl_seconds, push=not opts.no_push_cache,
+                                 platform=opts.platform)
+    else:
+        name = parse_reference(repo).name  # validates; drops a tag if one was given
+        cache = LayerCache(client, name, opts.cache_ttl_seconds, push=not opts.no_push_cache, platform=opts.platform)
+    return CacheDriver(cache, run_layers=opts.cache_run_layers, copy_layers=opts.cache_copy_layers)

@@ -373,8 +373,9 @@ class RegistryClient:
 
         resp, data = self._call(ref.registry, True, f"fetching manifest {ref}", once)
         if resp.status_code == 404:
-            raise RegistryError(f"registry {ref.registry}: manifest {ref.identifier} of repo '{ref.repository}' "
-                                f"not found (404): check the image name and tag")
+            what = f"tag '{ref.tag}'" if ref.digest is None else f"digest {ref.digest}"
+            raise RegistryError(f"registry {ref.registry}: repository '{ref.repository}' has no {what} "
+                                f"(manifest not found, 404): check the image name and tag")
         if resp.status_code != 200:
             raise self._fail(ref, "the manifest fetch", resp)
         digest = sha256_digest(data)

@@ -152,6 +152,9 @@ def transport_error_message(registry: str, exc: BaseException, attempts: int, ht
                 f"--registry-client-cert {registry}=CERT.pem,KEY.pem with a certificate it trusts")
     msg = f"cannot reach registry {registry} ({desc}) after {attempts} attempts{during}"
     if isinstance(exc, httpx.ConnectError) or isinstance(exc, httpx.ConnectTimeout):
+        if registry in ("docker.io", "registry-1.docker.io", "index.docker.io"):
+            return msg + ("; Docker Hub is unreachable from here: use --registry-mirror MIRROR or "
+                          "--registry-map docker.io=MIRROR, or name the image with a reachable registry")
         return msg + (f"; is it running? use --insecure-registry {registry} for plain HTTP" if https
                       else "; is it running?")
     if https and not text:

@@ -185,7 +185,7 @@ def test_cache_ttl_no_push_cache_and_run_layers_off(proxy, base, tmp_path):
     _, steps, _ = build(proxy.host, ctx, f"{proxy.host}/{repo}:4", "--cache-ttl=1s")
     assert steps == [("miss", "RUN echo x > /x")]  # expired
     _, steps, p = build(proxy.host, ctx, f"{proxy.host}/{repo}:5", "--cache-run-layers=false")
-    assert steps == [] and "not cached (--cache-run-layers off)" in p.stderr
+    assert steps == [] and "cache skipped (--cache-run-layers off)" in p.stderr
     # an explicit --cache-repo elsewhere starts empty
     _, steps, _ = build(proxy.host, ctx, f"{proxy.host}/{repo}:6", "--cache-repo", f"{proxy.host}/{repo}-other")
     assert steps == [("miss", "RUN echo x > /x")]

@@ -401,3 +401,37 @@ def test_tekton_step_registry_credentials(executor_image, kaniko_task, registry,
     got = json.loads(run(["skopeo", "inspect", "--tls-verify=false", "--creds", f"{AUTH_USER}:{AUTH_PASSWORD}",
                           f"docker://{image}"]).stdout)
     assert got["Digest"] == digest
+
+
+def test_tekton_step_cache_workspace(executor_image, kaniko_task, registry, busybox, tmp_path):
+    """Case ``cache-workspace``: the Task's optional ``cache`` workspace bound to one directory for
+    two runs of the step. The first run warms base-images/ (`executor warm`) and fills the layer
+    cache (an OCI layout under layers/); the second logs a cache hit for every step, takes its
+    base image from base-images/ and pushes the same digest."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    image = f"{registry.host}/tekton/cached:{uuid.uuid4().hex[:8]}"
+    runs = []
+    for n in (1, 2):
+        run_dir = tmp_path / f"run{n}"
+        (run_dir / "source").mkdir(parents=True)
+        (run_dir / "source" / "Dockerfile").write_text(f"FROM {busybox}\nRUN echo cached > /cached\nCOPY f /f\n")
+        (run_dir / "source" / "f").write_text("f\n")
+        p, results = _run_kaniko_step(executor_image, kaniko_task, run_dir, {
+            "IMAGE": image, "EXTRA_ARGS": [f"--insecure-registry={registry.host}", "--log-format=text",
+                                           "--cache-copy-layers"]},
+            bound=("source", "cache"), extra_mounts=[BindMount(str(cache), "/workspace/cache")])
+        log = p.stdout + p.stderr
+        assert p.returncode == 0, log
+        runs.append((log, (results / "IMAGE_DIGEST").read_text()))
+    (log1, d1), (log2, d2) = runs
+    hits = re.compile(r"cache (hit|miss) [0-9a-f]{12}: (.*)$", re.M)
+    assert [m.group(1) for m in hits.finditer(log1)] == ["miss", "miss"], log1
+    assert f"cached {busybox}" in log1, log1
+    assert [m.group(1) for m in hits.finditer(log2)] == ["hit", "hit"], log2
+    assert f"base image {busybox} from the local cache" in log2, log2
+    assert d1 == d2 == skopeo_inspect(image)["Digest"]
+    idx = json.loads((cache / "layers" / "index.json").read_text())
+    keys = [m["annotations"]["org.opencontainers.image.ref.name"] for m in idx["manifests"]]
+    assert len(keys) == 3  # two steps and the final config
+    run(["skopeo", "inspect", f"oci:{cache / 'layers'}:{keys[0]}"])

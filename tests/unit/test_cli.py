@@ -80,3 +80,14 @@ def test_help_lists_kaniko_flags():
     for flag in ("--context", "--dockerfile", "--destination", "--digest-file", "--cache-repo",
                  "--custom-platform", "--image-name-tag-with-digest-file"):
         assert flag in p.stdout
+
+
+def test_version_flag():
+    p = _cli("--version")
+    assert p.returncode == 0 and p.stdout.startswith("executor ")
+
+
+def test_warm_help_renders():
+    p = _cli("warm", "--help")
+    assert p.returncode == 0, p.stderr
+    assert "--image" in p.stdout and "--cache-dir" in p.stdout

@@ -23,6 +23,10 @@ import json, os, sys
 argv = sys.argv[1:]
 def opt(name):
     return argv[argv.index(name) + 1]
+if argv[:1] == ["warm"]:
+    with open(os.environ["FAKE_RECORD"] + ".warm", "a") as f:
+        f.write(json.dumps(argv) + "\n")
+    sys.exit(1 if os.environ.get("FAKE_WARM_FAIL") else 0)
 cfg = os.environ.get("DOCKER_CONFIG")
 record = {"argv": argv, "DOCKER_CONFIG": cfg,
           "config": open(os.path.join(cfg, "config.json")).read() if cfg else None}
@@ -104,6 +108,29 @@ def test_bad_build_arg_is_rejected(env):
     assert "not KEY=VALUE" in p.stderr
 
 
+def test_double_dash_in_build_args_is_not_the_separator(env):
+    """A BUILD_ARGS element "--" used to end the build args: "B=2" then reached the executor as a
+    bare flag-less word. Now "--" is just a malformed build arg, rejected by name."""
+    p, rec = run_step(env, {"IMAGE": "r:5000/a:b", "BUILD_ARGS": ["A=1", "--", "B=2"],
+                            "EXTRA_ARGS": ["--target=final"]})
+    assert p.returncode != 0 and rec is None
+    assert "BUILD_ARGS element is not KEY=VALUE (put executor flags in EXTRA_ARGS): --" in p.stderr
+
+
+def test_build_args_after_an_empty_element_stay_build_args(env):
+    p, rec = run_step(env, {"IMAGE": "r:5000/a:b", "BUILD_ARGS": ["", "A=1"], "EXTRA_ARGS": ["", "--", "X=1"]})
+    assert p.returncode == 0, p.stderr
+    tail = rec["argv"][rec["argv"].index("--image-name-with-digest-file") + 2:]
+    assert tail == ["--build-arg", "A=1", "--", "X=1"]
+
+
+@pytest.mark.parametrize("where", ["BUILD_ARGS", "EXTRA_ARGS"])
+def test_the_separator_itself_is_rejected_in_either_array(env, where):
+    p, rec = run_step(env, {"IMAGE": "r:5000/a:b", where: ["--kaniko-build-extra-args--"]})
+    assert p.returncode != 0 and rec is None
+    assert "must not contain the element '--kaniko-build-extra-args--'" in p.stderr
+
+
 def test_image_without_tag_reports_latest_and_normalised_repo(env):
     p, _ = run_step(env, {"IMAGE": "app"})
     assert p.returncode == 0, p.stderr
@@ -174,6 +201,11 @@ def test_unbound_dockerconfig_leaves_a_working_docker_config_alone(env):
     assert rec["DOCKER_CONFIG"] == str(own)
 
 
+def warm_calls(tmp: Path) -> list[list[str]]:
+    f = tmp / "record.json.warm"
+    return [json.loads(line) for line in f.read_text().splitlines()] if f.exists() else []
+
+
 def test_cache_workspace_enables_on_disk_cache(env):
     cache = env / "cache"
     cache.mkdir()
@@ -183,6 +215,51 @@ def test_cache_workspace_enables_on_disk_cache(env):
     assert "--cache" in argv
     assert argv[argv.index("--cache-dir") + 1] == f"{cache}/base-images"
     assert argv[argv.index("--cache-repo") + 1] == f"oci:{cache}/layers"
+    assert (cache / "layers").is_dir() and (cache / "base-images").is_dir()
+    # the base images are warmed first (the build itself only reads --cache-dir, as Kaniko's)
+    assert warm_calls(env) == [["warm", "--force", "--cache-dir", f"{cache}/base-images",
+                                "--dockerfile", f"{env}/source/./Dockerfile"]]
+
+
+def test_cache_warm_gets_build_args_and_registry_flags_only(env):
+    cache = env / "cache"
+    cache.mkdir()
+    p, rec = run_step(env, {"IMAGE": "r:5000/a:b", "BUILD_ARGS": ["BASE=r:5000/base:1", "BARE"],
+                            "EXTRA_ARGS": ["--target", "release", "--insecure-registry=r:5000", "--label",
+                                           "team=a", "--insecure-registry", "m:5000", "--skip-tls-verify=true",
+                                           "--registry-mirror", "mirror:5000", "--reproducible",
+                                           "--custom-platform=linux/arm64", "--cache-ttl=24h", "--no-push-cache"]},
+                      {"cache": str(cache)})
+    assert p.returncode == 0, p.stderr
+    assert warm_calls(env) == [["warm", "--force", "--cache-dir", f"{cache}/base-images",
+                                "--dockerfile", f"{env}/source/./Dockerfile",
+                                "--build-arg", "BASE=r:5000/base:1", "--build-arg", "BARE",
+                                "--insecure-registry=r:5000", "--insecure-registry", "m:5000",
+                                "--skip-tls-verify=true", "--registry-mirror", "mirror:5000",
+                                "--custom-platform=linux/arm64", "--cache-ttl=24h"]]
+    # the build still gets everything
+    argv = rec["argv"]
+    assert ["--target", "release"] == argv[argv.index("--target"):argv.index("--target") + 2]
+    assert "--no-push-cache" in argv and "--reproducible" in argv
+
+
+def test_cache_warm_failure_is_only_a_warning(env):
+    cache = env / "cache"
+    cache.mkdir()
+    p, rec = run_step(env, {"IMAGE": "r:5000/a:b"}, {"cache": str(cache)}, extra_env={"FAKE_WARM_FAIL": "1"})
+    assert p.returncode == 0, p.stderr
+    assert "could not cache the base images" in p.stderr
+    assert rec["argv"][rec["argv"].index("--cache-dir") + 1] == f"{cache}/base-images"
+
+
+def test_cache_dir_in_extra_args_wins_and_is_not_warmed(env):
+    cache = env / "cache"
+    cache.mkdir()
+    p, rec = run_step(env, {"IMAGE": "r:5000/a:b", "EXTRA_ARGS": ["--cache-dir=/prewarmed"]}, {"cache": str(cache)})
+    assert p.returncode == 0, p.stderr
+    assert [a for a in rec["argv"] if a.startswith("--cache-dir")] == ["--cache-dir=/prewarmed"]
+    assert warm_calls(env) == []
+    assert rec["argv"][rec["argv"].index("--cache-repo") + 1] == f"oci:{cache}/layers"
 
 
 def test_cache_repo_in_extra_args_wins(env):

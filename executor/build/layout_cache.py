@@ -1,0 +1,294 @@
+"""The on-disk layer cache: ``--cache-repo oci:/path`` (Kaniko's OCI-layout cache repository).
+
+The directory is an OCI image layout (OCI image-spec ``image-layout.md``)::
+
+    /path/oci-layout            {"imageLayoutVersion": "1.0.0"}
+    /path/index.json            OCI image index; one manifest descriptor per cache entry
+    /path/blobs/sha256/<hex>    layer, config and manifest blobs (content-addressed)
+    /path/index.json.lock       lock file for index.json updates (fcntl.flock; not part of the spec)
+
+Each cache entry is the same single-layer OCI image the registry cache pushes as
+``<cache-repo>:<key>`` (:func:`executor.build.cache.entry_documents`: manifest annotations
+``dev.executor.cache.kind|diff-id|created-by`` and ``org.opencontainers.image.created`` for
+``--cache-ttl``), and its ``index.json`` descriptor carries
+``org.opencontainers.image.ref.name = <key>`` (the 64-hex chain key), so other tools read an
+entry as ``oci:/path:<key>`` (``skopeo inspect oci:/path:<key>``, ``umoci unpack --image /path:<key>``).
+
+Writes are crash- and concurrency-safe: every blob is written to a unique temp file and
+renamed into place (a blob is content-addressed, so two writers of the same digest write the
+same bytes), and ``index.json`` is rewritten last, as a whole (temp file + rename), while
+holding an exclusive ``flock`` on ``index.json.lock``; the read-modify-write of two builds
+sharing the directory therefore never loses an entry, and a reader (no lock needed) sees
+either the old or the new index, never a descriptor whose blobs are missing.
+
+A hit's :class:`~executor.oci.image.Layer` has ``path`` = the blob file in the layout and no
+``source``: nothing is downloaded, a step that needs the filesystem extracts it from there,
+and the final push uploads it from that file (``ImageSource.fetch`` returns ``layer.path``).
+Entries are written on a background thread pool like registry pushes (:meth:`store`,
+:meth:`wait`); a failed write is a warning, never a build failure.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import UserError
+from ..oci import mediatypes as mt
+from ..oci.image import Layer, sha256_digest
+from .cache import ANN_CREATED, ANN_KIND, CacheHit, entry_documents, expired, parse_entry, parse_rfc3339
+
+log = logging.getLogger("executor.cache")
+
+REF_NAME = "org.opencontainers.image.ref.name"
+LAYOUT_VERSION = {"imageLayoutVersion": "1.0.0"}
+
+
+def parse_layout_repo(repo: str) -> Path:
+    """The directory of ``--cache-repo oci:<path>`` (relative paths are made absolute).
+
+    Raises UserError when no path follows ``oci:``.
+    """
+    path = repo[len("oci:"):] if repo.startswith("oci:") else repo
+    if not path:
+        raise UserError("--cache-repo=oci: needs a directory, e.g. --cache-repo=oci:/cache/layers")
+    return Path(path).absolute()
+
+
+def _blob_path(root: Path, digest: str) -> Path:
+    alg, _, hexd = digest.partition(":")
+    if not hexd or "/" in hexd or "/" in alg:
+        raise ValueError(f"not a digest: {digest!r}")
+    return root / "blobs" / alg / hexd
+
+
+def _tmp_name(dest: Path) -> Path:
+    return dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.{uuid.uuid4().hex[:8]}.tmp")
+
+
+def put_blob(root: Path, digest: str, *, data: bytes | None = None, src: Path | None = None) -> Path:
+    """Blob ``digest`` in the layout at ``root`` from ``data`` or the file ``src``; returns its path.
+
+    A present blob is kept (content-addressed). The file is hard-linked from ``src`` when both
+    are on one filesystem, else copied; either way it appears under its name only complete.
+    """
+    dest = _blob_path(root, digest)
+    if dest.is_file():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_name(dest)
+    try:
+        if data is not None:
+            tmp.write_bytes(data)
+        else:
+            assert src is not None
+            try:
+                os.link(src, tmp)
+            except OSError:
+                shutil.copyfile(src, tmp)
+        os.replace(tmp, dest)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return dest
+
+
+@contextmanager
+def index_lock(root: Path):
+    """Hold an exclusive ``flock`` on ``root/index.json.lock`` (blocks until the other writer is done)."""
+    fd = os.open(root / "index.json.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def read_index(root: Path) -> dict:
+    """``root/index.json`` as a dict (an empty index when absent or unreadable)."""
+    try:
+        doc = json.loads((root / "index.json").read_text())
+        if isinstance(doc, dict) and isinstance(doc.get("manifests", []), list):
+            return doc
+        log.warning("%s/index.json is not an OCI image index; treating the cache as empty", root)
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError) as e:
+        log.warning("%s/index.json is unreadable (%s); treating the cache as empty", root, e)
+    return {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": []}
+
+
+def add_index_entry(root: Path, descriptor: dict) -> None:
+    """Put ``descriptor`` into ``root/index.json``, replacing any entry with the same ref name.
+
+    Read-modify-write under :func:`index_lock`; the new index replaces the old by rename.
+    """
+    name = descriptor["annotations"][REF_NAME]
+    with index_lock(root):
+        index = read_index(root)
+        index["schemaVersion"] = 2
+        index["mediaType"] = mt.OCI_INDEX
+        index["manifests"] = [m for m in index.get("manifests") or []
+                              if (m.get("annotations") or {}).get(REF_NAME) != name] + [descriptor]
+        path = root / "index.json"
+        tmp = _tmp_name(path)
+        tmp.write_text(json.dumps(index, indent=1))
+        os.replace(tmp, path)
+
+
+@dataclass
+class LayoutLayerCache:
+    """The layer cache as an OCI image layout at ``root`` (same interface as ``LayerCache``).
+
+    ``ttl_seconds``: entries older than this (manifest ``org.opencontainers.image.created``)
+    are misses. ``push``: False for ``--no-push-cache`` (lookups only). ``platform`` goes into
+    entry configs. ``repo`` is what log lines call it (``oci:/path``).
+    """
+
+    root: Path
+    ttl_seconds: int
+    push: bool = True
+    platform: str = "linux/amd64"
+    _pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(max_workers=3,
+                                                                                 thread_name_prefix="cache-write"))
+    _futures: list[tuple[str, Future]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        if not self.push:
+            return
+        try:
+            (self.root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
+            layout = self.root / "oci-layout"
+            if not layout.is_file():
+                tmp = _tmp_name(layout)
+                tmp.write_text(json.dumps(LAYOUT_VERSION))
+                os.replace(tmp, layout)
+        except OSError as e:
+            hint = " (read-only? pass --no-push-cache to only read it)" if e.errno in (errno.EROFS, errno.EACCES) else ""
+            raise UserError(f"--cache-repo=oci:{self.root}: cannot create the cache layout: "
+                            f"{e.strerror or e}{hint}") from None
+
+    @property
+    def repo(self) -> str:
+        return f"oci:{self.root}"
+
+    def _manifest(self, key: str) -> tuple[dict, str] | None:
+        """(manifest, digest) of the index entry named ``key`` (the last one if several), else None."""
+        for desc in reversed(read_index(self.root).get("manifests") or []):
+            if (desc.get("annotations") or {}).get(REF_NAME) != key:
+                continue
+            try:
+                data = _blob_path(self.root, desc.get("digest", "")).read_bytes()
+            except (OSError, ValueError):
+                log.warning("cache %s: entry %s has no manifest blob; ignoring it", self.repo, key[:12])
+                return None
+            if sha256_digest(data) != desc.get("digest"):
+                log.warning("cache %s: manifest of entry %s is corrupt; ignoring it", self.repo, key[:12])
+                return None
+            try:
+                doc = json.loads(data)
+            except ValueError:
+                return None
+            return (doc, desc["digest"]) if isinstance(doc, dict) else None
+        return None
+
+    def lookup(self, key: str) -> CacheHit | None:
+        """The entry for ``key``, or None (absent, expired, blob missing: all misses). No network."""
+        found = self._manifest(key)
+        if found is None:
+            return None
+        hit = parse_entry(found[0], "", self.ttl_seconds, time.time())
+        if hit is None or hit.layer is None:
+            return hit
+        try:
+            path = _blob_path(self.root, hit.layer.digest)
+            size = path.stat().st_size
+        except (OSError, ValueError):
+            log.warning("cache %s: layer blob %s of entry %s is missing; a miss", self.repo,
+                        hit.layer.digest[:19], key[:12])
+            return None
+        if size != hit.layer.size:
+            log.warning("cache %s: layer blob %s has %d bytes, the entry says %d; a miss", self.repo,
+                        hit.layer.digest[:19], size, hit.layer.size)
+            return None
+        layer = Layer(descriptor=hit.layer.descriptor, diff_id=hit.layer.diff_id, path=path, source=None)
+        return CacheHit(layer=layer, created_by=hit.created_by)
+
+    def lookup_config(self, key: str) -> dict | None:
+        """The image config stored under final-config ``key`` (within TTL), or None."""
+        found = self._manifest(key)
+        if found is None:
+            return None
+        doc = found[0]
+        ann = doc.get("annotations") or {}
+        if ann.get(ANN_KIND) != "config" or expired(parse_rfc3339(ann.get(ANN_CREATED, "")), self.ttl_seconds,
+                                                     time.time()):
+            return None
+        try:
+            digest = doc["config"]["digest"]
+            data = _blob_path(self.root, digest).read_bytes()
+            if sha256_digest(data) != digest:
+                return None
+            cfg = json.loads(data)
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return cfg if isinstance(cfg, dict) else None
+
+    def store(self, key: str, layer: Layer | None, created_by: str, config: dict | None = None) -> None:
+        """Write the entry for ``key`` in the background (no-op with ``push=False``).
+
+        ``layer.path`` must stay on disk until :meth:`wait` returns.
+        """
+        if not self.push:
+            return
+        fut = self._pool.submit(self._write_entry, key, layer, created_by, config)
+        with self._lock:
+            self._futures.append((key, fut))
+
+    def _write_entry(self, key: str, layer: Layer | None, created_by: str, config: dict | None) -> None:
+        now = time.time()
+        cfg_bytes, man = entry_documents(key, layer, created_by, self.platform, now, config)
+        if layer is not None:
+            if layer.path is None or not layer.path.is_file():
+                raise OSError(f"layer {layer.digest} has no local blob to store")
+            put_blob(self.root, layer.digest, src=layer.path)
+        put_blob(self.root, sha256_digest(cfg_bytes), data=cfg_bytes)
+        digest = sha256_digest(man)
+        put_blob(self.root, digest, data=man)
+        ann = json.loads(man)["annotations"]
+        add_index_entry(self.root, {"mediaType": mt.OCI_MANIFEST, "digest": digest, "size": len(man),
+                                    "annotations": {REF_NAME: key, ANN_KIND: ann[ANN_KIND],
+                                                    ANN_CREATED: ann[ANN_CREATED]}})
+
+    def wait(self) -> tuple[int, int]:
+        """Wait for every background write; returns (written, failed). Failures are warnings."""
+        with self._lock:
+            futures, self._futures = self._futures, []
+        ok = failed = 0
+        for key, fut in futures:
+            try:
+                fut.result()
+                ok += 1
+            except Exception as e:  # noqa: BLE001 - a cache write must never fail the build
+                failed += 1
+                log.warning("could not write cache entry %s:%s: %s", self.repo, key[:12], e)
+        if futures:
+            log.info("wrote %d cache entries to %s%s", ok, self.repo, f" ({failed} failed)" if failed else "")
+        return ok, failed
+
+    def close(self) -> None:
+        """Wait for pending writes and stop the pool."""
+        self.wait()
+        self._pool.shutdown(wait=True)
