@@ -23,7 +23,6 @@ failed (as Kaniko's warmer does).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -38,11 +37,9 @@ from .build.cache import (
     ANN_PLATFORM,
     ANN_REF,
     LocalImageCache,
-    atomic_write,
-    digest_file_path,
 )
 from .errors import UserError
-from .oci import mediatypes as mt
+from .oci.layout import add_index_entry, blob_path, put_blob, tmp_name
 from .reference import Reference, parse_reference
 
 log = logging.getLogger("executor.warm")
@@ -52,11 +49,11 @@ warm_app = typer.Typer(add_completion=False, context_settings={"help_option_name
 
 def _store_blob(client, ref: Reference, root: Path, digest: str) -> bool:
     """Download blob ``digest`` of ``ref`` into the layout unless present; True when downloaded."""
-    dest = digest_file_path(root, digest)
+    dest = blob_path(root, digest)
     if dest.is_file():
         return False
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.partial")
+    tmp = tmp_name(dest)
     try:
         with open(tmp, "wb") as f:
             client.fetch_blob(ref, digest, f)
@@ -81,8 +78,8 @@ def warm_image(client, root: Path, ref_text: str, platform: str, force: bool, tt
     fetched = 0
     for desc in resolved.manifest.get("layers") or []:
         fetched += _store_blob(client, src, root, desc["digest"])
-    atomic_write(digest_file_path(root, resolved.manifest["config"]["digest"]), resolved.config_bytes)
-    atomic_write(digest_file_path(root, resolved.digest), resolved.manifest_bytes)
+    put_blob(root, resolved.manifest["config"]["digest"], data=resolved.config_bytes)
+    put_blob(root, resolved.digest, data=resolved.manifest_bytes)
     ann = {ANN_REF: str(ref), ANN_PLATFORM: platform, ANN_CACHED_AT: str(int(time.time())),
            "org.opencontainers.image.ref.name": str(ref)}
     if ref.digest and ref.digest != resolved.digest:  # the digest named an index / manifest list
@@ -94,20 +91,14 @@ def warm_image(client, root: Path, ref_text: str, platform: str, force: bool, tt
 
 
 def _add_entry(root: Path, entry: dict) -> None:
-    """Put ``entry`` in index.json, replacing an older one for the same reference and platform."""
-    (root / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
-    index_path = root / "index.json"
-    index = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": []}
-    if index_path.exists():
-        try:
-            index = json.loads(index_path.read_text())
-        except ValueError:
-            log.warning("%s was not valid JSON; starting a new index", index_path)
+    """Put ``entry`` in index.json (locked, atomic), replacing an older one for the same reference and platform."""
     ann = entry["annotations"]
-    index["manifests"] = [m for m in index.get("manifests", [])
-                          if ((m.get("annotations") or {}).get(ANN_REF), (m.get("annotations") or {}).get(ANN_PLATFORM))
-                          != (ann[ANN_REF], ann[ANN_PLATFORM])] + [entry]
-    atomic_write(index_path, json.dumps(index, indent=1).encode())
+
+    def same_image(m: dict) -> bool:
+        a = m.get("annotations") or {}
+        return (a.get(ANN_REF), a.get(ANN_PLATFORM)) == (ann[ANN_REF], ann[ANN_PLATFORM])
+
+    add_index_entry(root, entry, replaces=same_image)
 
 
 def dockerfile_bases(path: Path, build_args: dict[str, str]) -> list[str]:

@@ -42,7 +42,6 @@ import copy
 import io
 import json
 import logging
-import os
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -53,6 +52,7 @@ from typing import TYPE_CHECKING
 from ..errors import RegistryError, UserError
 from ..oci import mediatypes as mt
 from ..oci.image import Layer, canonical_json, manifest_bytes, sha256_digest
+from ..oci.layout import read_index
 from ..reference import Reference, parse_reference
 from ..registry.client import RegistryClient, ResolvedImage
 
@@ -294,10 +294,7 @@ class LocalImageCache:
     ttl_seconds: int = 336 * 3600
 
     def _entries(self) -> list[dict]:
-        try:
-            return json.loads((self.root / "index.json").read_text()).get("manifests") or []
-        except (OSError, ValueError, AttributeError):
-            return []
+        return read_index(self.root).get("manifests") or []
 
     def blob(self, digest: str) -> Path | None:
         alg, _, hexd = digest.partition(":")
@@ -358,20 +355,6 @@ def open_local_cache(path: Path | None, ttl_seconds: int) -> LocalImageCache | N
         log.info("--cache-dir %s holds no cached images (fill it with `executor warm`)", path)
         return None
     return LocalImageCache(path, ttl_seconds)
-
-
-def digest_file_path(root: Path, digest: str) -> Path:
-    """Where blob ``digest`` lives in an OCI layout at ``root``."""
-    alg, _, hexd = digest.partition(":")
-    return root / "blobs" / alg / hexd
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file and rename (readers never see half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------------- build integration

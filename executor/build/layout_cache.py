@@ -31,28 +31,24 @@ Entries are written on a background thread pool like registry pushes (:meth:`sto
 from __future__ import annotations
 
 import errno
-import fcntl
 import json
 import logging
 import os
-import shutil
 import threading
 import time
-import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UserError
 from ..oci import mediatypes as mt
 from ..oci.image import Layer, sha256_digest
+from ..oci.layout import (LAYOUT_VERSION, REF_NAME, add_index_entry, blob_path as _blob_path, put_blob,
+                          read_index, tmp_name as _tmp_name)
 from .cache import ANN_CREATED, ANN_KIND, CacheHit, entry_documents, expired, parse_entry, parse_rfc3339
 
 log = logging.getLogger("executor.cache")
 
-REF_NAME = "org.opencontainers.image.ref.name"
-LAYOUT_VERSION = {"imageLayoutVersion": "1.0.0"}
 
 
 def parse_layout_repo(repo: str) -> Path:
@@ -64,87 +60,6 @@ def parse_layout_repo(repo: str) -> Path:
     if not path:
         raise UserError("--cache-repo=oci: needs a directory, e.g. --cache-repo=oci:/cache/layers")
     return Path(path).absolute()
-
-
-def _blob_path(root: Path, digest: str) -> Path:
-    alg, _, hexd = digest.partition(":")
-    if not hexd or "/" in hexd or "/" in alg:
-        raise ValueError(f"not a digest: {digest!r}")
-    return root / "blobs" / alg / hexd
-
-
-def _tmp_name(dest: Path) -> Path:
-    return dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.{uuid.uuid4().hex[:8]}.tmp")
-
-
-def put_blob(root: Path, digest: str, *, data: bytes | None = None, src: Path | None = None) -> Path:
-    """Blob ``digest`` in the layout at ``root`` from ``data`` or the file ``src``; returns its path.
-
-    A present blob is kept (content-addressed). The file is hard-linked from ``src`` when both
-    are on one filesystem, else copied; either way it appears under its name only complete.
-    """
-    dest = _blob_path(root, digest)
-    if dest.is_file():
-        return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_name(dest)
-    try:
-        if data is not None:
-            tmp.write_bytes(data)
-        else:
-            assert src is not None
-            try:
-                os.link(src, tmp)
-            except OSError:
-                shutil.copyfile(src, tmp)
-        os.replace(tmp, dest)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return dest
-
-
-@contextmanager
-def index_lock(root: Path):
-    """Hold an exclusive ``flock`` on ``root/index.json.lock`` (blocks until the other writer is done)."""
-    fd = os.open(root / "index.json.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
-
-
-def read_index(root: Path) -> dict:
-    """``root/index.json`` as a dict (an empty index when absent or unreadable)."""
-    try:
-        doc = json.loads((root / "index.json").read_text())
-        if isinstance(doc, dict) and isinstance(doc.get("manifests", []), list):
-            return doc
-        log.warning("%s/index.json is not an OCI image index; treating the cache as empty", root)
-    except FileNotFoundError:
-        pass
-    except (OSError, ValueError) as e:
-        log.warning("%s/index.json is unreadable (%s); treating the cache as empty", root, e)
-    return {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": []}
-
-
-def add_index_entry(root: Path, descriptor: dict) -> None:
-    """Put ``descriptor`` into ``root/index.json``, replacing any entry with the same ref name.
-
-    Read-modify-write under :func:`index_lock`; the new index replaces the old by rename.
-    """
-    name = descriptor["annotations"][REF_NAME]
-    with index_lock(root):
-        index = read_index(root)
-        index["schemaVersion"] = 2
-        index["mediaType"] = mt.OCI_INDEX
-        index["manifests"] = [m for m in index.get("manifests") or []
-                              if (m.get("annotations") or {}).get(REF_NAME) != name] + [descriptor]
-        path = root / "index.json"
-        tmp = _tmp_name(path)
-        tmp.write_text(json.dumps(index, indent=1))
-        os.replace(tmp, path)
 
 
 @dataclass

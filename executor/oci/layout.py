@@ -5,31 +5,116 @@ Source: OCI image-spec, image-layout.md (oci-layout, index.json, blobs/<alg>/<he
 
 from __future__ import annotations
 
+import fcntl
 import json
+import logging
 import os
 import shutil
+import threading
+import uuid
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable
 
 from . import mediatypes as mt
 from .image import Image, manifest_bytes, sha256_digest
 
+log = logging.getLogger("executor.oci")
 
-def _put_blob(blobs: Path, digest: str, src: Path | None = None, data: bytes | None = None) -> None:
-    alg, hexd = digest.split(":", 1)
-    dest = blobs / alg / hexd
-    if dest.exists():
-        return
+
+REF_NAME = "org.opencontainers.image.ref.name"
+LAYOUT_VERSION = {"imageLayoutVersion": "1.0.0"}
+
+
+def blob_path(root: Path, digest: str) -> Path:
+    """``root/blobs/<alg>/<hex>``; raises ValueError for something that is not a digest."""
+    alg, _, hexd = digest.partition(":")
+    if not hexd or "/" in hexd or "/" in alg:
+        raise ValueError(f"not a digest: {digest!r}")
+    return root / "blobs" / alg / hexd
+
+
+def tmp_name(dest: Path) -> Path:
+    """A unique sibling temp name (process, thread and random part) for write-then-rename."""
+    return dest.with_name(f".{dest.name}.{os.getpid()}.{threading.get_ident()}.{uuid.uuid4().hex[:8]}.tmp")
+
+
+def put_blob(root: Path, digest: str, *, data: bytes | None = None, src: Path | None = None) -> Path:
+    """Blob ``digest`` in the layout at ``root`` from ``data`` or the file ``src``; returns its path.
+
+    A present blob is kept (content-addressed). The file is hard-linked from ``src`` when both
+    are on one filesystem, else copied; either way it appears under its name only complete.
+    """
+    dest = blob_path(root, digest)
+    if dest.is_file():
+        return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(hexd + ".tmp")
-    if data is not None:
-        tmp.write_bytes(data)
-    else:
-        assert src is not None
-        try:
-            os.link(src, tmp)
-        except OSError:
-            shutil.copyfile(src, tmp)
-    os.replace(tmp, dest)
+    tmp = tmp_name(dest)
+    try:
+        if data is not None:
+            tmp.write_bytes(data)
+        else:
+            assert src is not None
+            try:
+                os.link(src, tmp)
+            except OSError:
+                shutil.copyfile(src, tmp)
+        os.replace(tmp, dest)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return dest
+
+
+@contextmanager
+def index_lock(root: Path):
+    """Hold an exclusive ``flock`` on ``root/index.json.lock`` (blocks until the other writer is done)."""
+    fd = os.open(root / "index.json.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def read_index(root: Path) -> dict:
+    """``root/index.json`` as a dict (an empty index when absent or unreadable)."""
+    try:
+        doc = json.loads((root / "index.json").read_text())
+        if isinstance(doc, dict) and isinstance(doc.get("manifests", []), list):
+            return doc
+        log.warning("%s/index.json is not an OCI image index; treating it as empty", root)
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError) as e:
+        log.warning("%s/index.json is unreadable (%s); treating it as empty", root, e)
+    return {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": []}
+
+
+def add_index_entry(root: Path, descriptor: dict, replaces: Callable[[dict], bool] | None = None) -> None:
+    """Put ``descriptor`` into ``root/index.json``, dropping entries for which ``replaces`` is true
+    (default: the same ``org.opencontainers.image.ref.name``).
+
+    Read-modify-write under :func:`index_lock`; oci-layout is written when missing and the new
+    index replaces the old by rename, so a reader never sees a half-written index.
+    """
+    if replaces is None:
+        name = (descriptor.get("annotations") or {}).get(REF_NAME)
+        replaces = lambda m: name is not None and (m.get("annotations") or {}).get(REF_NAME) == name  # noqa: E731
+    with index_lock(root):
+        layout = root / "oci-layout"
+        if not layout.is_file():
+            tmp = tmp_name(layout)
+            tmp.write_text(json.dumps(LAYOUT_VERSION))
+            os.replace(tmp, layout)
+        index = read_index(root)
+        index["schemaVersion"] = 2
+        index["mediaType"] = mt.OCI_INDEX
+        index["manifests"] = [m for m in index.get("manifests") or [] if not replaces(m)] + [descriptor]
+        path = root / "index.json"
+        tmp = tmp_name(path)
+        tmp.write_text(json.dumps(index, indent=1))
+        os.replace(tmp, path)
 
 
 def write_oci_layout(path: Path, image: Image, blob_paths: list[Path], ref_name: str | None = None) -> str:
@@ -40,26 +125,15 @@ def write_oci_layout(path: Path, image: Image, blob_paths: list[Path], ref_name:
     are missing. An existing layout gains the manifest (index.json entries are merged).
     """
     path.mkdir(parents=True, exist_ok=True)
-    blobs = path / "blobs"
     for layer, src in zip(image.layers, blob_paths, strict=True):
-        _put_blob(blobs, layer.digest, src=src)
+        put_blob(path, layer.digest, src=src)
     cfg = image.config_bytes()
-    _put_blob(blobs, sha256_digest(cfg), data=cfg)
+    put_blob(path, sha256_digest(cfg), data=cfg)
     man = manifest_bytes(image.manifest(cfg))
     digest = sha256_digest(man)
-    _put_blob(blobs, digest, data=man)
-    (path / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
-    index_path = path / "index.json"
-    index = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": []}
-    if index_path.exists():
-        index = json.loads(index_path.read_text())
+    put_blob(path, digest, data=man)
     desc: dict = {"mediaType": image.manifest_media_type(), "digest": digest, "size": len(man)}
     if ref_name:
-        desc["annotations"] = {"org.opencontainers.image.ref.name": ref_name}
-        index["manifests"] = [m for m in index.get("manifests", [])
-                              if m.get("annotations", {}).get("org.opencontainers.image.ref.name") != ref_name]
-    index.setdefault("manifests", []).append(desc)
-    tmp = index_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(index))
-    os.replace(tmp, index_path)
+        desc["annotations"] = {REF_NAME: ref_name}
+    add_index_entry(path, desc)
     return digest
