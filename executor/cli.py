@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import time
 import traceback
@@ -17,7 +18,7 @@ from typing import List, Optional
 import typer
 
 from . import __version__
-from .errors import UserError
+from .errors import Interrupted, UserError
 from .logs import setup_logging
 from .options import BuildOptions, SecretSource
 
@@ -68,6 +69,9 @@ def build_args_from(items: list[str], environ: dict[str, str]) -> dict[str, str]
     out = {}
     for item in items:
         k, eq, v = item.partition("=")
+        if not k or any(c.isspace() or c == "\0" for c in k):
+            raise UserError(f"--build-arg {item[:200]!r}: invalid name {k!r}; expected NAME=VALUE with a non-empty "
+                            "NAME without spaces")
         if eq:
             out[k] = v
         elif k in environ:
@@ -187,7 +191,7 @@ def build(
     snapshot_mode: str = typer.Option("full", "--snapshot-mode", help="Accepted for Kaniko compatibility (snapshots are always exact)."),
     compressed_caching: bool = typer.Option(True, "--compressed-caching/--no-compressed-caching", help="Accepted for Kaniko compatibility."),
     ignore_var_run: bool = typer.Option(True, "--ignore-var-run/--no-ignore-var-run", help="Accepted for Kaniko compatibility (only RUN-time mounts are left out of layers)."),
-    skip_push_permission_check: bool = typer.Option(False, "--skip-push-permission-check", help="Accepted for Kaniko compatibility (no pre-build permission probe is made)."),
+    skip_push_permission_check: bool = typer.Option(False, "--skip-push-permission-check", help="Do not check that every --destination registry answers before building."),
     context_sub_path: Optional[str] = typer.Option(None, "--context-sub-path", help="Build from this sub-directory of the context."),
     version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
 ) -> None:
@@ -218,6 +222,11 @@ def build(
     if compression_level != -1 and not 1 <= compression_level <= top:
         raise UserError(f"--compression-level={compression_level}: {compression} levels are 1..{top} "
                         "(-1 = the default)")
+    for flag, value in (("--push-retry", push_retry), ("--image-download-retry", image_download_retry)):
+        if value < 0:
+            raise UserError(f"{flag}={value}: must be 0 or more (extra attempts)")
+    if kaniko_dir is not None and os.path.lexists(kaniko_dir) and not kaniko_dir.is_dir():
+        raise UserError(f"--kaniko-dir {kaniko_dir}: exists and is not a directory")
     from .build.builder import default_platform
     from .registry.auth import Keychain
     from .registry.client import RegistryClient
@@ -241,7 +250,11 @@ def build(
     ropts = _registry_options(insecure, insecure_pull, insecure_registry, skip_tls_verify, skip_tls_verify_pull,
                               skip_tls_verify_registry, registry_certificate, registry_client_cert, registry_mirror,
                               registry_map, skip_default_registry_fallback, push_retry, image_download_retry)
+    from .outputs import check_destinations, check_output_paths
+    check_output_paths(opts)
     with RegistryClient(ropts, Keychain.from_environment()) as client:
+        if not no_push and not skip_push_permission_check:
+            check_destinations(client, opts.destinations)
         run_build(opts, client)
 
 
@@ -267,6 +280,7 @@ def run_build(opts: BuildOptions, client) -> str:
                 tag = tar_tags(opts.destinations)[0].rpartition(":")[2]
                 write_oci_layout(opts.oci_layout_path, result.image, paths, ref_name=tag)
                 log.info("wrote OCI layout %s", opts.oci_layout_path)
+        check_interrupted()  # a swallowed interruption must never lead to a push or a tag
         if opts.no_push:
             digest = image_digest(result)
             log.info("skipping push (--no-push); image digest %s", digest)
@@ -280,11 +294,30 @@ def run_build(opts: BuildOptions, client) -> str:
         builder.cleanup()
 
 
+_interrupted: list[int] = []  # signals received by main()'s handlers (first one counts)
+
+
+def check_interrupted() -> None:
+    """Raise Interrupted if SIGINT/SIGTERM arrived (even when some code swallowed the exception)."""
+    if _interrupted:
+        raise Interrupted(_interrupted[0])
+
+
+def _on_signal(signum: int, frame) -> None:
+    """SIGINT/SIGTERM: raise Interrupted once; later signals are ignored so the clean-up
+    (killing the RUN's processes, removing secrets and placed files) runs to the end."""
+    if _interrupted:
+        return
+    _interrupted.append(signum)
+    raise Interrupted(signum)
+
+
 def _run_app(app: typer.Typer, argv: list[str], prog: str) -> None:
     debug = any(a in ("--verbosity=debug", "--verbosity=trace", "-v=debug") for a in argv) or (
         "debug" in argv and any(a in ("--verbosity", "-v") for a in argv))
     try:
         app(args=argv, prog_name=prog, standalone_mode=False)
+        check_interrupted()
     except UserError as e:
         if debug:
             traceback.print_exc()
@@ -308,7 +341,26 @@ def _run_app(app: typer.Typer, argv: list[str], prog: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``executor`` console script."""
+    """Entry point of the ``executor`` console script.
+
+    SIGINT and SIGTERM raise :class:`executor.errors.Interrupted`: the build stops, the RUN's
+    processes are killed, placed files and secrets removed, and the process exits 130 / 143
+    with ``error: interrupted``. Nothing is pushed or tagged after an interruption."""
+    _interrupted.clear()
+    previous = {}
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, _on_signal)
+    except ValueError:  # not the main thread (embedded use): keep the caller's handlers
+        previous = {}
+    try:
+        _main(argv)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _main(argv: list[str] | None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] == "version":
         print(f"executor {__version__}")

@@ -53,3 +53,14 @@ class RegistryError(UserError):
 
 class LayerError(UserError):
     """A layer tarball is malformed or tries to escape the build root."""
+
+
+class Interrupted(UserError):
+    """The build was stopped by SIGINT or SIGTERM; ``exit_code`` is 128 + the signal number
+    (130, 143), the shell convention. Raised by the CLI's signal handlers (executor/cli.py);
+    everything a RUN started has been killed and its placed files removed when it reaches the CLI."""
+
+    def __init__(self, signum: int):
+        super().__init__("interrupted")
+        self.signum = signum
+        self.exit_code = 128 + signum

@@ -121,7 +121,7 @@ class Builder:
             wanted = self.opts.run_isolation
             self.mode = detect_mode() if wanted == "auto" else wanted
             if self.mode == "namespace":
-                log.info("RUN isolation: chroot + private mount/PID namespace (/proc, /sys, /dev, resolv.conf, hosts mounted)")
+                log.info("RUN isolation: pivot_root into private mount/PID/UTS namespaces (/proc, /sys, /dev, resolv.conf, hosts mounted)")
             else:
                 log.info("RUN isolation: plain chroot (no CAP_SYS_ADMIN to mount; basic /dev nodes created and removed)")
         return self.mode
@@ -136,16 +136,34 @@ class Builder:
                 return expand_word(word, env)
             except ExpansionError as e:
                 raise self._err(ins, str(e)) from None
+            except RecursionError:
+                raise self._err(ins, "variable substitutions (${...}) are nested too deeply") from None
         return expand
 
     # ----------------------------------------------------------------- planning
     def parse(self) -> Dockerfile:
+        path = self.opts.dockerfile
         try:
-            text = self.opts.dockerfile.read_text()
+            data = path.read_bytes()
         except FileNotFoundError:
-            raise UserError(f"Dockerfile not found: {self.opts.dockerfile} (set --dockerfile, absolute or "
+            raise UserError(f"Dockerfile not found: {path} (set --dockerfile, absolute or "
                             f"relative to --context)") from None
-        return parse_dockerfile(text, self.opts.dockerfile.name)
+        except IsADirectoryError:
+            raise UserError(f"--dockerfile {path}: is a directory, not a Dockerfile") from None
+        except OSError as e:
+            raise UserError(f"--dockerfile {path}: cannot read it: {e.strerror or e}") from None
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            line = data[:e.start].count(b"\n") + 1
+            raise DockerfileError(f"Dockerfile is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start})",
+                                  path.name, line) from None
+        df = parse_dockerfile(text, path.name)
+        if "\0" in text:
+            for ins in _all_instructions(df):
+                if "\0" in ins.original or any("\0" in h.content for h in ins.heredocs):
+                    raise self._err(ins, f"{ins.name} contains a NUL byte")
+        return df
 
     def meta_args(self, df: Dockerfile) -> dict[str, str | None]:
         """Global ARGs (before the first FROM) with --build-arg overrides and platform ARGs."""
@@ -354,12 +372,21 @@ class Builder:
 
     def execute(self, state: StageState, ins: Instruction) -> None:
         """Run one instruction on ``state`` (through the layer cache with ``--cache``)."""
-        log.info("%s", ins.original.strip().splitlines()[0][:200])
+        log.info("%s", shorten(ins.original))
         try:
             if self.cache is not None:
                 self.cache.execute(self, state, ins, self._execute)
             else:
                 self._execute(state, ins)
+        except OSError as e:
+            # an OS error below the instruction level (e.g. WORKDIR through a dangling symlink):
+            # name the line and the path inside the image, not a traceback
+            where = str(e.filename) if e.filename else ""
+            root = str(state.root)
+            if where == root or where.startswith(root + os.sep):
+                where = "/" + os.path.relpath(where, root).lstrip(".").lstrip("/")
+            raise BuildError(f"{ins.filename}:{ins.start_line}: {ins.name}: {e.strerror or e}"
+                             + (f": {where}" if where else "")) from e
         except BuildError as e:
             if str(e).startswith(f"{ins.filename}:"):
                 raise
@@ -482,7 +509,7 @@ class Builder:
             raise self._err(ins, f"RUN --mount: {e}") from None
         t_run = time.monotonic() - t0
         if rc != 0:
-            shown = ins.original.strip().splitlines()[0]
+            shown = shorten(ins.original)
             raise RunFailed(f"{ins.filename}:{ins.start_line}: {shown!s} returned a non-zero code: {rc}", rc)
         t1 = time.monotonic()
         after = FsIndex.scan(state.root, exclude=self._exclude())
@@ -670,6 +697,25 @@ class Builder:
             src.close()
         if self.opts.cleanup:
             shutil.rmtree(self.work, ignore_errors=True)
+
+
+SHOWN_MAX = 200
+
+
+def shorten(text: str, limit: int = SHOWN_MAX) -> str:
+    """The first line of an instruction (or any text) cut to ``limit`` characters, for errors and logs."""
+    lines = text.strip().splitlines()
+    first = lines[0] if lines else ""
+    if len(first) > limit:
+        return first[:limit] + f"... ({len(first)} characters)"
+    return first
+
+
+def _all_instructions(df: Dockerfile):
+    yield from df.meta_args
+    for st in df.stages:
+        yield st.from_instruction
+        yield from st.instructions
 
 
 def before_diff(before: FsIndex, after: FsIndex) -> ChangeSet:

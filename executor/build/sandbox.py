@@ -3,18 +3,40 @@
 Two modes, chosen once per build by :func:`detect_mode`:
 
 ``namespace``
-    The process may mount (CAP_SYS_ADMIN): a private mount + PID (+ network for
-    ``--network=none``) namespace with /proc, /sys (read-only), a tmpfs /dev with the
-    basic nodes, /etc/resolv.conf and /etc/hosts bind-mounted from copies, then chroot.
-    Everything mounted disappears with the namespace, so nothing of it reaches a layer.
+    The process may mount (CAP_SYS_ADMIN). The command runs as pid 1 of new mount, PID, IPC
+    and UTS namespaces (+ network for ``--network=none``), with hostname ``executor``. Inside:
+    /proc (``/proc/sys``, ``/proc/sysrq-trigger``, ``/proc/irq``, ``/proc/bus``, ``/proc/fs``
+    read-only; ``/proc/kcore``, ``/proc/keys``, ``/proc/timer_list`` ... masked, as the OCI
+    runtime-spec / runc defaults do), a fresh read-only sysfs at /sys (left out when the kernel
+    refuses it; never a bind of the host's /sys, whose cgroup submounts would stay writable),
+    a tmpfs /dev with the basic nodes, /etc/resolv.conf and /etc/hosts bind-mounted from
+    copies. The stage root is bind-mounted onto itself and made the namespace's root with
+    ``pivot_root(".", ".")`` + ``umount2(".", MNT_DETACH)`` (pivot_root(2), "NOTES"), so the
+    host's root is not reachable at all: a ``chroot(2)`` + ``chdir("..")`` escape ends at the
+    stage root. Everything mounted disappears with the namespace, nothing of it reaches a layer.
+    If pivot_root is refused (the executor itself runs in a chroot: EINVAL), the command is
+    chrooted instead and treated as in ``chroot`` mode (no CAP_SYS_CHROOT).
 ``chroot``
     A Kubernetes pod with default capabilities (root, CAP_SYS_CHROOT, CAP_MKNOD, no
     CAP_SYS_ADMIN): plain chroot; the parent creates the basic /dev nodes and a
     resolv.conf beforehand and removes them afterwards (see :mod:`executor.build.runroot`).
+    Trade-off: pivot_root is impossible without CAP_SYS_ADMIN and a process that keeps
+    CAP_SYS_CHROOT can leave a chroot (``mkdir x; chroot x; chdir("..")`` x N; ``chroot(".")``),
+    so CAP_SYS_CHROOT is dropped from the command's capability bounding set: a RUN that needs
+    ``chroot(2)`` itself (debootstrap, some package post-install scripts) fails in this mode
+    with EPERM. Creating a user namespace to regain it is refused by the kernel inside a
+    chroot (unshare(2), EPERM). Every inherited file descriptor above 2 is closed before exec.
+
+In both modes the capability bounding set is reduced to Docker's default set
+(:data:`DEFAULT_CAPS`, capabilities(7) names; minus CAP_SYS_CHROOT in chroot mode), the
+inheritable and ambient sets are cleared, so the command's CapEff as root is exactly that set.
 
 This module is also the child program: ``python -m executor.build.sandbox SPEC.json``
 sets up the isolation and execs the command, so the command's exit status is the
 process's. A failure before exec exits 127 (command not found) or 126 (setup failed).
+The runner (:func:`executor.build.runroot.run_in_root`) starts it in a new session and, when
+interrupted, kills it: the namespace's pid 1 has ``PR_SET_PDEATHSIG=SIGKILL``, so killing the
+sandbox parent kills pid 1 and with it every process of the PID namespace.
 """
 
 from __future__ import annotations
@@ -24,10 +46,14 @@ import errno
 import fcntl
 import json
 import os
+import signal
 import socket
 import struct
 import sys
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .fsutil import resolve_in_root
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
@@ -44,7 +70,43 @@ MS_BIND = 4096
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
 
+MNT_DETACH = 2
+
+PR_SET_PDEATHSIG = 1
+PR_CAPBSET_DROP = 24
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
 DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
+
+HOSTNAME = "executor"
+
+#: capabilities(7) numbers of Docker's default set (moby oci/caps/defaults.go), the bounding set
+#: of a RUN command: CHOWN DAC_OVERRIDE FOWNER FSETID KILL SETGID SETUID SETPCAP
+#: NET_BIND_SERVICE NET_RAW SYS_CHROOT MKNOD AUDIT_WRITE SETFCAP.
+DEFAULT_CAPS = {
+    "CAP_CHOWN": 0, "CAP_DAC_OVERRIDE": 1, "CAP_FOWNER": 3, "CAP_FSETID": 4, "CAP_KILL": 5,
+    "CAP_SETGID": 6, "CAP_SETUID": 7, "CAP_SETPCAP": 8, "CAP_NET_BIND_SERVICE": 10, "CAP_NET_RAW": 13,
+    "CAP_SYS_CHROOT": 18, "CAP_MKNOD": 27, "CAP_AUDIT_WRITE": 29, "CAP_SETFCAP": 31,
+}
+CAP_SYS_CHROOT = 18
+
+#: OCI runtime-spec / runc default ``maskedPaths`` (files get /dev/null, dirs an empty read-only tmpfs).
+MASKED_PATHS = ("/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+                "/sys/firmware", "/sys/devices/virtual/powercap")
+#: OCI runtime-spec / runc default ``readonlyPaths``.
+READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+
+
+def caps_mask(mode: str) -> int:
+    """Bit mask of the capabilities a RUN keeps in ``mode`` (namespace|chroot); see DEFAULT_CAPS."""
+    mask = 0
+    for bit in DEFAULT_CAPS.values():
+        if not (mode != "namespace" and bit == CAP_SYS_CHROOT):
+            mask |= 1 << bit
+    return mask
 
 
 @dataclass
@@ -98,13 +160,80 @@ def unshare(flags: int) -> None:
     _check(_libc().unshare(flags), "unshare")
 
 
-def mount(source: str, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
     """mount(2); raises OSError naming the target."""
     libc = _libc()
     libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
-    rc = libc.mount(source.encode(), target.encode(), fstype.encode() if fstype else None, flags,
-                    data.encode() if data else None)
+    rc = libc.mount(source.encode() if source else None, target.encode(), fstype.encode() if fstype else None,
+                    flags, data.encode() if data else None)
     _check(rc, f"mount {target}")
+
+
+def umount2(target: str, flags: int) -> None:
+    """umount2(2); raises OSError naming the target."""
+    _check(_libc().umount2(target.encode(), flags), f"umount {target}")
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    """pivot_root(2) (no glibc wrapper: syscall 155 on x86_64, 41 on aarch64); raises OSError."""
+    import platform
+    nr = {"x86_64": 155, "aarch64": 41, "arm64": 41, "s390x": 217, "ppc64le": 203, "riscv64": 41}.get(
+        platform.machine(), 155)
+    libc = _libc()
+    libc.syscall.restype = ctypes.c_long
+    _check(libc.syscall(ctypes.c_long(nr), ctypes.c_char_p(new_root.encode()),
+                        ctypes.c_char_p(put_old.encode())), "pivot_root")
+
+
+def sethostname(name: str) -> None:
+    """sethostname(2); only ever called inside a fresh UTS namespace."""
+    raw = name.encode()
+    _check(_libc().sethostname(raw, len(raw)), "sethostname")
+
+
+def _prctl(option: int, arg2: int = 0, arg3: int = 0) -> None:
+    libc = _libc()
+    libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    _check(libc.prctl(option, arg2, arg3, 0, 0), f"prctl({option})")
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+def drop_capabilities(keep: int) -> None:
+    """Reduce this process's capability bounding set to the bits of ``keep`` and clear the
+    inheritable and ambient sets (capabilities(7): after execve as root, P' = bounding set).
+
+    Effective/permitted are untouched, so setuid/setgid/chroot still work until exec.
+    Raises OSError (EPERM without CAP_SETPCAP)."""
+    try:
+        last = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
+    except (OSError, ValueError):
+        last = 63
+    for cap in range(last + 1):
+        if not keep & (1 << cap):
+            try:
+                _prctl(PR_CAPBSET_DROP, cap)
+            except OSError as e:
+                if e.errno != errno.EINVAL:  # EINVAL: a capability this kernel does not know
+                    raise
+    try:
+        _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
+    except OSError as e:
+        if e.errno != errno.EINVAL:  # kernels before 4.3 have no ambient set
+            raise
+    libc = _libc()
+    hdr = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    _check(libc.capget(ctypes.byref(hdr), data), "capget")
+    data[0].inheritable = 0
+    data[1].inheritable = 0
+    _check(libc.capset(ctypes.byref(hdr), data), "capset")
 
 
 def can_unshare_network() -> bool:
@@ -140,14 +269,18 @@ def detect_mode() -> str:
     return "namespace" if os.waitstatus_to_exitcode(status) == 0 else "chroot"
 
 
-def _inside(root: str, rel: str) -> str:
-    """Absolute host path of ``rel`` (an absolute in-root path) with no symlinked component escaping root."""
-    path = os.path.join(root, rel.lstrip("/"))
-    real = os.path.realpath(path)
-    rroot = os.path.realpath(root)
-    if real != rroot and not real.startswith(rroot + os.sep):
-        raise OSError(errno.EPERM, f"mount target {rel} resolves outside the root")
-    return real
+def _inside(root: str, rel: str, want_dir: bool | None = None) -> str:
+    """Host path of in-root ``rel`` resolved with chroot semantics (symlinks, absolute ones too,
+    stay in the root; :func:`executor.build.fsutil.resolve_in_root`). The result must exist and
+    not be a symlink (mount(2) would follow it); ``want_dir`` also checks its type.
+    Raises OSError naming ``rel``."""
+    path = resolve_in_root(Path(root), rel)
+    if not os.path.lexists(path) or os.path.islink(path):
+        raise OSError(errno.ENOENT, f"mount target {rel} does not exist in the root")
+    if want_dir is not None and os.path.isdir(path) != want_dir:
+        raise OSError(errno.ENOTDIR if want_dir else errno.EISDIR,
+                      f"mount target {rel} is not a {'directory' if want_dir else 'file'}")
+    return str(path)
 
 
 def _loopback_up() -> None:
@@ -161,17 +294,45 @@ def _loopback_up() -> None:
         s.close()
 
 
+def _harden_proc_sys(proc: str, sysfs: str | None) -> None:
+    """runc's defaults on the fresh /proc (mounted at host path ``proc``) and /sys (``sysfs``,
+    None when there is none): READONLY_PATHS re-bound read-only, MASKED_PATHS covered
+    (/dev/null over files, an empty read-only tmpfs over directories). Paths this kernel
+    does not have are skipped; failing to protect one that exists raises OSError."""
+    def host(rel: str) -> str | None:
+        top, _, rest = rel.lstrip("/").partition("/")
+        base = proc if top == "proc" else sysfs
+        return os.path.join(base, rest) if base else None
+
+    ro = MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC
+    for rel in READONLY_PATHS:
+        path = host(rel)
+        if path is None or not os.path.lexists(path):
+            continue
+        mount(path, path, None, MS_BIND | MS_REC)
+        mount(path, path, None, ro)
+    for rel in MASKED_PATHS:
+        path = host(rel)
+        if path is None or not os.path.lexists(path):
+            continue
+        if os.path.isdir(path):
+            mount("tmpfs", path, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0")
+        else:
+            mount("/dev/null", path, None, MS_BIND)
+
+
 def _setup_mounts(spec: RunSpec) -> None:
     root = spec.root
-    proc = _inside(root, "/proc")
+    proc = _inside(root, "/proc", want_dir=True)
     mount("proc", proc, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    sysfs = _inside(root, "/sys")
+    sysfs = _inside(root, "/sys", want_dir=True)
     try:
-        mount("/sys", sysfs, None, MS_BIND | MS_REC)
-        mount("/sys", sysfs, None, MS_BIND | MS_REC | MS_REMOUNT | MS_RDONLY)
+        mount("sysfs", sysfs, "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        sys_ok = True
     except OSError:
-        pass  # sysfs is optional for builds
-    dev = _inside(root, "/dev")
+        sys_ok = False  # sysfs is optional for builds: an empty /sys rather than the host's
+    _harden_proc_sys(proc, sysfs if sys_ok else None)
+    dev = _inside(root, "/dev", want_dir=True)
     mount("tmpfs", dev, "tmpfs", MS_NOSUID, "mode=755,size=65536k")
     for name in DEV_NODES:
         target = os.path.join(dev, name)
@@ -189,26 +350,62 @@ def _setup_mounts(spec: RunSpec) -> None:
                          ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
         os.symlink(target, os.path.join(dev, link))
     for b in spec.binds:
-        target = _inside(root, b.target)
         if b.kind == "tmpfs":
+            target = _inside(root, b.target, want_dir=True)
             mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, b.options or None)
         else:
+            target = _inside(root, b.target, want_dir=os.path.isdir(b.source))
             mount(b.source, target, None, MS_BIND | MS_REC)
             if b.readonly:
                 mount(b.source, target, None, MS_BIND | MS_REC | MS_REMOUNT | MS_RDONLY)
 
 
+def _enter_root(spec: RunSpec) -> bool:
+    """Make the stage root this process's root. Namespace mode: bind it onto itself, then
+    ``pivot_root(".", ".")`` and lazily unmount the old root stacked on top (pivot_root(2),
+    NOTES), so no path leads back to the host. Returns True when the command may keep
+    CAP_SYS_CHROOT (pivot_root done), False when a plain chroot was used (chroot mode, or
+    pivot_root refused because the executor itself runs in a chroot)."""
+    root = spec.root
+    if spec.mode == "namespace":
+        os.chdir(root)
+        try:
+            pivot_root(".", ".")
+        except OSError as e:
+            if e.errno != errno.EINVAL:
+                raise
+        else:
+            umount2(".", MNT_DETACH)
+            os.chdir("/")
+            return True
+    os.chroot(root)
+    os.chdir("/")
+    return False
+
+
+def _close_inherited_fds() -> None:
+    """Close every descriptor above stderr (no directory or socket fd may lead outside the root)."""
+    os.closerange(3, max(os.sysconf("SC_OPEN_MAX"), 1024))  # close_range(2) where the kernel has it
+
+
 def _enter(spec: RunSpec) -> None:
-    """chroot into the root, chdir, drop to the user, exec; never returns."""
-    os.chroot(spec.root)
+    """Enter the root, chdir, reduce capabilities, drop to the user, exec; never returns."""
+    keep_chroot = _enter_root(spec)
     try:
         os.chdir(spec.cwd)
     except OSError:
         os.chdir("/")
+    mask = caps_mask("namespace" if keep_chroot else "chroot")
+    drop_capabilities(mask)
     os.setgroups(spec.groups)
     os.setgid(spec.gid)
     os.setuid(spec.uid)
+    if spec.mode == "namespace":
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # again: a credential change cleared it (prctl(2))
+    _close_inherited_fds()
     env = dict(e.split("=", 1) for e in spec.env if "=" in e)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
+        signal.signal(sig, signal.SIG_DFL)
     try:
         os.execvpe(spec.argv[0], spec.argv, env)
     except FileNotFoundError:
@@ -220,28 +417,53 @@ def _enter(spec: RunSpec) -> None:
 
 
 def child_main(spec: RunSpec) -> int:
-    """Set up the isolation for ``spec`` and exec its command; returns only on setup errors."""
+    """Set up the isolation for ``spec`` and exec its command; returns only on setup errors
+    (or, in namespace mode, with the exit status of the namespace's pid 1)."""
     if spec.mode == "chroot":
         if spec.network == "none":  # RUN --network=none: a fresh, empty network namespace or fail
             unshare(CLONE_NEWNET)
             _loopback_up()
         _enter(spec)
         return 126
-    flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC
+    # The runner may itself be killed (SIGKILL, OOM): then this parent dies, and pid 1 with it.
+    runner = os.getppid()
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != runner:
+        return 137  # the runner died before the line above
+    flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
     if spec.network == "none":
         flags |= CLONE_NEWNET
-    unshare(flags)
+    unshare(flags)  # all or nothing: the hostname below is only ever set in the new UTS namespace
+    sethostname(HOSTNAME)
     mount("none", "/", None, MS_REC | MS_PRIVATE)
     if spec.network == "none":
         _loopback_up()
+    alive_r, alive_w = os.pipe()
     pid = os.fork()
     if pid == 0:
         try:
+            os.close(alive_w)
+            _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+            os.set_blocking(alive_r, False)
+            try:
+                if os.read(alive_r, 1) == b"":  # EOF: the parent died before PDEATHSIG was armed
+                    os._exit(137)
+            except BlockingIOError:
+                pass
+            os.close(alive_r)
+            mount(spec.root, spec.root, None, MS_BIND | MS_REC)
+            mount(None, spec.root, None, MS_REC | MS_PRIVATE)
             _setup_mounts(spec)
             _enter(spec)
         except OSError as e:
             sys.stderr.write(f"executor: RUN setup failed: {e}\n")
+        except BaseException:  # pragma: no cover - never let a traceback out of pid 1
+            pass
         os._exit(126)
+    os.close(alive_r)
+    # The parent only waits: a terminal's SIGINT is the runner's to handle (it kills us).
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
     while True:
         try:
             _, status = os.waitpid(pid, 0)
@@ -252,10 +474,12 @@ def child_main(spec: RunSpec) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover - exercised through subprocess in tests
-    with open(sys.argv[1]) as f:
-        _spec = RunSpec.from_json(f.read())
     try:
+        with open(sys.argv[1]) as f:
+            _spec = RunSpec.from_json(f.read())
         sys.exit(child_main(_spec))
     except OSError as _e:
         sys.stderr.write(f"executor: RUN setup failed: {_e}\n")
         sys.exit(126)
+    except KeyboardInterrupt:
+        sys.exit(130)

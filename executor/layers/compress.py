@@ -102,8 +102,13 @@ class _ParallelGzip:
         self.sink = sink
         self.level = level
         self.pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="gzip")
+        # One-thread executors run their tasks in submission order: the CRC of the input and
+        # the (hash + write) of the output stay ordered while the calling thread reads on.
+        self.crc_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gzip-crc")
+        self.out_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gzip-out")
         self.pending: deque[Future] = deque()
-        self.max_pending = threads * 2
+        self.crc_pending: deque[Future] = deque()
+        self.max_pending = threads * 2 + 2
         self.buf = bytearray()
         self.prev_tail = b""
         self.crc = 0
@@ -113,19 +118,28 @@ class _ParallelGzip:
     @staticmethod
     def _deflate(level: int, block: bytes, zdict: bytes, last: bool) -> bytes:
         if level and _incompressible(block):
-            level = 0  # stored deflate blocks: same stream format, no time spent on random bytes
+            return _stored(block, last)  # random bytes: no time spent trying to deflate them
         c = zlib.compressobj(level, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, zdict) if zdict \
             else zlib.compressobj(level, zlib.DEFLATED, -15, 9)
         out = c.compress(block)
         return out + c.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
 
-    def _submit(self, block: bytes, last: bool) -> None:
+    def _crc_update(self, block: bytes) -> None:
         self.crc = zlib.crc32(block, self.crc)
+
+    def _write_out(self, fut: Future) -> None:
+        self.sink.write(fut.result())
+
+    def _submit(self, block: bytes, last: bool) -> None:
         self.isize += len(block)
-        self.pending.append(self.pool.submit(self._deflate, self.level, block, self.prev_tail, last))
+        self.crc_pending.append(self.crc_pool.submit(self._crc_update, block))
+        cf = self.pool.submit(self._deflate, self.level, block, self.prev_tail, last)
+        self.pending.append(self.out_pool.submit(self._write_out, cf))
         self.prev_tail = block[-_WINDOW:] if len(block) >= _WINDOW else (self.prev_tail + block)[-_WINDOW:]
         while len(self.pending) > self.max_pending:
-            self.sink.write(self.pending.popleft().result())
+            self.pending.popleft().result()
+        while len(self.crc_pending) > self.max_pending:
+            self.crc_pending.popleft().result()
 
     def write(self, b) -> None:
         self.buf += b
@@ -139,18 +153,44 @@ class _ParallelGzip:
             self._submit(bytes(self.buf), last=True)
             self.buf = bytearray()
             while self.pending:
-                self.sink.write(self.pending.popleft().result())
+                self.pending.popleft().result()
+            while self.crc_pending:
+                self.crc_pending.popleft().result()
             self.sink.write(struct.pack("<II", self.crc & 0xFFFFFFFF, self.isize & 0xFFFFFFFF))
         finally:
-            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.abort()
 
     def abort(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        for pool in (self.pool, self.crc_pool, self.out_pool):
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 #: Probe size and threshold of :func:`_incompressible`.
 _PROBE = 64 * 1024
 _PROBE_RATIO = 0.98
+
+
+def _stored(block: bytes, last: bool) -> bytes:
+    """``block`` as raw deflate *stored* blocks (RFC 1951 3.2.4), byte aligned like a sync flush.
+
+    Each piece is a 1-byte header (BFINAL, BTYPE=00, padding), LEN, NLEN and up to 65 535
+    bytes; one join copies the data once (zlib level 0 is ~4x slower for the same bytes).
+    """
+    n = len(block)
+    mv = memoryview(block)
+    parts = []
+    step = 65535
+    off = 0
+    while True:
+        end = min(n, off + step)
+        final = last and end == n
+        ln = end - off
+        parts.append(struct.pack("<BHH", 1 if final else 0, ln, ln ^ 0xFFFF))
+        parts.append(mv[off:end])
+        off = end
+        if off >= n:
+            break
+    return b"".join(parts)
 
 
 def _incompressible(block: bytes) -> bool:
@@ -253,6 +293,9 @@ class DigestingWriter(io.RawIOBase):
         self._diff = hashlib.sha256()
         self._usize = 0
         self._result: LayerDigests | None = None
+        # threads > 0: the diff_id hash runs on its own ordered thread (hashlib releases the GIL)
+        self._hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="diffid") if threads > 0 else None
+        self._hash_pending: deque[Future] = deque()
         if compression == GZIP:
             lvl = DEFAULT_GZIP_LEVEL if level is None else level
             if not 0 <= lvl <= 9:
@@ -275,15 +318,29 @@ class DigestingWriter(io.RawIOBase):
             raise ValueError("write to a closed DigestingWriter")
         n = len(b)
         if n:
-            self._diff.update(b)
+            if self._hasher is not None:
+                if not isinstance(b, bytes):
+                    b = bytes(b)  # the caller may reuse its buffer once we return
+                self._hash_pending.append(self._hasher.submit(self._diff.update, b))
+                if len(self._hash_pending) > 8:
+                    self._hash_pending.popleft().result()
+            else:
+                self._diff.update(b)
             self._usize += n
             self._enc.write(b)
         return n
+
+    def _hash_done(self) -> None:
+        if self._hasher is not None:
+            while self._hash_pending:
+                self._hash_pending.popleft().result()
+            self._hasher.shutdown(wait=True)
 
     def close(self) -> LayerDigests:  # type: ignore[override]
         """Finish compression; return the digests (idempotent: later calls return the same)."""
         if self._result is None:
             self._enc.close()
+            self._hash_done()
             self._result = LayerDigests(
                 digest="sha256:" + self._sink.sha.hexdigest(),
                 diff_id="sha256:" + self._diff.hexdigest(),
@@ -296,6 +353,8 @@ class DigestingWriter(io.RawIOBase):
     def abort(self) -> None:
         """Stop worker threads without finishing the stream (after an error)."""
         self._enc.abort()
+        if self._hasher is not None:
+            self._hasher.shutdown(wait=True, cancel_futures=True)
 
     @property
     def digests(self) -> LayerDigests | None:
@@ -389,7 +448,77 @@ def sniff(prefix: bytes) -> str:
     return NONE
 
 
-def open_decompressed(fileobj: BinaryIO, media_type: str | None = None) -> BinaryIO:
+class _Prefetch(io.RawIOBase):
+    """Reads ``inner`` on a background thread (decompression releases the GIL), so the
+    consumer (tar parsing, file writes) overlaps with decompressing the next megabytes.
+
+    Errors raised by ``inner`` are re-raised by ``readinto``. ``close()`` stops the thread.
+    """
+
+    _CHUNK = 1 << 20
+
+    def __init__(self, inner: BinaryIO, depth: int = 8):
+        super().__init__()
+        import queue
+        import threading
+        self._inner = inner
+        self._q: "queue.Queue" = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._cur = memoryview(b"")
+        self._done = False
+        self._t = threading.Thread(target=self._run, name="decompress", daemon=True)
+        self._t.start()
+
+    def _put(self, item) -> bool:
+        import queue
+        while not self._stop.is_set():
+            try:
+                self._q.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                chunk = self._inner.read(self._CHUNK)
+                if not chunk:
+                    self._put(None)
+                    return
+                if not self._put(chunk):
+                    return
+        except BaseException as e:  # noqa: BLE001 - handed to the reading thread
+            self._put(e)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        while not self._cur:
+            if self._done:
+                return 0
+            item = self._q.get()
+            if item is None:
+                self._done = True
+                return 0
+            if isinstance(item, BaseException):
+                self._done = True
+                raise item
+            self._cur = memoryview(item)
+        n = min(len(b), len(self._cur))
+        b[:n] = self._cur[:n]
+        self._cur = self._cur[n:]
+        return n
+
+    def close(self) -> None:
+        if not self.closed:
+            self._stop.set()
+            self._t.join()
+        super().close()
+
+
+def open_decompressed(fileobj: BinaryIO, media_type: str | None = None, prefetch: bool = False) -> BinaryIO:
     """Return a readable stream of the uncompressed content of a layer blob.
 
     The compression is taken from the magic bytes (gzip ``1f 8b``, zstd ``28 b5 2f fd``,
@@ -398,6 +527,8 @@ def open_decompressed(fileobj: BinaryIO, media_type: str | None = None) -> Binar
     convenience and is only consulted to reject unknown ``+`` suffixes. ``fileobj``
     need not be seekable; it is read in chunks and never held whole in memory.
     Corrupt compressed data raises :class:`executor.errors.LayerError` when read.
+    ``prefetch``: decompress on a background thread, ahead of the reader; the caller must
+    then ``close()`` the returned stream.
     """
     if media_type and "+" in media_type:
         suffix = media_type.rsplit("+", 1)[1]
@@ -407,11 +538,15 @@ def open_decompressed(fileobj: BinaryIO, media_type: str | None = None) -> Binar
     raw = _Prefixed(prefix, fileobj)
     kind = sniff(prefix)
     if kind == GZIP:
-        return io.BufferedReader(_GzipReader(raw), 256 * 1024)
-    if kind == ZSTD:
+        out: BinaryIO = io.BufferedReader(_GzipReader(raw), 256 * 1024)
+    elif kind == ZSTD:
         reader = zstandard.ZstdDecompressor().stream_reader(raw, read_size=256 * 1024, read_across_frames=True)
-        return _ZstdErrors(reader)  # type: ignore[return-value]
-    return io.BufferedReader(raw, 256 * 1024)
+        out = _ZstdErrors(reader)  # type: ignore[assignment]
+    else:
+        return io.BufferedReader(raw, 256 * 1024)
+    if prefetch:
+        return io.BufferedReader(_Prefetch(out), 256 * 1024)  # type: ignore[return-value]
+    return out
 
 
 class _ZstdErrors(io.RawIOBase):

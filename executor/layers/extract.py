@@ -121,9 +121,9 @@ def apply_layer(stream: BinaryIO, root: Path, *, media_type: str | None = None,
     if not os.path.isdir(root_s):
         raise LayerError(f"cannot apply layer: {root} is not a directory")
     st = _State(res=RootResolver(root_s), same_owner=same_owner, is_root=os.geteuid() == 0)
-    data = open_decompressed(stream, media_type)
+    data = open_decompressed(stream, media_type, prefetch=True)
     try:
-        with tarfile.open(fileobj=data, mode="r|", errorlevel=2) as tf:
+        with data, tarfile.open(fileobj=data, mode="r|", errorlevel=2) as tf:
             for member in tf:
                 try:
                     _apply_member(tf, member, st)

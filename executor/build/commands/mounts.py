@@ -326,6 +326,8 @@ class RunMounts:
     _locks: list[int] = field(default_factory=list)
     _relays: list[_SshRelay] = field(default_factory=list)
     _undo: list[Callable[[], None]] = field(default_factory=list)
+    _where: list[tuple[str, int, int]] = field(default_factory=list)
+    _leaks: list[str] = field(default_factory=list)
 
     def __enter__(self) -> "RunMounts":
         try:
@@ -337,8 +339,8 @@ class RunMounts:
             raise
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close(raise_errors=exc_type is None)
 
     # -------------------------------------------------------------- sources
     def _secret_value(self, spec: MountSpec) -> bytes | None:
@@ -420,6 +422,8 @@ class RunMounts:
             os.chmod(host, spec.mode if spec.mode is not None else 0o400)
             self._undo.append(lambda h=host: h.unlink(missing_ok=True))
             self._provide(spec, host, readonly=True)
+            if self.mode != "namespace":
+                self._watch_secret(spec)
         elif spec.type == "ssh":
             upstream = self.ssh.get(spec.id)
             if not upstream or not os.path.exists(upstream):
@@ -459,7 +463,8 @@ class RunMounts:
                 target = self._swap_in(spec.target)
                 copy_tree(cache, target)
                 if not spec.readonly:
-                    self._undo.append(lambda t=target, c=cache: _sync_back(t, c))
+                    where = self._where[-1]
+                    self._undo.append(lambda w=where, c=cache: _sync_back(self._current(w), c))
 
     def _provide(self, spec: MountSpec, host: Path, readonly: bool) -> None:
         if self.mode == "namespace":
@@ -469,15 +474,24 @@ class RunMounts:
 
     def _swap_in(self, target: str) -> Path:
         """chroot fallback: make ``target`` free in the root (original moved aside, missing parents
-        created); the undo removes what is there after the command and restores the original."""
-        from ..runroot import _Placeholders
-        ph = _Placeholders()
-        host = resolve_in_root(self.root, target, follow_final=False)
-        real_root = os.path.realpath(self.root)
-        if not os.path.realpath(host.parent).startswith(real_root):
-            raise MountError(f"mount target {target} resolves outside the root")
-        ph.make_dir(host.parent)
-        ph.remember_parent(host)
+        created); the undo removes what is there after the command and restores the original.
+
+        The parents are resolved in the root (chroot semantics) and remembered by inode: the undo
+        resolves again and only warns if the command replaced a parent (for example by a symlink
+        to a host directory), so it never removes or reads anything outside the root."""
+        from ..runroot import _Placeholders, canonical
+        ph = _Placeholders(self.root)
+        parent_rel = canonical(self.root, posixpath.dirname(target))
+        ph.make_dir(parent_rel)
+        rel = posixpath.join(parent_rel, posixpath.basename(target)).lstrip("/")
+        ph.remember_parent(rel)
+        parent = ph.host(parent_rel) if parent_rel else self.root
+        pst = parent.lstat()
+        if not stat.S_ISDIR(pst.st_mode):
+            raise MountError(f"mount target {target}: its parent is not a directory")
+        where = (rel, pst.st_dev, pst.st_ino)
+        self._where.append(where)
+        host = ph.host(rel)
         saved = None
         if os.path.lexists(host):
             saved = self.scratch.parent / f".mount-saved-{os.getpid()}-{id(host)}-{len(self._undo)}"
@@ -485,16 +499,66 @@ class RunMounts:
                 saved = host.with_name(f".executor-saved-{host.name}")
             os.rename(host, saved)
 
-        def undo(host=host, saved=saved, ph=ph) -> None:
-            _remove(host)
-            if saved is not None:
-                os.rename(saved, host)
+        def undo(where=where, saved=saved, ph=ph) -> None:
+            now = self._current(where)
+            if now is None:
+                log.warning("RUN replaced a parent of mount target /%s: what it holds was left in place", where[0])
+            else:
+                _remove(now)
+                if saved is not None:
+                    os.rename(saved, now)
             ph.undo()
         self._undo.append(undo)
         return host
 
-    def close(self) -> None:
-        """Undo every preparation (reverse order), stop ssh relays, release cache locks."""
+    def _current(self, where: tuple[str, int, int]) -> Path | None:
+        """Host path of a swapped-in target now, or None when its parent is no longer the
+        directory it was (``where`` = (in-root path, parent st_dev, parent st_ino))."""
+        rel, dev, ino = where
+        parent_rel = posixpath.dirname(rel)
+        parent = resolve_in_root(self.root, "/" + parent_rel, follow_final=False) if parent_rel else self.root
+        try:
+            st = parent.lstat()
+        except OSError:
+            return None
+        if (st.st_dev, st.st_ino) != (dev, ino) or not stat.S_ISDIR(st.st_mode):
+            return None
+        return parent / posixpath.basename(rel)
+
+    def _watch_secret(self, spec: MountSpec) -> None:
+        """chroot mode: after the command, the copied secret must still be the only link to its
+        inode. A hard link (or a rename) would carry it into the layer: every other path of that
+        inode in the root is removed and :meth:`close` fails the RUN."""
+        where = self._where[-1]
+        st = self._current(where).lstat()
+        if not stat.S_ISREG(st.st_mode):
+            return
+        ident = (st.st_dev, st.st_ino)
+
+        def check(where=where, ident=ident, sid=spec.id) -> None:
+            now = self._current(where)
+            try:
+                nst = now.lstat() if now is not None else None
+            except OSError:
+                nst = None
+            if nst is not None and (nst.st_dev, nst.st_ino) == ident and nst.st_nlink == 1:
+                return
+            links = [p for p in _paths_of_inode(self.root, ident) if p != now]
+            for p in links:
+                try:
+                    p.unlink()
+                except OSError as e:
+                    log.warning("could not remove a link to secret %s: %s", sid, e.strerror)
+            if links:
+                shown = ", ".join("/" + os.path.relpath(p, self.root) for p in links[:3])
+                self._leaks.append(f"RUN made a hard link to secret {sid} ({shown}); secrets never enter layers")
+        self._undo.append(check)
+
+    def close(self, raise_errors: bool = False) -> None:
+        """Undo every preparation (reverse order), stop ssh relays, release cache locks.
+
+        Always runs to the end. With ``raise_errors``, then raises MountError when the command
+        made a hard link to (or moved) a chroot-mode secret (see :meth:`_watch_secret`)."""
         for relay in self._relays:
             relay.close()
         self._relays.clear()
@@ -514,11 +578,38 @@ class RunMounts:
         shutil.rmtree(self.scratch, ignore_errors=True)
         for e in errors:
             log.warning("cleaning up a RUN mount: %s", e)
+        leaks, self._leaks = self._leaks, []
+        if leaks and raise_errors:
+            raise MountError("; ".join(leaks))
 
 
-def _sync_back(target: Path, cache: Path) -> None:
-    """chroot fallback of ``type=cache``: the cache directory becomes what the command left."""
-    if not target.is_dir() or target.is_symlink():
+def _paths_of_inode(root: Path, ident: tuple[int, int]) -> list[Path]:
+    """Every path under ``root`` (same filesystem, symlinks not followed) of inode ``ident``."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in filenames + dirnames:
+            p = Path(dirpath) / name
+            try:
+                st = p.lstat()
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) == ident:
+                found.append(p)
+        keep = []
+        for d in dirnames:
+            try:
+                if os.lstat(os.path.join(dirpath, d)).st_dev == ident[0]:
+                    keep.append(d)
+            except OSError:
+                pass
+        dirnames[:] = keep
+    return found
+
+
+def _sync_back(target: Path | None, cache: Path) -> None:
+    """chroot fallback of ``type=cache``: the cache directory becomes what the command left
+    (nothing happens when ``target`` is None: the command replaced its parent)."""
+    if target is None or not target.is_dir() or target.is_symlink():
         return
     for entry in os.scandir(cache):
         _remove(Path(entry.path))

@@ -1,0 +1,2 @@
+import requests, attrs, six
+print("ok", requests.__version__)
