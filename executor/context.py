@@ -1,7 +1,9 @@
 """The build context: a local directory filtered by ``.dockerignore``.
 
 Source paths in COPY/ADD are matched against it with Go ``filepath.Match`` wildcards
-(``*``, ``?``, ``[...]``) per path component, as Docker does; nothing resolves outside it.
+(``*``, ``?``, ``[...]``) per path component, as Docker does; nothing resolves outside it,
+and a symlink never reaches a ``.dockerignore``d file. ``COPY --from`` sources are matched in
+the stage's or image's root with chroot semantics: their symlinks never lead to host files.
 """
 
 from __future__ import annotations
@@ -28,11 +30,16 @@ def _match_component(pattern: str, name: str) -> bool:
 
 @dataclass(frozen=True)
 class SourceMatch:
-    """One matched source: ``rel`` relative to its tree root, ``path`` on the host."""
+    """One matched source: ``rel`` relative to its tree root (as matched), ``path`` on the host.
+
+    For a stage or image tree ``path`` is already resolved with chroot semantics (no symlink
+    left in it). For the build context ``ctx_rel`` is where the source really is (its symlinks
+    followed), which is what .dockerignore rules apply to.
+    """
 
     rel: str
     path: Path
-
+    ctx_rel: str | None = None
 
 class Context:
     """A local build context directory with its ``.dockerignore`` rules."""
@@ -55,16 +62,21 @@ class Context:
 def match_sources(tree: Path, pattern: str, context: Context | None, what: str) -> list[SourceMatch]:
     """Resolve one COPY/ADD source ``pattern`` in ``tree`` (the context or another stage's root).
 
-    ``context`` is given when ``tree`` is the build context (then .dockerignore applies and
-    symlinks may not lead outside it). Returns matches sorted by path; raises BuildError
-    naming the source when nothing matches.
+    ``context`` is given when ``tree`` is the build context (then .dockerignore applies, to the
+    path as written and to where its symlinks lead, and symlinks may not lead outside it).
+    Otherwise ``tree`` is a stage or image root and every symlink is resolved inside it as if
+    it were ``/`` (``/x -> /etc/passwd`` means ``<tree>/etc/passwd``, never the host's), as
+    BuildKit does. Returns matches sorted by path; raises BuildError naming the source when
+    nothing matches.
     """
+    if context is None:
+        return _match_in_root(tree, pattern, what)
     clean = posixpath.normpath("/" + pattern).lstrip("/")
     if clean in ("", "."):
-        return [SourceMatch("", tree)]
+        return [SourceMatch("", tree, "")]
     parts = clean.split("/")
     current: list[tuple[str, Path]] = [("", tree)]
-    for i, part in enumerate(parts):
+    for part in parts:
         nxt: list[tuple[str, Path]] = []
         for rel, host in current:
             if has_wildcard(part):
@@ -83,17 +95,62 @@ def match_sources(tree: Path, pattern: str, context: Context | None, what: str) 
         if not current:
             break
     matches = []
+    croot = os.path.realpath(context.root)
     for rel, host in current:
-        if context is not None:
-            if context.excluded(rel, os.path.isdir(host)) and not (os.path.isdir(host) and context.descend(rel)):
-                continue
-            real = os.path.realpath(host)
-            croot = os.path.realpath(context.root)
-            if real != croot and not real.startswith(croot + os.sep):
-                raise BuildError(f"{what}: source {pattern!r} is a symlink that points outside the build context")
-        matches.append(SourceMatch(rel, host))
+        is_dir = os.path.isdir(host)
+        if context.excluded(rel, is_dir) and not (is_dir and context.descend(rel)):
+            continue
+        real = os.path.realpath(host)
+        if real != croot and not real.startswith(croot + os.sep):
+            raise BuildError(f"{what}: source {pattern!r} is a symlink that points outside the build context")
+        real_rel = "" if real == croot else os.path.relpath(real, croot).replace(os.sep, "/")
+        if not os.path.exists(real):
+            continue  # a dangling symlink: nothing to copy (BuildKit: not found)
+        if real_rel != rel and context.excluded(real_rel, is_dir) and not (is_dir and context.descend(real_rel)):
+            # Reached through a symlink, but the target is .dockerignored: BuildKit never sends it,
+            # so the link dangles there; here it is absent the same way.
+            continue
+        matches.append(SourceMatch(rel, host, real_rel))
     if not matches:
-        where = "the build context" if context is not None else "the source stage or image"
-        raise BuildError(f"{what}: source {pattern!r} not found in {where}"
-                         + (" (or excluded by .dockerignore)" if context is not None else ""))
+        raise BuildError(f"{what}: source {pattern!r} not found in the build context (or excluded by .dockerignore)")
     return sorted(matches, key=lambda m: m.rel)
+
+
+def _match_in_root(tree: Path, pattern: str, what: str) -> list[SourceMatch]:
+    """``match_sources`` for a stage or image root: chroot semantics for every component."""
+    from .build.fsutil import resolve_in_root
+
+    def host_of(inpath: str) -> Path | None:
+        try:
+            host = resolve_in_root(tree, inpath)
+        except OSError as e:  # ELOOP
+            raise BuildError(f"{what}: source {pattern!r}: {e.strerror or e}") from None
+        return host if os.path.lexists(host) else None
+
+    clean = posixpath.normpath("/" + pattern).lstrip("/")
+    if clean in ("", "."):
+        return [SourceMatch("", tree)]
+    current: list[tuple[str, Path]] = [("", tree)]
+    for part in clean.split("/"):
+        nxt: list[tuple[str, Path]] = []
+        for rel, host in current:
+            if has_wildcard(part):
+                try:
+                    names = sorted(os.listdir(host))
+                except OSError:
+                    continue
+                candidates = [n for n in names if _match_component(part, n)]
+            else:
+                candidates = [part]
+            for name in candidates:
+                child_rel = posixpath.join(rel, name) if rel else name
+                child = host_of("/" + posixpath.join(os.path.relpath(host, tree) if host != tree else "", name))
+                if child is not None:
+                    nxt.append((child_rel, child))
+        current = nxt
+        if not current:
+            break
+    if not current:
+        raise BuildError(f"{what}: source {pattern!r} not found in the source stage or image"
+                         " (symlinks are followed inside that image, never on the build host)")
+    return sorted((SourceMatch(rel, host) for rel, host in current), key=lambda m: m.rel)

@@ -8,11 +8,13 @@ Sources: OCI distribution-spec (push), Kaniko's digest-file formats.
 from __future__ import annotations
 
 import logging
+import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from .build.builder import BuildResult
+from .errors import RegistryError, UserError
 from .oci.image import Layer, manifest_bytes, sha256_digest
 from .reference import Reference, parse_reference
 from .registry.client import RegistryClient
@@ -81,19 +83,107 @@ def image_digest(result: BuildResult) -> str:
     return sha256_digest(manifest_bytes(result.image.manifest(result.image.config_bytes())))
 
 
+def _write_output(flag: str, path: Path, text: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    except OSError as e:
+        raise UserError(f"{flag} {path}: cannot write it: {e.strerror or e}") from None
+
+
 def write_digest_files(digest: str, destinations: list[str], digest_file: Path | None,
                        name_file: Path | None, name_tag_file: Path | None) -> None:
     """Kaniko's formats: the bare digest; ``repo@digest`` lines; ``repo:tag@digest`` lines."""
     if digest_file:
-        digest_file.parent.mkdir(parents=True, exist_ok=True)
-        digest_file.write_text(digest)
+        _write_output("--digest-file", digest_file, digest)
     refs = [parse_reference(d) for d in destinations]
     if name_file:
-        name_file.parent.mkdir(parents=True, exist_ok=True)
-        name_file.write_text("".join(f"{r.name}@{digest}\n" for r in refs))
+        _write_output("--image-name-with-digest-file", name_file, "".join(f"{r.name}@{digest}\n" for r in refs))
     if name_tag_file:
-        name_tag_file.parent.mkdir(parents=True, exist_ok=True)
-        name_tag_file.write_text("".join(f"{r.name}:{r.tag or 'latest'}@{digest}\n" for r in refs))
+        _write_output("--image-name-tag-with-digest-file", name_tag_file,
+                      "".join(f"{r.name}:{r.tag or 'latest'}@{digest}\n" for r in refs))
+
+
+# -- checks before the build -----------------------------------------------------------------
+
+def _creatable(flag: str, path: Path) -> None:
+    """``path`` (absent) could be created: its nearest existing ancestor is a writable directory."""
+    anc = path.parent
+    while not os.path.lexists(anc) and anc != anc.parent:
+        anc = anc.parent
+    if not anc.is_dir():
+        raise UserError(f"{flag} {path}: cannot be created: {anc} is not a directory")
+    if not os.access(anc, os.W_OK | os.X_OK) or _read_only(anc):
+        raise UserError(f"{flag} {path}: cannot be created: {anc} is not writable")
+
+
+def _read_only(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def check_output_paths(opts) -> None:
+    """Fail before building when an output could not be written after the push (Kaniko writes
+    them last, so a typo would otherwise cost a whole build and leave a pushed tag behind).
+
+    File outputs must not be directories and must be creatable; ``--oci-layout-path`` must be
+    a directory or creatable. Raises UserError naming the flag.
+    """
+    files = [("--digest-file", opts.digest_file), ("--image-name-with-digest-file", opts.image_name_with_digest_file),
+             ("--image-name-tag-with-digest-file", opts.image_name_tag_with_digest_file),
+             ("--tar-path", opts.tar_path)]
+    for flag, path in files:
+        if path is None:
+            continue
+        path = Path(path)
+        if str(path) in ("", "."):
+            raise UserError(f"{flag}: empty path")
+        if path.is_dir():
+            raise UserError(f"{flag} {path}: is a directory; give a file path (e.g. {path}/{_example(flag)})")
+        if os.path.lexists(path):
+            if not os.access(path, os.W_OK) or _read_only(path.parent):
+                raise UserError(f"{flag} {path}: exists and is not writable")
+        else:
+            _creatable(flag, path)
+    layout = opts.oci_layout_path
+    if layout is not None:
+        layout = Path(layout)
+        if os.path.lexists(layout):
+            if not layout.is_dir():
+                raise UserError(f"--oci-layout-path {layout}: exists and is not a directory")
+            if not os.access(layout, os.W_OK | os.X_OK) or _read_only(layout):
+                raise UserError(f"--oci-layout-path {layout}: is not writable")
+        else:
+            _creatable("--oci-layout-path", layout)
+
+
+def _example(flag: str) -> str:
+    return {"--tar-path": "image.tar"}.get(flag, "digest")
+
+
+def check_destinations(client: RegistryClient, destinations: list[str]) -> None:
+    """Kaniko's push-permission preflight, cheaply: ``GET /v2/`` of every destination registry
+    (with credentials exercised when it asks for them), so an unreachable or refusing registry
+    fails in seconds instead of after the build. Raises RegistryError naming the registry."""
+    seen: set[str] = set()
+    for dest in destinations:
+        registry = parse_reference(dest).registry
+        if registry in seen:
+            continue
+        seen.add(registry)
+        log.debug("checking destination registry %s before the build", registry)
+        try:
+            client.ping(registry)
+        except RegistryError as e:
+            msg = str(e)
+            hint = getattr(client, "_credentials_hint", None)
+            if "refused our credentials" in msg and hint is not None:
+                # the same words as a 401 during the push would use
+                msg = f"registry {registry} answered 401 unauthorized on GET /v2/: {hint(registry)}"
+            raise RegistryError(f"--destination {dest}: {msg} (checked before building; "
+                                "--skip-push-permission-check skips this check)") from None
 
 
 def tar_tags(destinations: list[str]) -> list[str]:

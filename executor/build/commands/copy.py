@@ -200,11 +200,19 @@ def _make_dir(state: _CopyState, dst: Path, st: os.stat_result) -> None:
     state.written.append(relpath_in_root(state.root, dst))
 
 
-def _source_stat(src: SourceMatch, follow: bool) -> tuple[Path, os.stat_result]:
-    path = src.path
-    if follow:
-        path = Path(os.path.realpath(path))
-    return path, os.lstat(path)
+def _source_stat(spec: CopySpec, src: SourceMatch, what: str) -> tuple[Path, os.stat_result]:
+    """The host path to copy for top-level source ``src`` (its symlinks followed) and its lstat.
+
+    A stage or image source was resolved inside its own root by match_sources (chroot
+    semantics); following it again with the host's realpath would read host files through an
+    absolute symlink, so it is used as is. A context source has been checked to stay inside
+    the context.
+    """
+    path = src.path if spec.context is None else Path(os.path.realpath(src.path))
+    try:
+        return path, os.lstat(path)
+    except OSError as e:
+        raise BuildError(f"{what}: source {src.rel or '.'!r}: {e.strerror}") from None
 
 
 def copy_into_root(root: Path, spec: CopySpec, what: str) -> list[str]:
@@ -220,7 +228,7 @@ def copy_into_root(root: Path, spec: CopySpec, what: str) -> list[str]:
                          f"the destination must be a directory and end with a /")
     dest = spec.dest.rstrip("/") or "/"
     for src in spec.sources:
-        host_src, st = _source_stat(src, follow=True)
+        host_src, st = _source_stat(spec, src, what)
         if src.rel and _flag_excluded(spec, src.rel, src.rel, stat.S_ISDIR(st.st_mode)):
             continue  # a source matched by the pattern but named by --exclude (COPY --exclude=*.md hom* /d/)
         prel = spec.parents_rel(src.rel) if spec.parents else ""
@@ -229,7 +237,7 @@ def copy_into_root(root: Path, spec: CopySpec, what: str) -> list[str]:
             if prel:
                 target = posixpath.join(dest, prel)
             dst_host = _mkdirs(state, target)
-            _copy_dir_contents(state, host_src, dst_host, "", src.rel)
+            _copy_dir_contents(state, host_src, dst_host, "", src.rel if src.ctx_rel is None else src.ctx_rel)
             continue
         if prel:
             target_dir = posixpath.join(dest, posixpath.dirname(prel))
