@@ -32,7 +32,7 @@ BOOL_FLAGS = {
     "--skip-push-permission-check", "--force-build-metadata",
 }
 # Flags whose default is true: "--flag=false" becomes "--no-<flag>" for typer.
-TRUE_DEFAULT = {"--cache-run-layers", "--cleanup", "--compressed-caching", "--ignore-var-run"}
+TRUE_DEFAULT = {"--cache-run-layers", "--cache-copy-layers", "--cleanup", "--compressed-caching", "--ignore-var-run"}
 
 
 def normalise_argv(argv: list[str]) -> list[str]:
@@ -70,7 +70,7 @@ def build_args_from(items: list[str], environ: dict[str, str]) -> dict[str, str]
     for item in items:
         k, eq, v = item.partition("=")
         if not k or any(c.isspace() or c == "\0" for c in k):
-            raise UserError(f"--build-arg {item[:200]!r}: invalid name {k!r}; expected NAME=VALUE with a non-empty "
+            raise UserError(f"--build-arg {item[:200]!r}: invalid name {k[:100]!r}; expected NAME=VALUE with a non-empty "
                             "NAME without spaces")
         if eq:
             out[k] = v
@@ -180,7 +180,7 @@ def build(
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Local base-image cache (executor warm)."),
     cache_ttl: str = typer.Option("336h", "--cache-ttl", help="How long cache entries stay valid (Go duration, e.g. 336h)."),
     cache_run_layers: bool = typer.Option(True, "--cache-run-layers/--no-cache-run-layers", help="Cache RUN layers (with --cache)."),
-    cache_copy_layers: bool = typer.Option(False, "--cache-copy-layers", help="Also cache COPY/ADD layers (keyed by source content; correct across stages)."),
+    cache_copy_layers: bool = typer.Option(True, "--cache-copy-layers/--no-cache-copy-layers", help="Also cache COPY/ADD layers (default on: keyed by source content, correct across stages; Kaniko defaults to off)."),
     no_push_cache: bool = typer.Option(False, "--no-push-cache", help="Use the cache but do not store new entries."),
     kaniko_dir: Optional[Path] = typer.Option(None, "--kaniko-dir", help="Work directory (default: a fresh temp dir)."),
     cleanup: bool = typer.Option(True, "--cleanup/--no-cleanup", help="Remove the work directory at the end."),

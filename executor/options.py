@@ -44,7 +44,7 @@ class BuildOptions:
     cache_dir: Path | None = None
     cache_ttl_seconds: int = 336 * 3600
     cache_run_layers: bool = True
-    cache_copy_layers: bool = False
+    cache_copy_layers: bool = True
     no_push_cache: bool = False
     run_cache_dir: Path | None = None     # RUN --mount=type=cache storage
 

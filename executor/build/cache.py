@@ -415,11 +415,11 @@ class CacheDriver:
                  len(state.image.layers), time.monotonic() - t0)
 
     def _apply(self, b, state, layer: Layer) -> None:
-        """Extract a cached layer onto a stage root that is already filled."""
-        from ..layers.extract import apply_layer
+        """Extract a cached layer onto a stage root that is already filled (diff_id verified)."""
+        from .images import apply_verified_layer
         path = b.source.fetch(layer)
         with open(path, "rb") as f:
-            apply_layer(f, state.root, media_type=layer.media_type)
+            apply_verified_layer(f, state.root, layer)
         state.fs_index = None
 
     # -- instructions -----------------------------------------------------------------

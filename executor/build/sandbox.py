@@ -414,6 +414,11 @@ def _enter(spec: RunSpec) -> None:
     except PermissionError as e:
         sys.stderr.write(f"executor: cannot execute {spec.argv[0]}: {e.strerror}\n")
         os._exit(126)
+    except OSError as e:  # E2BIG (argument list too long), ENOEXEC, ...
+        size = sum(len(a) + 1 for a in spec.argv) + sum(len(k) + len(v) + 2 for k, v in env.items())
+        sys.stderr.write(f"executor: cannot execute {spec.argv[0]}: {e.strerror} "
+                         f"(command and environment: {size} bytes)\n")
+        os._exit(126)
 
 
 def child_main(spec: RunSpec) -> int:

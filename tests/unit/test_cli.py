@@ -17,6 +17,7 @@ from executor.errors import UserError
     (["--cache=false"], []),
     (["--cache-run-layers=false"], ["--no-cache-run-layers"]),
     (["--cleanup=true"], ["--cleanup"]),
+    (["--cache-copy-layers=false"], ["--no-cache-copy-layers"]),
     (["-f=Dockerfile.x"], ["-f", "Dockerfile.x"]),
     (["--destination=r/x:y"], ["--destination=r/x:y"]),
     (["--no-push=1"], ["--no-push"]),
