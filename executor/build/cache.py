@@ -173,6 +173,49 @@ def strip_created(config: dict) -> dict:
 
 
 @dataclass
+class BackgroundWriter:
+    """Cache entries written on a small thread pool, awaited once before the build exits.
+
+    ``verb`` ("push", "write") is what log lines say. A failed entry is a warning, never a
+    build failure (a cache must not break a build).
+    """
+
+    verb: str
+    _pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(max_workers=3,
+                                                                                 thread_name_prefix="cache"))
+    _futures: list[tuple[str, Future]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def submit(self, key: str, fn, *args) -> None:
+        """Run ``fn(*args)`` in the background as the entry for ``key``."""
+        fut = self._pool.submit(fn, *args)
+        with self._lock:
+            self._futures.append((key, fut))
+
+    def wait(self, repo: str) -> tuple[int, int]:
+        """Wait for every pending entry; returns (done, failed)."""
+        with self._lock:
+            futures, self._futures = self._futures, []
+        ok = failed = 0
+        for key, fut in futures:
+            try:
+                fut.result()
+                ok += 1
+            except Exception as e:  # noqa: BLE001 - a cache entry must never fail the build
+                failed += 1
+                log.warning("could not %s cache entry %s:%s: %s", self.verb, repo, key[:12], e)
+        if futures:
+            past = {"push": "pushed", "write": "wrote"}.get(self.verb, self.verb)
+            log.info("%s %d cache entries to %s%s", past, ok, repo, f" ({failed} failed)" if failed else "")
+        return ok, failed
+
+    def close(self, repo: str) -> None:
+        """Wait for pending entries and stop the pool."""
+        self.wait(repo)
+        self._pool.shutdown(wait=True)
+
+
+@dataclass
 class LayerCache:
     """The registry layer cache in ``repo`` (``registry/repository``) through ``client``.
 
@@ -185,10 +228,7 @@ class LayerCache:
     ttl_seconds: int
     push: bool = True
     platform: str = "linux/amd64"
-    _pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(max_workers=3,
-                                                                                 thread_name_prefix="cache-push"))
-    _futures: list[tuple[str, Future]] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _bg: BackgroundWriter = field(default_factory=lambda: BackgroundWriter("push"))
     _warned: bool = False
 
     def _ref(self, key: str) -> Reference:
@@ -236,11 +276,8 @@ class LayerCache:
 
         ``layer.path`` must stay on disk until :meth:`wait` returns.
         """
-        if not self.push:
-            return
-        fut = self._pool.submit(self._push_entry, key, layer, created_by, config)
-        with self._lock:
-            self._futures.append((key, fut))
+        if self.push:
+            self._bg.submit(key, self._push_entry, key, layer, created_by, config)
 
     def _push_entry(self, key: str, layer: Layer | None, created_by: str, config: dict | None) -> None:
         ref = self._ref(key)
@@ -254,24 +291,11 @@ class LayerCache:
 
     def wait(self) -> tuple[int, int]:
         """Wait for every background push; returns (pushed, failed). Failures are logged as warnings."""
-        with self._lock:
-            futures, self._futures = self._futures, []
-        ok = failed = 0
-        for key, fut in futures:
-            try:
-                fut.result()
-                ok += 1
-            except Exception as e:  # noqa: BLE001 - a cache push must never fail the build
-                failed += 1
-                log.warning("could not push cache entry %s:%s: %s", self.repo, key[:12], e)
-        if futures:
-            log.info("pushed %d cache entries to %s%s", ok, self.repo, f" ({failed} failed)" if failed else "")
-        return ok, failed
+        return self._bg.wait(self.repo)
 
     def close(self) -> None:
         """Wait for pending pushes and stop the pool."""
-        self.wait()
-        self._pool.shutdown(wait=True)
+        self._bg.close(self.repo)
 
 
 # --------------------------------------------------------------------------- local base images

@@ -34,9 +34,7 @@ import errno
 import json
 import logging
 import os
-import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,7 +43,7 @@ from ..oci import mediatypes as mt
 from ..oci.image import Layer, sha256_digest
 from ..oci.layout import (LAYOUT_VERSION, REF_NAME, add_index_entry, blob_path as _blob_path, put_blob,
                           read_index, tmp_name as _tmp_name)
-from .cache import ANN_CREATED, ANN_KIND, CacheHit, entry_documents, expired, parse_entry, parse_rfc3339
+from .cache import ANN_CREATED, ANN_KIND, BackgroundWriter, CacheHit, entry_documents, expired, parse_entry, parse_rfc3339
 
 log = logging.getLogger("executor.cache")
 
@@ -75,10 +73,7 @@ class LayoutLayerCache:
     ttl_seconds: int
     push: bool = True
     platform: str = "linux/amd64"
-    _pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(max_workers=3,
-                                                                                 thread_name_prefix="cache-write"))
-    _futures: list[tuple[str, Future]] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _bg: BackgroundWriter = field(default_factory=lambda: BackgroundWriter("write"))
 
     def __post_init__(self) -> None:
         if not self.push:
@@ -168,9 +163,7 @@ class LayoutLayerCache:
         """
         if not self.push:
             return
-        fut = self._pool.submit(self._write_entry, key, layer, created_by, config)
-        with self._lock:
-            self._futures.append((key, fut))
+        self._bg.submit(key, self._write_entry, key, layer, created_by, config)
 
     def _write_entry(self, key: str, layer: Layer | None, created_by: str, config: dict | None) -> None:
         now = time.time()
@@ -189,21 +182,8 @@ class LayoutLayerCache:
 
     def wait(self) -> tuple[int, int]:
         """Wait for every background write; returns (written, failed). Failures are warnings."""
-        with self._lock:
-            futures, self._futures = self._futures, []
-        ok = failed = 0
-        for key, fut in futures:
-            try:
-                fut.result()
-                ok += 1
-            except Exception as e:  # noqa: BLE001 - a cache write must never fail the build
-                failed += 1
-                log.warning("could not write cache entry %s:%s: %s", self.repo, key[:12], e)
-        if futures:
-            log.info("wrote %d cache entries to %s%s", ok, self.repo, f" ({failed} failed)" if failed else "")
-        return ok, failed
+        return self._bg.wait(self.repo)
 
     def close(self) -> None:
         """Wait for pending writes and stop the pool."""
-        self.wait()
-        self._pool.shutdown(wait=True)
+        self._bg.close(self.repo)
