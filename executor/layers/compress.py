@@ -336,6 +336,13 @@ class DigestingWriter(io.RawIOBase):
                 self._hash_pending.popleft().result()
             self._hasher.shutdown(wait=True)
 
+    def __del__(self) -> None:
+        # io.IOBase.__del__ would call close(), which submits to thread pools. A garbage
+        # collection can run inside another executor's submit() (which holds
+        # concurrent.futures' global lock), so finishing from here could deadlock. A writer that
+        # was never closed is abandoned: its pools' idle workers exit once the pools are freed.
+        pass
+
     def close(self) -> LayerDigests:  # type: ignore[override]
         """Finish compression; return the digests (idempotent: later calls return the same)."""
         if self._result is None:
