@@ -360,7 +360,7 @@ class Builder:
         state = self._base_state(stage, base, remaining)
         if self.cache is not None:
             self.cache.start_stage(self, state, base, self._stage_ref(base, stage.index))
-        state.meta = meta  # type: ignore[attr-defined]
+        state.meta = meta
         instructions = list(stage.instructions)
         triggers = state.config.pop("OnBuild", None) or []
         if triggers:
@@ -421,7 +421,7 @@ class Builder:
 
     # ----------------------------------------------------------------- ARG
     def do_arg(self, state: StageState, ins: Instruction) -> None:
-        meta: dict[str, str | None] = getattr(state, "meta", {})
+        meta = state.meta
         for name, default in ins.arg_defaults:
             if name in self.opts.build_args:
                 value: str | None = self.opts.build_args[name]
@@ -438,7 +438,7 @@ class Builder:
     def _index(self, state: StageState) -> FsIndex:
         if state.fs_index is None:
             state.fs_index = FsIndex.scan(state.root, exclude=self._exclude())
-        return state.fs_index  # type: ignore[return-value]
+        return state.fs_index
 
     def _exclude(self) -> list[str]:
         return list(SNAPSHOT_EXCLUDE) + [p.strip("/") for p in self.opts.ignore_paths]
@@ -631,7 +631,7 @@ class Builder:
         written = sorted(set(written))
         self.commit_layer(state, ChangeSet(changed=tuple(written), deleted=()), self._created_by(ins))
         if state.fs_index is not None:
-            state.fs_index.update(state.root, written)  # type: ignore[attr-defined]
+            state.fs_index.update(state.root, written)
 
     def _copy_source_tree(self, state: StageState, ins: Instruction, expand) -> tuple[Path, Context | None, bool]:
         frm = (ins.flags.get("from") or [""])[-1]

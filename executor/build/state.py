@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..oci.image import Image
+from .snapshot import FsIndex
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PROXY_ARGS = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
@@ -28,7 +29,8 @@ class StageState:
     ``root``: the stage's root directory (never the host's ``/``). ``image``: config and
     layers so far. ``args``: ARGs declared in this stage (None = declared without value).
     ``cmd_set``: True once CMD was set in this stage (ENTRYPOINT then keeps it).
-    ``fs_index``: the last filesystem index (a snapshot.FsIndex) or None until needed.
+    ``fs_index``: the last filesystem index or None until needed. ``meta``: the global
+    (before-FROM) ARG values, which an ``ARG NAME`` without a default redeclares.
     """
 
     index: int
@@ -37,8 +39,9 @@ class StageState:
     image: Image
     args: dict[str, str | None] = field(default_factory=dict)
     cmd_set: bool = False
-    fs_index: object | None = None
+    fs_index: FsIndex | None = None
     used_args: set[str] = field(default_factory=set)
+    meta: dict[str, str | None] = field(default_factory=dict)  # global ARGs (visible once redeclared)
 
     @property
     def config(self) -> dict:
