@@ -59,6 +59,18 @@ class Context:
         return not self.excluded(rel, True) or self.ignore.dir_may_contain_included(rel)
 
 
+def _candidates(host: Path, part: str) -> list[str]:
+    """Names in directory ``host`` that path component ``part`` may match: the literal name, or
+    every entry matching its wildcard (sorted; none when ``host`` cannot be listed)."""
+    if not has_wildcard(part):
+        return [part]
+    try:
+        names = sorted(os.listdir(host))
+    except OSError:
+        return []
+    return [n for n in names if _match_component(part, n)]
+
+
 def match_sources(tree: Path, pattern: str, context: Context | None, what: str) -> list[SourceMatch]:
     """Resolve one COPY/ADD source ``pattern`` in ``tree`` (the context or another stage's root).
 
@@ -74,23 +86,14 @@ def match_sources(tree: Path, pattern: str, context: Context | None, what: str) 
     clean = posixpath.normpath("/" + pattern).lstrip("/")
     if clean in ("", "."):
         return [SourceMatch("", tree, "")]
-    parts = clean.split("/")
     current: list[tuple[str, Path]] = [("", tree)]
-    for part in parts:
+    for part in clean.split("/"):
         nxt: list[tuple[str, Path]] = []
         for rel, host in current:
-            if has_wildcard(part):
-                try:
-                    names = sorted(os.listdir(host))
-                except OSError:
-                    continue
-                for name in names:
-                    if _match_component(part, name):
-                        nxt.append((posixpath.join(rel, name) if rel else name, host / name))
-            else:
-                p = host / part
+            for name in _candidates(host, part):
+                p = host / name
                 if os.path.lexists(p):
-                    nxt.append((posixpath.join(rel, part) if rel else part, p))
+                    nxt.append((posixpath.join(rel, name) if rel else name, p))
         current = nxt
         if not current:
             break
@@ -134,15 +137,7 @@ def _match_in_root(tree: Path, pattern: str, what: str) -> list[SourceMatch]:
     for part in clean.split("/"):
         nxt: list[tuple[str, Path]] = []
         for rel, host in current:
-            if has_wildcard(part):
-                try:
-                    names = sorted(os.listdir(host))
-                except OSError:
-                    continue
-                candidates = [n for n in names if _match_component(part, n)]
-            else:
-                candidates = [part]
-            for name in candidates:
+            for name in _candidates(host, part):
                 child_rel = posixpath.join(rel, name) if rel else name
                 child = host_of("/" + posixpath.join(os.path.relpath(host, tree) if host != tree else "", name))
                 if child is not None:
