@@ -16,39 +16,13 @@ from __future__ import annotations
 
 import io
 import os
-import tarfile
 from pathlib import Path
 
 import pytest
 
 from executor.errors import LayerError
 from executor.layers.extract import apply_layer
-
-
-def make_tar(*entries: dict) -> bytes:
-    """Build a PAX tar from dicts: name, type ('f','d','l','h'), data, link, mode, pax."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
-        for e in entries:
-            ti = tarfile.TarInfo(e["name"])
-            kind = e.get("type", "f")
-            ti.mode = e.get("mode", 0o755 if kind == "d" else 0o644)
-            ti.mtime = e.get("mtime", 1_600_000_000)
-            data = e.get("data", b"")
-            if kind == "d":
-                ti.type = tarfile.DIRTYPE
-            elif kind == "l":
-                ti.type = tarfile.SYMTYPE
-                ti.linkname = e["link"]
-            elif kind == "h":
-                ti.type = tarfile.LNKTYPE
-                ti.linkname = e["link"]
-            else:
-                ti.size = len(data)
-            if "pax" in e:
-                ti.pax_headers = e["pax"]
-            tf.addfile(ti, io.BytesIO(data) if kind == "f" else None)
-    return buf.getvalue()
+from tests.support.tars import make_tar
 
 
 def snapshot_tree(top: Path) -> dict[str, tuple]:
