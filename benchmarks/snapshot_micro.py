@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Snapshot micro-benchmark: a 30 000-file / 1 GB root, a RUN that changes one file, and the
 time from the end of the RUN to the layer blob on disk, measured the way the executor's RUN
-step does it (executor.build.builder.Builder.do_run + commit_layer):
+step does it (executor.engine.builder.Builder.do_run + commit_layer):
 
     after = FsIndex.scan(root)            # lstat walk of the whole root
     changes = diff(before, after)         # the change set
@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from executor.build.snapshot import FsIndex, diff  # noqa: E402
+from executor.fs.snapshot import FsIndex, diff  # noqa: E402
 from executor.layers.writer import layer_threads, write_layer  # noqa: E402
 
 EXCLUDE = ("proc", "sys", "dev")

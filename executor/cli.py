@@ -227,10 +227,10 @@ def build(
             raise UserError(f"{flag}={value}: must be 0 or more (extra attempts)")
     if kaniko_dir is not None and os.path.lexists(kaniko_dir) and not kaniko_dir.is_dir():
         raise UserError(f"--kaniko-dir {kaniko_dir}: exists and is not a directory")
-    from .build.builder import default_platform
+    from .engine.builder import default_platform
     from .registry.auth import Keychain
     from .registry.client import RegistryClient
-    from .build.cache_ttl import parse_ttl
+    from .cache.ttl import parse_ttl
 
     opts = BuildOptions(
         context=ctx, dockerfile=resolve_dockerfile(ctx, dockerfile), destinations=list(destination),
@@ -260,7 +260,7 @@ def build(
 
 def run_build(opts: BuildOptions, client) -> str:
     """Build, then write every requested output; returns the image digest."""
-    from .build.builder import Builder
+    from .engine.builder import Builder
     from .oci.docker_archive import write_docker_archive
     from .oci.layout import write_oci_layout
     from .outputs import image_digest, local_blob_paths, push, tar_tags, write_digest_files

@@ -121,7 +121,7 @@ def match_sources(tree: Path, pattern: str, context: Context | None, what: str) 
 
 def _match_in_root(tree: Path, pattern: str, what: str) -> list[SourceMatch]:
     """``match_sources`` for a stage or image root: chroot semantics for every component."""
-    from .build.fsutil import resolve_in_root
+    from .fs.paths import resolve_in_root
 
     def host_of(inpath: str) -> Path | None:
         try:

@@ -12,7 +12,7 @@ The directory is an OCI image layout (OCI image-spec image-layout.md: ``oci-layo
 
 Blobs are verified by the registry client while they stream in, written to a temp file and
 renamed, and ``index.json`` is replaced last, so a reader never sees an entry whose blobs are
-missing. The executor reads the layout through ``executor.build.cache.LocalImageCache``:
+missing. The executor reads the layout through ``executor.cache.base_images.LocalImageCache``:
 tags are resolved locally (no registry request) while younger than ``--cache-ttl``.
 
 Kaniko's warmer flags are accepted (``--image/-i``, ``--cache-dir/-c``, ``--force/-f``,
@@ -31,12 +31,12 @@ from typing import List, Optional
 
 import typer
 
-from .build.cache import (
+from .cache.base_images import LocalImageCache
+from .cache.entry import (
     ANN_CACHED_AT,
     ANN_INDEX_DIGEST,
     ANN_PLATFORM,
     ANN_REF,
-    LocalImageCache,
 )
 from .errors import UserError
 from .oci.layout import add_index_entry, blob_path, put_blob, tmp_name
@@ -156,8 +156,8 @@ def warm(
     log_timestamp: bool = typer.Option(False, "--log-timestamp"),
 ) -> None:
     """Download base images into --cache-dir so builds can use them without the registry."""
-    from .build.builder import default_platform
-    from .build.cache_ttl import parse_ttl
+    from .engine.builder import default_platform
+    from .cache.ttl import parse_ttl
     from .cli import _registry_options, build_args_from
     from .logs import setup_logging
     from .registry.auth import Keychain

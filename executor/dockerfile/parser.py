@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from executor.dockerfile.shell import ExpansionError, process
+from executor.dockerfile.duration import parse_go_duration as _go_duration_ns
 from executor.errors import DockerfileError
 
 __all__ = [
@@ -326,31 +327,9 @@ def parse_flag_kv(value: str) -> dict[str, str]:
     return out
 
 
-_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_DURATION_PART = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-
-
 def parse_go_duration(text: str) -> float:
-    """Parse a Go ``time.ParseDuration`` string (``1m30s``, ``1.5h``, ``0``) to
-    seconds.  Raises ValueError when malformed (HEALTHCHECK flag syntax)."""
-    s = text
-    sign = 1.0
-    if s[:1] in ("+", "-"):
-        sign = -1.0 if s[0] == "-" else 1.0
-        s = s[1:]
-    if s == "0":
-        return 0.0
-    if not s:
-        raise ValueError(f"invalid duration {text!r}")
-    total = 0.0
-    pos = 0
-    while pos < len(s):
-        m = _DURATION_PART.match(s, pos)
-        if not m:
-            raise ValueError(f"invalid duration {text!r}")
-        total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
-        pos = m.end()
-    return sign * total
+    """Seconds in Go duration ``text`` (see :mod:`executor.dockerfile.duration`); raises ValueError."""
+    return _go_duration_ns(text) / 1e9
 
 
 # ---------------------------------------------------------------------------

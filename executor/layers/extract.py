@@ -52,7 +52,7 @@ from typing import BinaryIO
 from executor.errors import LayerError
 
 from .compress import open_decompressed
-from .paths import RootResolver, clean_name
+from ..fs.paths import RootResolver, clean_name
 
 WHITEOUT_PREFIX = ".wh."
 WHITEOUT_META_PREFIX = ".wh..wh."

@@ -25,13 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from executor.build.snapshot import ChangeSet, path_sort_key
+from executor.fs.snapshot import ChangeSet, path_sort_key
 from executor.errors import LayerError
 from executor.oci.mediatypes import layer_type
 
 from . import tarfmt
 from .compress import GZIP, DigestingWriter
-from .paths import RootResolver, clean_name
+from ..fs.paths import RootResolver, clean_name
 
 _SKIP_XATTRS = ("security.selinux",)
 

@@ -226,7 +226,7 @@ def test_pod_harness_is_unprivileged(executor_image, tmp_path):
     executor's own probe cannot create a mount namespace there."""
     p = _run_in_pod(executor_image, tmp_path, command=["/bin/sh", "-c",
                     "grep -E '^Cap(Eff|Bnd|Prm):' /proc/self/status; id -u; "
-                    "python3 -c 'from executor.build.sandbox import detect_mode; print(detect_mode())'"])
+                    "python3 -c 'from executor.engine.sandbox import detect_mode; print(detect_mode())'"])
     assert p.returncode == 0, p.stderr
     want = sum(1 << CAP_BITS[c] for c in CONTAINERD_DEFAULT_CAPS)
     caps = dict(re.findall(r"^(Cap\w+):\s+([0-9a-f]+)$", p.stdout, re.M))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from executor.build.snapshot import FsIndex, diff
+from executor.fs.snapshot import FsIndex, diff
 from executor.layers.extract import apply_layer
 from executor.layers.writer import LayerResult, directory_changeset, write_layer
 from tests.support.tools import have, run

@@ -1,4 +1,4 @@
-"""Pure cache-key and cache-entry functions (executor.build.cachekey, executor.build.cache)."""
+"""Pure cache-key and cache-entry functions (executor.cache.keys, executor.cache.entry)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from executor.build import cachekey as ck
-from executor.build.cache import (
+from executor.cache import keys as ck
+from executor.cache.entry import (
     default_cache_repo,
     entry_documents,
     expired,

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from executor.build.snapshot import ChangeSet, FsIndex, diff
+from executor.fs.snapshot import ChangeSet, FsIndex, diff
 from executor.layers import compress
 from executor.layers.compress import DigestingWriter, open_decompressed
 from executor.layers.extract import apply_layer

@@ -1,4 +1,4 @@
-"""executor.build.layout_cache without a registry: entries round-trip, TTL, missing blobs are
+"""executor.cache.layout_store without a registry: entries round-trip, TTL, missing blobs are
 misses, and concurrent writers (processes) never lose an index.json entry."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import multiprocessing
 import time
 from pathlib import Path
 
-from executor.build.layout_cache import REF_NAME, LayoutLayerCache, add_index_entry, read_index
+from executor.cache.layout_store import REF_NAME, LayoutLayerCache, add_index_entry, read_index
 from executor.oci.image import Layer, sha256_digest
 
 KEY = "a" * 64

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from executor.build.commands.copy import CopySpec
-from executor.build.commands.mounts import (MountError, MountSpec, RunMounts, drop_setup_only_dirs, parse_mount,
+from executor.engine.steps.copy import CopySpec
+from executor.engine.steps.mounts import (MountError, MountSpec, RunMounts, drop_setup_only_dirs, parse_mount,
                                             parse_size, ssh_sockets)
-from executor.build.snapshot import FsIndex, diff
+from executor.fs.snapshot import FsIndex, diff
 from executor.options import SecretSource
 
 PARSE_CASES = [

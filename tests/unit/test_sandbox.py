@@ -1,4 +1,4 @@
-"""RUN isolation at the runner level (executor.build.runroot.run_in_root + the sandbox child)
+"""RUN isolation at the runner level (executor.engine.runroot.run_in_root + the sandbox child)
 on hand-made roots: a static busybox plus small static C probes. Real processes, real
 namespaces, both isolation modes; every escape attempt aims at a sentinel temp directory.
 
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from executor.build.runroot import run_in_root
-from executor.build.sandbox import DEFAULT_CAPS, caps_mask, detect_mode
+from executor.engine.runroot import run_in_root
+from executor.engine.sandbox import DEFAULT_CAPS, caps_mask, detect_mode
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="RUN isolation needs root")
 

@@ -1,4 +1,4 @@
-"""FsIndex.scan / update and diff (executor.build.snapshot)."""
+"""FsIndex.scan / update and diff (executor.fs.snapshot)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from executor.build.snapshot import ChangeSet, FsIndex, diff
+from executor.fs.snapshot import ChangeSet, FsIndex, diff
 
 
 @pytest.fixture

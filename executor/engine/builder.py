@@ -28,21 +28,21 @@ from ..layers.writer import write_layer
 from ..oci.image import Image, Layer
 from ..options import BuildOptions
 from ..registry.client import RegistryClient
-from .commands import metadata
-from .commands.add import is_git_url, open_archive, verify_file_checksum
-from .commands.copy import CopySpec, copy_into_root, write_heredoc_file
-from .commands.mounts import (MountError, RunMounts, default_cache_dir, drop_setup_only_dirs, parse_mount,
+from .steps import metadata
+from .steps.add import is_git_url, open_archive, verify_file_checksum
+from .steps.copy import CopySpec, copy_into_root, write_heredoc_file
+from .steps.mounts import (MountError, RunMounts, default_cache_dir, drop_setup_only_dirs, parse_mount,
                               ssh_sockets)
-from .commands.run import build_run_command
-from .fsutil import clean_abs, make_dirs, resolve_in_root
+from .steps.run import build_run_command
+from ..fs.paths import clean_abs, make_dirs, resolve_in_root
 from .images import BlobStore, ImageSource
 from .runroot import run_in_root
 from .sandbox import can_unshare_network, detect_mode
-from .snapshot import ChangeSet, FsIndex
+from ..fs.snapshot import ChangeSet, FsIndex
 from .state import PROXY_ARGS, StageState
 from .users import resolve_chown, resolve_user
 
-log = logging.getLogger("executor.build")
+log = logging.getLogger("executor.engine")
 
 SNAPSHOT_EXCLUDE = ("proc", "sys", "dev")
 
@@ -95,7 +95,8 @@ class Builder:
         self.stages: dict[int, StageState] = {}
         self.used_build_args: set[str] = set()
         self.epoch = self._epoch()
-        from .cache import make_driver, open_local_cache
+        from ..cache.base_images import open_local_cache
+        from .cache_driver import make_driver
         self.source.local_cache = open_local_cache(options.cache_dir, options.cache_ttl_seconds)
         self.cache = make_driver(options, client)  # None without --cache
 
@@ -681,7 +682,7 @@ class Builder:
         return out
 
     def _add_url(self, state: StageState, ins: Instruction, url: str, dest: str, chown, chmod) -> list[str]:
-        from .commands.add import download_to
+        from .steps.add import download_to
         checksum = (ins.flags.get("checksum") or [""])[-1] or None
         try:
             return download_to(state.root, url, dest, chown, chmod, checksum, self.store.tmp_path("download"))
@@ -719,7 +720,7 @@ def _all_instructions(df: Dockerfile):
 
 
 def before_diff(before: FsIndex, after: FsIndex) -> ChangeSet:
-    from .snapshot import diff
+    from ..fs.snapshot import diff
     return diff(before, after)
 
 

@@ -8,7 +8,7 @@ The directory is an OCI image layout (OCI image-spec ``image-layout.md``)::
     /path/index.json.lock       lock file for index.json updates (fcntl.flock; not part of the spec)
 
 Each cache entry is the same single-layer OCI image the registry cache pushes as
-``<cache-repo>:<key>`` (:func:`executor.build.cache.entry_documents`: manifest annotations
+``<cache-repo>:<key>`` (:func:`executor.cache.entry.entry_documents`: manifest annotations
 ``dev.executor.cache.kind|diff-id|created-by`` and ``org.opencontainers.image.created`` for
 ``--cache-ttl``), and its ``index.json`` descriptor carries
 ``org.opencontainers.image.ref.name = <key>`` (the 64-hex chain key), so other tools read an
@@ -43,7 +43,8 @@ from ..oci import mediatypes as mt
 from ..oci.image import Layer, sha256_digest
 from ..oci.layout import (LAYOUT_VERSION, REF_NAME, add_index_entry, blob_path as _blob_path, put_blob,
                           read_index, tmp_name as _tmp_name)
-from .cache import ANN_CREATED, ANN_KIND, BackgroundWriter, CacheHit, entry_documents, expired, parse_entry, parse_rfc3339
+from .background import BackgroundWriter
+from .entry import ANN_CREATED, ANN_KIND, CacheHit, entry_documents, expired, parse_entry, parse_rfc3339
 
 log = logging.getLogger("executor.cache")
 

@@ -6,7 +6,7 @@ the parent directories' timestamps are restored, so none of it reaches a layer.
 
 The root is untrusted (a base image's /etc or /dev may be a symlink, absolute or not, and
 the command may replace directories with symlinks while it runs). Every path written here
-is resolved inside the root with :func:`executor.build.fsutil.resolve_in_root` (chroot
+is resolved inside the root with :func:`executor.fs.paths.resolve_in_root` (chroot
 semantics), a final symlink is never followed, and the clean-up resolves again and removes
 only the very inodes it created, so nothing is created, changed or removed outside the root.
 
@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .fsutil import relpath_in_root, resolve_in_root
+from ..fs.paths import relpath_in_root, resolve_in_root
 from .sandbox import DEV_NODES, Bind, RunSpec
 
 log = logging.getLogger("executor.run")
@@ -206,7 +206,7 @@ def run_in_root(root: Path, argv: list[str], env: dict[str, str], *, cwd: str, u
                 stdout=None, stderr=None) -> int:
     """Run ``argv`` inside ``root`` with the given identity; returns the exit status.
 
-    ``mode`` is ``namespace`` or ``chroot`` (see :mod:`executor.build.sandbox`); ``workdir``
+    ``mode`` is ``namespace`` or ``chroot`` (see :mod:`executor.engine.sandbox`); ``workdir``
     is a scratch directory owned by the executor (for the spec file and resolv.conf copies).
     ``binds`` are extra mounts (RUN --mount), namespace mode only. ``files`` maps an in-root
     top-level name to content placed (mode 0755) for the command and removed afterwards
@@ -267,7 +267,7 @@ def run_in_root(root: Path, argv: list[str], env: dict[str, str], *, cwd: str, u
 
 
 def _run_sandbox(spec_path: str, root: Path, mode: str, stdout, stderr) -> int:
-    proc = subprocess.Popen([sys.executable, "-m", "executor.build.sandbox", spec_path],
+    proc = subprocess.Popen([sys.executable, "-m", "executor.engine.sandbox", spec_path],
                             stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, start_new_session=True)
     try:
         return proc.wait()

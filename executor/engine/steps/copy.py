@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ...context import Context, SourceMatch
 from ...errors import BuildError
-from ..fsutil import make_dirs, relpath_in_root, resolve_in_root
+from ...fs.paths import make_dirs, relpath_in_root, resolve_in_root
 
 XATTR_PREFIXES = ("user.", "security.capability", "trusted.")
 

@@ -6,6 +6,8 @@ Source: Docker Dockerfile reference; OCI image-spec config.md for field names.
 
 from __future__ import annotations
 
+from ...dockerfile.duration import parse_go_duration
+
 import re
 import signal as _signal
 from typing import Callable
@@ -114,25 +116,9 @@ def do_stopsignal(state: StageState, ins: Instruction, expand: Expand) -> None:
     state.config["StopSignal"] = sig
 
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_UNIT_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000, "m": 60_000_000_000,
-            "h": 3_600_000_000_000}
-
-
 def parse_duration(text: str) -> int:
-    """Go duration string (``30s``, ``1m30s``, ``500ms``) to nanoseconds; raises ValueError."""
-    if text == "0":
-        return 0
-    pos = 0
-    total = 0.0
-    for m in _DURATION.finditer(text):
-        if m.start() != pos:
-            raise ValueError(text)
-        total += float(m.group(1)) * _UNIT_NS[m.group(2)]
-        pos = m.end()
-    if pos != len(text) or not text:
-        raise ValueError(text)
-    return int(total)
+    """Go duration string (``30s``, ``1m30s``, ``.5s``) to nanoseconds; raises ValueError."""
+    return parse_go_duration(text)
 
 
 def do_healthcheck(state: StageState, ins: Instruction, expand: Expand) -> None:

@@ -6,13 +6,13 @@ ssh and their options) and BuildKit ``frontend/dockerfile/instructions/commands_
 ``mode=0755``; secret target ``/run/secrets/<id>``, ``mode=0400``; ssh id ``default``, target
 ``/run/buildkit/ssh_agent.N``, ``mode=0600``; relative targets are taken from WORKDIR).
 
-Two ways to provide the mounts, matching the RUN isolation (:mod:`executor.build.sandbox`):
+Two ways to provide the mounts, matching the RUN isolation (:mod:`executor.engine.sandbox`):
 
 ``namespace``
-    Each mount becomes a :class:`~executor.build.sandbox.Bind` made inside the RUN's private
+    Each mount becomes a :class:`~executor.engine.sandbox.Bind` made inside the RUN's private
     mount namespace (bind of a prepared host directory/file, or a tmpfs). Writes go to the
     bound source (the cache directory, a throw-away copy for ``bind,rw``) and never into the
-    stage root; :func:`executor.build.runroot.run_in_root` removes the mount-point placeholders.
+    stage root; :func:`executor.engine.runroot.run_in_root` removes the mount-point placeholders.
 ``chroot`` (no CAP_SYS_ADMIN: mounting is impossible) — the documented fallback
     The content is *copied into* the root before the command and removed after it: whatever
     was at the target is moved aside and put back, missing parent directories are created and
@@ -49,7 +49,7 @@ from typing import Callable
 
 from ...dockerfile.parser import parse_flag_kv
 from ...options import BuildOptions
-from ..fsutil import clean_abs, resolve_in_root
+from ...fs.paths import clean_abs, resolve_in_root
 from ..sandbox import Bind
 
 log = logging.getLogger("executor.run")

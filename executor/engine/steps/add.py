@@ -24,7 +24,7 @@ from typing import BinaryIO
 import httpx
 
 from ...errors import BuildError
-from ..fsutil import relpath_in_root, resolve_in_root
+from ...fs.paths import relpath_in_root, resolve_in_root
 
 
 CHECKSUM_ALGORITHMS = ("sha256", "sha384", "sha512")

@@ -19,7 +19,7 @@ Two modes, chosen once per build by :func:`detect_mode`:
 ``chroot``
     A Kubernetes pod with default capabilities (root, CAP_SYS_CHROOT, CAP_MKNOD, no
     CAP_SYS_ADMIN): plain chroot; the parent creates the basic /dev nodes and a
-    resolv.conf beforehand and removes them afterwards (see :mod:`executor.build.runroot`).
+    resolv.conf beforehand and removes them afterwards (see :mod:`executor.engine.runroot`).
     Trade-off: pivot_root is impossible without CAP_SYS_ADMIN and a process that keeps
     CAP_SYS_CHROOT can leave a chroot (``mkdir x; chroot x; chdir("..")`` x N; ``chroot(".")``),
     so CAP_SYS_CHROOT is dropped from the command's capability bounding set: a RUN that needs
@@ -31,10 +31,10 @@ In both modes the capability bounding set is reduced to Docker's default set
 (:data:`DEFAULT_CAPS`, capabilities(7) names; minus CAP_SYS_CHROOT in chroot mode), the
 inheritable and ambient sets are cleared, so the command's CapEff as root is exactly that set.
 
-This module is also the child program: ``python -m executor.build.sandbox SPEC.json``
+This module is also the child program: ``python -m executor.engine.sandbox SPEC.json``
 sets up the isolation and execs the command, so the command's exit status is the
 process's. A failure before exec exits 127 (command not found) or 126 (setup failed).
-The runner (:func:`executor.build.runroot.run_in_root`) starts it in a new session and, when
+The runner (:func:`executor.engine.runroot.run_in_root`) starts it in a new session and, when
 interrupted, kills it: the namespace's pid 1 has ``PR_SET_PDEATHSIG=SIGKILL``, so killing the
 sandbox parent kills pid 1 and with it every process of the PID namespace.
 """
@@ -53,7 +53,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .fsutil import resolve_in_root
+from ..fs.paths import resolve_in_root
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
@@ -271,7 +271,7 @@ def detect_mode() -> str:
 
 def _inside(root: str, rel: str, want_dir: bool | None = None) -> str:
     """Host path of in-root ``rel`` resolved with chroot semantics (symlinks, absolute ones too,
-    stay in the root; :func:`executor.build.fsutil.resolve_in_root`). The result must exist and
+    stay in the root; :func:`executor.fs.paths.resolve_in_root`). The result must exist and
     not be a symlink (mount(2) would follow it); ``want_dir`` also checks its type.
     Raises OSError naming ``rel``."""
     path = resolve_in_root(Path(root), rel)

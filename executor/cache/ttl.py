@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from ..dockerfile.duration import parse_go_duration
 from ..errors import UserError
-from .commands.metadata import parse_duration
 
 
 def parse_ttl(text: str) -> int:
     """Seconds in a Go duration string; raises UserError for a malformed value."""
     try:
-        return parse_duration(text) // 1_000_000_000
+        return parse_go_duration(text) // 1_000_000_000
     except ValueError:
         raise UserError(f"--cache-ttl={text}: not a duration (e.g. 336h, 30m)") from None

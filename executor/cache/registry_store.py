@@ -1,0 +1,105 @@
+"""The registry layer-cache store: one single-layer OCI image per entry, ``<cache-repo>:<key>``.
+
+Entry format: :mod:`executor.cache.entry`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+
+from ..errors import RegistryError
+from ..oci import mediatypes as mt
+from ..oci.image import Layer, sha256_digest
+from ..reference import Reference, parse_reference
+from ..registry.client import RegistryClient
+from .background import BackgroundWriter
+from .entry import ANN_CREATED, ANN_KIND, CacheHit, entry_documents, expired, parse_entry, parse_rfc3339
+
+log = logging.getLogger("executor.cache")
+
+
+@dataclass
+class LayerCache:
+    """The registry layer cache in ``repo`` (``registry/repository``) through ``client``.
+
+    ``ttl_seconds``: entries older than this are misses. ``push``: False for
+    ``--no-push-cache`` (lookups only). ``platform`` goes into entry configs.
+    """
+
+    client: RegistryClient
+    repo: str
+    ttl_seconds: int
+    push: bool = True
+    platform: str = "linux/amd64"
+    _bg: BackgroundWriter = field(default_factory=lambda: BackgroundWriter("push"))
+    _warned: bool = False
+
+    def _ref(self, key: str) -> Reference:
+        return parse_reference(f"{self.repo}:{key}")
+
+    def _get(self, key: str) -> dict | None:
+        try:
+            data, _, _ = self.client.get_manifest(self._ref(key), accept=(mt.OCI_MANIFEST,))
+        except RegistryError as e:
+            # TODO(registry): a get_manifest variant returning None on 404 would avoid matching text.
+            if "404" not in str(e) and not self._warned:
+                self._warned = True
+                log.warning("layer cache %s unavailable, building without it: %s", self.repo, e)
+            return None
+        try:
+            doc = json.loads(data)
+        except ValueError:
+            return None
+        return doc if isinstance(doc, dict) else None
+
+    def lookup(self, key: str) -> CacheHit | None:
+        """The entry for ``key``, or None (absent, expired, unreadable: all are misses). One request."""
+        doc = self._get(key)
+        return parse_entry(doc, self.repo, self.ttl_seconds, time.time()) if doc else None
+
+    def lookup_config(self, key: str) -> dict | None:
+        """The image config stored under final-config ``key`` (within TTL), or None. Two requests."""
+        doc = self._get(key)
+        if not doc:
+            return None
+        ann = doc.get("annotations") or {}
+        if ann.get(ANN_KIND) != "config" or expired(parse_rfc3339(ann.get(ANN_CREATED, "")), self.ttl_seconds,
+                                                     time.time()):
+            return None
+        buf = io.BytesIO()
+        try:
+            self.client.fetch_blob(self._ref(key), doc["config"]["digest"], buf)
+            cfg = json.loads(buf.getvalue())
+        except (RegistryError, ValueError, KeyError, TypeError):
+            return None
+        return cfg if isinstance(cfg, dict) else None
+
+    def store(self, key: str, layer: Layer | None, created_by: str, config: dict | None = None) -> None:
+        """Push the entry for ``key`` in the background (no-op with ``push=False``).
+
+        ``layer.path`` must stay on disk until :meth:`wait` returns.
+        """
+        if self.push:
+            self._bg.submit(key, self._push_entry, key, layer, created_by, config)
+
+    def _push_entry(self, key: str, layer: Layer | None, created_by: str, config: dict | None) -> None:
+        ref = self._ref(key)
+        cfg_bytes, man = entry_documents(key, layer, created_by, self.platform, time.time(), config)
+        if layer is not None:
+            if layer.path is None:
+                raise RegistryError(f"layer {layer.digest} has no local blob to push")
+            self.client.upload_blob(ref, layer.path, layer.digest, layer.size)
+        self.client.upload_blob(ref, cfg_bytes, sha256_digest(cfg_bytes), len(cfg_bytes))
+        self.client.put_manifest(ref, man, mt.OCI_MANIFEST)
+
+    def wait(self) -> tuple[int, int]:
+        """Wait for every background push; returns (pushed, failed). Failures are logged as warnings."""
+        return self._bg.wait(self.repo)
+
+    def close(self) -> None:
+        """Wait for pending pushes and stop the pool."""
+        self._bg.close(self.repo)

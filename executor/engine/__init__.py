@@ -1,0 +1,1 @@
+"""The build engine: plan, schedule and execute steps."""
