@@ -88,7 +88,9 @@ class _Placeholders:
             return
         self.make_dir(posixpath.dirname(rel))
         self.remember_parent(rel)
-        os.mkdir(self.host(rel), 0o755)
+        host = self.host(rel)
+        os.mkdir(host, 0o755)
+        _fix_mode(host, 0o755, directory=True)  # mkdir(2) applies the executor's umask
         self._record(rel, self.created)
 
     def make_file(self, rel: str) -> None:
@@ -97,7 +99,11 @@ class _Placeholders:
             return
         self.make_dir(posixpath.dirname(rel))
         self.remember_parent(rel)
-        os.close(os.open(self.host(rel), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644))
+        fd = os.open(self.host(rel), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        try:
+            os.fchmod(fd, 0o644)  # open(2) applies the executor's umask
+        finally:
+            os.close(fd)
         self._record(rel, self.created)
 
     def make_node(self, rel: str, rdev: int) -> None:
@@ -140,6 +146,8 @@ class _Placeholders:
         self.swapped.append((rel, saved, renamed))
         fd = os.open(self.host(rel), flags, 0o644)
         with os.fdopen(fd, "wb") as f:
+            if renamed:
+                os.fchmod(f.fileno(), 0o644)  # a new file: not left to the executor's umask
             f.write(content)
 
     def _same(self, rel: str, dev: int, ino: int) -> Path | None:
@@ -190,13 +198,28 @@ class _Placeholders:
                 pass
 
 
+def _fix_mode(path: Path, mode: int, directory: bool) -> None:
+    """chmod a just-created ``path`` to ``mode`` through a descriptor opened with O_NOFOLLOW
+    (never through a symlink someone put in its place); creation modes are masked by the
+    executor's umask, which must not decide what the command or the image sees."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | (os.O_DIRECTORY if directory else 0)
+    fd = os.open(path, flags)
+    try:
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
+
+
 def _host_file_copy(workdir: Path, name: str, fallback: str) -> Path:
+    """A copy of the host's /etc/``name`` (or ``fallback``) in ``workdir``, mode 0644 whatever
+    the umask: it is bind-mounted into the root, where a non-root command must read it."""
     dest = workdir / name
     if not dest.exists():
         try:
             dest.write_bytes(Path(f"/etc/{name}").read_bytes())
         except OSError:
             dest.write_text(fallback)
+    os.chmod(dest, 0o644)
     return dest
 
 

@@ -82,6 +82,9 @@ DEV_NODES = ("null", "zero", "full", "random", "urandom", "tty")
 
 HOSTNAME = "executor"
 
+#: umask(2) a RUN command starts with, whatever the executor's own (Docker and BuildKit: 0022).
+RUN_UMASK = 0o022
+
 #: capabilities(7) numbers of Docker's default set (moby oci/caps/defaults.go), the bounding set
 #: of a RUN command: CHOWN DAC_OVERRIDE FOWNER FSETID KILL SETGID SETUID SETPCAP
 #: NET_BIND_SERVICE NET_RAW SYS_CHROOT MKNOD AUDIT_WRITE SETFCAP.
@@ -423,7 +426,12 @@ def _enter(spec: RunSpec) -> None:
 
 def child_main(spec: RunSpec) -> int:
     """Set up the isolation for ``spec`` and exec its command; returns only on setup errors
-    (or, in namespace mode, with the exit status of the namespace's pid 1)."""
+    (or, in namespace mode, with the exit status of the namespace's pid 1).
+
+    The file mode creation mask is set to 0022 first, as Docker and BuildKit start a RUN:
+    the umask the executor was started under must not change the modes of the files the
+    command creates (so not the image), nor of what is set up here (/dev, mount points)."""
+    os.umask(RUN_UMASK)
     if spec.mode == "chroot":
         if spec.network == "none":  # RUN --network=none: a fresh, empty network namespace or fail
             unshare(CLONE_NEWNET)
