@@ -20,6 +20,7 @@ from typing import Callable, Iterable
 
 from executor.dockerfile.shell import ExpansionError, process
 from executor.dockerfile.duration import parse_go_duration as _go_duration_ns
+from executor.dockerfile.flagvalues import FlagValueError, parse_healthcheck_duration, parse_retries
 from executor.errors import DockerfileError
 
 __all__ = [
@@ -729,25 +730,14 @@ def _p_healthcheck(rest: str, ctx: _Ctx, flags: dict) -> _Parsed:
         raise _ParseError(f"Unknown type {_q(typ)} in HEALTHCHECK (try CMD)")
     if not cmd.args:
         raise _ParseError("Missing command after HEALTHCHECK CMD")
-    for key in ("interval", "timeout", "start-period", "start-interval"):
-        for value in flags.get(key, []):
-            if value == "":
-                continue
-            try:
-                seconds = parse_go_duration(value)
-            except ValueError:
-                raise _ParseError(f"time: invalid duration {_q(value)} for --{key}") from None
-            if seconds != 0 and seconds < 0.001:
-                raise _ParseError(f"Interval {_q(key)} cannot be less than 1ms")
-    for value in flags.get("retries", []):
-        if value == "":
-            continue
-        try:
-            retries = int(value, 10)
-        except ValueError:
-            raise _ParseError(f"invalid --retries value {_q(value)}: not an integer") from None
-        if retries < 0:
-            raise _ParseError(f"--retries cannot be negative ({retries})")
+    try:
+        for key in ("interval", "timeout", "start-period", "start-interval"):
+            for value in flags.get(key, []):
+                parse_healthcheck_duration(key, value)
+        for value in flags.get("retries", []):
+            parse_retries(value)
+    except FlagValueError as exc:
+        raise _ParseError(str(exc)) from None
     return _Parsed(["CMD", *cmd.args], json_form=cmd.json_form)
 
 
