@@ -1,0 +1,173 @@
+"""The shared core of :class:`executor.registry.client.RegistryClient`: connections, endpoint
+choice, the retry budget, error translation, pull mirrors and the ``/v2/`` ping.
+
+The operations live in mixins built on this core: manifests
+(:mod:`executor.registry.manifests`), blob downloads (:mod:`executor.registry.blob_download`)
+and blob uploads (:mod:`executor.registry.blob_upload`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import httpx
+
+from executor.errors import RegistryError
+from executor.reference import DOCKER_HUB, Reference, normalize_registry
+from executor.registry.auth import Keychain
+from executor.registry.messages import STATUS_HINTS, error_detail, status_text
+from executor.registry.options import RegistryOptions, endpoint_for, lookup
+from executor.registry.transport import (
+    DEFAULT_EXTRA_RETRIES,
+    Endpoint,
+    TransientError,
+    Transport,
+    transport_error_message,
+    with_retries,
+)
+
+log = logging.getLogger("executor.registry")
+
+
+class ClientCore:
+    """Talks OCI distribution to any number of registries.
+
+    Usable as a context manager; :meth:`close` releases connections.
+    """
+
+    def __init__(self, options: RegistryOptions | None = None, keychain: Keychain | None = None):
+        self.options = options or RegistryOptions()
+        self.keychain = keychain if keychain is not None else Keychain.anonymous()
+        self._transport = Transport(self.keychain, self._endpoint, self.options.user_agent)
+
+    # -- lifecycle --------------------------------------------------------------
+    def close(self) -> None:
+        """Close all connections (idempotent)."""
+        self._transport.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- endpoint selection, retries, errors ------------------------------------------
+    def _endpoint(self, registry: str, pull: bool) -> Endpoint:
+        return endpoint_for(self.options, registry, pull)
+
+    def _attempts(self, pull: bool) -> int:
+        """Attempts per request: 1 + the built-in retries + ``--image-download-retry`` (pulls)
+        or ``--push-retry`` (pushes)."""
+        extra = self.options.image_download_retry if pull else self.options.push_retry
+        return 1 + DEFAULT_EXTRA_RETRIES + max(0, extra)
+
+    def _call(self, registry: str, pull: bool, what: str, fn: Callable[[Endpoint], object]):
+        """Run ``fn(endpoint)`` with the retry budget of a pull or a push; translate
+        connection failures and an exhausted budget to one RegistryError naming the
+        registry, ``what`` was being done and the flag that raises the budget."""
+        ep = self._endpoint(registry, pull)
+        attempts = self._attempts(pull)
+        flag = "--image-download-retry" if pull else "--push-retry"
+        try:
+            return with_retries(lambda: fn(ep), attempts, f"{what} at {registry}")
+        except httpx.TransportError as e:
+            raise RegistryError(transport_error_message(registry, e, attempts, not ep.plain_http, what, flag)) from None
+        except TransientError as e:
+            hint = STATUS_HINTS.get(e.status or 0, f"the registry is having trouble; retry later or raise {flag}")
+            if e.status == 429:
+                hint += f", or raise {flag}"
+            raise RegistryError(f"registry {registry}: {what} failed after {attempts} attempts ({e}); {hint}") from None
+
+    def _fail(self, ref: Reference, what: str, resp: httpx.Response) -> RegistryError:
+        """The error for an unexpected HTTP answer ``resp`` to ``what`` on ``ref``'s repository."""
+        detail = error_detail(resp)
+        code = resp.status_code
+        hint = STATUS_HINTS.get(code, "check the registry's logs")
+        if code == 401:
+            hint = self._credentials_hint(ref.registry)
+        return RegistryError(
+            f"registry {ref.registry} refused {what} of repo '{ref.repository}' ({status_text(code)}"
+            f"{': ' + detail if detail else ''}): {hint}"
+        )
+
+    def _credentials_hint(self, registry: str) -> str:
+        """What to do about a 401: say whether credentials were found for ``registry``, and where."""
+        source = self._transport.keychain.source
+        if self._transport.auth_session(registry).credentials is None:
+            where = (f"in {source}" if source != "<none>" else
+                     "(no config.json in $DOCKER_CONFIG, $HOME/.docker, /kaniko/.docker or /tekton/creds/.docker)")
+            return (f"no credentials for {registry} were found {where}; add an 'auths' or 'credHelpers' "
+                    f"entry for {registry} to a Docker config.json")
+        return f"the registry did not accept the credentials for {registry} from {source}; check them"
+
+    def _url(self, ep: Endpoint, ref: Reference, kind: str, ident: str = "") -> str:
+        """``<base>/v2/<name>/<kind>/<ident>`` (kind: ``manifests`` or ``blobs``)."""
+        return f"{ep.base}/v2/{ref.repository}/{kind}/{ident}"
+
+    # -- mirrors -----------------------------------------------------------------
+    def pull_candidates(self, ref: Reference) -> list[Reference]:
+        """References to try for a pull, mirrors first (``host[/prefix]`` rewrites), then
+        the original unless ``skip_default_registry_fallback``."""
+        o = self.options
+        mirrors: tuple[str, ...] = ()
+        mapped = lookup(o.registry_maps, ref.registry) if o.registry_maps else None
+        if mapped:
+            mirrors = tuple(mapped)
+        elif normalize_registry(ref.registry) == DOCKER_HUB:
+            mirrors = tuple(o.registry_mirrors)
+        out: list[Reference] = []
+        for m in mirrors:
+            m = m.strip().rstrip("/")
+            for prefix in ("https://", "http://"):
+                if m.startswith(prefix):
+                    m = m[len(prefix):]
+            host, _, path = m.partition("/")
+            repo = f"{path}/{ref.repository}" if path else ref.repository
+            out.append(Reference(registry=normalize_registry(host), repository=repo, tag=ref.tag, digest=ref.digest))
+        if not out or not o.skip_default_registry_fallback:
+            out.append(ref)
+        return out
+
+    def _with_mirrors(self, ref: Reference, op: Callable[[Reference], object]):
+        """``op(candidate)`` for each pull candidate until one succeeds; the last error otherwise."""
+        cands = self.pull_candidates(ref)
+        last: RegistryError | None = None
+        for i, cand in enumerate(cands):
+            try:
+                return op(cand)
+            except RegistryError as e:
+                last = e
+                if i + 1 < len(cands):
+                    log.warning("pull from %s failed (%s); trying %s", cand.name, e, cands[i + 1].name)
+        assert last is not None
+        raise last
+
+    # -- ping ----------------------------------------------------------------------
+    def ping(self, registry: str) -> None:
+        """``GET /v2/`` (spec.md "Determining support"); 200 or an authenticable 401 is fine.
+
+        With a 401, credentials (if any) are exercised against the token realm.
+        Raises RegistryError naming the registry and what to do.
+        """
+        def once(ep: Endpoint):
+            resp = self._transport.client(ep).get(f"{ep.base}/v2/")
+            if resp.status_code in (500, 502, 503, 504, 429):
+                raise TransientError(f"GET /v2/ answered {resp.status_code}", None, resp.status_code)
+            return resp
+
+        resp = self._call(registry, False, "ping", once)
+        if resp.status_code == 200:
+            return
+        if resp.status_code == 401:
+            ep = self._endpoint(registry, False)
+            self._transport.learn_challenge(ep, resp)
+            probe = self._call(registry, False, "ping", lambda e: self._transport.send(e, "GET", f"{e.base}/v2/", ()))
+            if probe.status_code in (200,):
+                return
+            if probe.status_code == 401 and self._transport.auth_session(registry).credentials is None:
+                return  # anonymous: repository-scoped tokens may still work
+            raise RegistryError(f"registry {registry} refused our credentials on GET /v2/ ({status_text(probe.status_code)}): "
+                                f"check credentials in DOCKER_CONFIG/config.json ({self.keychain.source})")
+        raise RegistryError(f"registry {registry} does not look like an OCI/Docker v2 registry "
+                            f"(GET /v2/ answered {status_text(resp.status_code)}); check the host name and port")

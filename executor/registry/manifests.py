@@ -1,0 +1,162 @@
+"""Manifests: pull, check and push.
+
+OCI distribution-spec v1.1, spec.md "Pulling manifests", "Checking if content exists",
+"Pushing manifests"; OCI image-spec manifest.md and image-index.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+
+import httpx
+
+from executor.errors import RegistryError
+from executor.reference import Reference
+from executor.registry.auth import scope_for
+from executor.registry.core import ClientCore
+from executor.registry.mediatypes import ALL_MANIFEST_TYPES, DOCKER_SCHEMA1, MAX_MANIFEST_BYTES, OCI_INDEX, OCI_MANIFEST
+from executor.registry.transport import Endpoint
+
+log = logging.getLogger("executor.registry")
+
+
+def sha256_digest(data: bytes) -> str:
+    """``sha256:<hex>`` of ``data``."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+class ManifestOps(ClientCore):
+    """Manifest operations of :class:`~executor.registry.client.RegistryClient`."""
+
+    def get_manifest(self, ref: Reference, accept: Sequence[str] = ALL_MANIFEST_TYPES) -> tuple[bytes, str, str]:
+        """``GET /v2/<name>/manifests/<digest|tag>`` (spec.md "Pulling manifests").
+
+        Returns (raw bytes, media type, ``sha256:`` digest of the bytes). When ``ref``
+        has a digest, the bytes must hash to it (RegistryError otherwise). Mirrors
+        are tried first for pulls. Schema-1 manifests are rejected.
+        """
+        return self._with_mirrors(ref, lambda r: self._get_manifest_direct(r, accept))
+
+    def _get_manifest_direct(self, ref: Reference, accept: Sequence[str]) -> tuple[bytes, str, str]:
+        scopes = (scope_for(ref.repository, "pull"),)
+
+        def once(ep: Endpoint):
+            resp = self._transport.send(ep, "GET", self._url(ep, ref, "manifests", ref.identifier), scopes,
+                                        headers={"Accept": ", ".join(accept)}, stream=True)
+            try:
+                if resp.status_code != 200:
+                    resp.read()
+                    return resp, b""
+                data = _read_limited(resp, MAX_MANIFEST_BYTES, f"manifest {ref}")
+                return resp, data
+            finally:
+                resp.close()
+
+        resp, data = self._call(ref.registry, True, f"fetching manifest {ref}", once)
+        if resp.status_code == 404:
+            what = f"tag '{ref.tag}'" if ref.digest is None else f"digest {ref.digest}"
+            raise RegistryError(f"registry {ref.registry}: repository '{ref.repository}' has no {what} "
+                                f"(manifest not found, 404): check the image name and tag")
+        if resp.status_code != 200:
+            raise self._fail(ref, "the manifest fetch", resp)
+        digest = sha256_digest(data)
+        if ref.digest and ref.digest.startswith("sha256:") and digest != ref.digest:
+            raise RegistryError(f"registry {ref.registry} returned a manifest for {ref} whose digest is {digest}; "
+                                "the registry or a proxy corrupted it")
+        media_type = _media_type(resp.headers.get("Content-Type", ""), data)
+        if media_type in DOCKER_SCHEMA1:
+            raise RegistryError(f"{ref} uses the deprecated Docker schema 1 manifest format, which is not supported; "
+                                "re-push the image with a current tool")
+        return data, media_type, digest
+
+    def head_manifest(self, ref: Reference) -> tuple[str, str] | None:
+        """``HEAD /v2/<name>/manifests/<ref>`` -> (digest, media type) or None on 404.
+
+        Digest from ``Docker-Content-Digest``; falls back to a GET when the header is absent.
+        """
+        scopes = (scope_for(ref.repository, "pull"),)
+
+        def once(ep: Endpoint):
+            return self._transport.send(ep, "HEAD", self._url(ep, ref, "manifests", ref.identifier), scopes,
+                                        headers={"Accept": ", ".join(ALL_MANIFEST_TYPES)})
+
+        resp = self._call(ref.registry, True, f"checking manifest {ref}", once)
+        if resp.status_code == 404:
+            return None
+        if resp.status_code != 200:
+            raise self._fail(ref, "the manifest check", resp)
+        digest = resp.headers.get("Docker-Content-Digest")
+        ctype = resp.headers.get("Content-Type", "").split(";")[0].strip()
+        if not digest or not ctype or ctype == "application/json":
+            _, ctype2, digest2 = self._get_manifest_direct(ref, ALL_MANIFEST_TYPES)
+            return digest2, ctype2
+        return digest, ctype
+
+    def put_manifest(self, ref: Reference, data: bytes, media_type: str) -> str:
+        """``PUT /v2/<name>/manifests/<tag|digest>`` (spec.md "Pushing manifests").
+
+        Returns the ``sha256:`` digest of ``data``. If ``ref`` has a digest it must match.
+        Tag wins over digest when both are set (the digest is then only checked).
+        """
+        digest = sha256_digest(data)
+        if ref.digest and ref.digest != digest:
+            raise RegistryError(f"manifest for {ref} hashes to {digest}, not the digest in the reference")
+        ident = ref.tag or digest
+        scopes = (scope_for(ref.repository, "pull,push"),)
+
+        def once(ep: Endpoint):
+            return self._transport.send(ep, "PUT", self._url(ep, ref, "manifests", ident), scopes,
+                                        headers={"Content-Type": media_type}, content=data)
+
+        resp = self._call(ref.registry, False, f"pushing manifest {ref.name}:{ident}", once)
+        if resp.status_code not in (200, 201, 202):
+            raise self._fail(ref, "the push", resp)
+        got = resp.headers.get("Docker-Content-Digest")
+        if got and got.startswith("sha256:") and got != digest:
+            raise RegistryError(f"registry {ref.registry} stored manifest {ref} with digest {got}, expected {digest}")
+        log.info("pushed manifest %s:%s (%s)", ref.name, ident, digest)
+        return digest
+
+
+def _read_limited(resp: httpx.Response, limit: int, what: str) -> bytes:
+    buf = bytearray()
+    for chunk in resp.iter_bytes():
+        buf += chunk
+        if len(buf) > limit:
+            raise RegistryError(f"{what} is larger than {limit} bytes; refusing it")
+    return bytes(buf)
+
+
+def _parse_json(data: bytes, what: str) -> dict:
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        raise RegistryError(f"{what} is not valid JSON") from None
+    if not isinstance(doc, dict):
+        raise RegistryError(f"{what} is not a JSON object")
+    return doc
+
+
+def _media_type(content_type: str, data: bytes) -> str:
+    """Manifest media type: the body's ``mediaType`` when present, else Content-Type."""
+    ct = content_type.split(";")[0].strip()
+    try:
+        mt = json.loads(data).get("mediaType")
+    except (ValueError, AttributeError):
+        mt = None
+    if isinstance(mt, str) and mt:
+        return mt
+    if ct and ct not in ("application/json", "text/plain", "application/octet-stream"):
+        return ct
+    try:
+        doc = json.loads(data)
+        if "manifests" in doc:
+            return OCI_INDEX
+        if doc.get("schemaVersion") == 1:
+            return DOCKER_SCHEMA1[0]
+    except (ValueError, AttributeError):
+        pass
+    return OCI_MANIFEST
