@@ -47,8 +47,25 @@ class RunFailed(BuildError):
 class RegistryError(UserError):
     """A registry could not be reached, refused us, or returned bad data.
 
-    The message names the registry, the operation tried and what to do.
+    The message names the registry, the operation tried and what to do. ``status`` is the
+    HTTP status code of the registry's answer that caused the error (401, 403, 404, 429,
+    503, ...; the last one when retries ran out), or None when no HTTP answer did
+    (connection failure, timeout, corrupt or malformed data, an invalid argument).
     """
+
+    def __init__(self, message: str = "", *, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+class NotFound(RegistryError):
+    """The registry answered 404 Not Found to a manifest or blob GET/HEAD: the tag, digest or
+    repository does not exist there (OCI distribution-spec, ``MANIFEST_UNKNOWN``,
+    ``BLOB_UNKNOWN``, ``NAME_UNKNOWN``). ``status`` is 404. Catch it instead of looking for
+    "404" in the message."""
+
+    def __init__(self, message: str = "", *, status: int | None = 404):
+        super().__init__(message, status=status)
 
 
 class LayerError(UserError):

@@ -12,7 +12,7 @@ from typing import BinaryIO
 
 import httpx
 
-from executor.errors import RegistryError
+from executor.errors import NotFound, RegistryError
 from executor.reference import Reference
 from executor.registry.auth import scope_for
 from executor.registry.core import ClientCore
@@ -99,10 +99,11 @@ class BlobDownloads(ClientCore):
         if n < 0:
             code = -n
             if code == 404:
-                raise RegistryError(f"registry {ref.registry}: blob {digest} of repo '{ref.repository}' not found (404); "
-                                    "the image is incomplete on the registry; re-push it")
+                raise NotFound(f"registry {ref.registry}: blob {digest} of repo '{ref.repository}' not found (404); "
+                               "the image is incomplete on the registry; re-push it")
             raise RegistryError(f"registry {ref.registry} refused the download of blob {digest} of repo "
-                                f"'{ref.repository}' ({status_text(code)}): {STATUS_HINTS.get(code, 'check the registry logs')}")
+                                f"'{ref.repository}' ({status_text(code)}): {STATUS_HINTS.get(code, 'check the registry logs')}",
+                                status=code)
         if state["hasher"].hexdigest() != expected_hex:
             raise RegistryError(f"blob {digest} from {ref.registry}/{ref.repository} has sha256:{state['hasher'].hexdigest()}; "
                                 "the download was corrupted; retry")

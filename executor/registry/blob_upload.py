@@ -97,7 +97,8 @@ class BlobUploads(ClientCore):
                 raise self._fail(ref, "the push", resp)
             loc = resp.headers.get("Location")
             if not loc:
-                raise RegistryError(f"registry {ref.registry} opened an upload for {ref.name} without a Location header")
+                raise RegistryError(f"registry {ref.registry} opened an upload for {ref.name} without a Location header",
+                                    status=resp.status_code)
             state["location"] = str(httpx.URL(ep.base + "/").join(loc))
             state["offset"] = state["confirmed"] = 0
 

@@ -77,7 +77,8 @@ class ClientCore:
             hint = STATUS_HINTS.get(e.status or 0, f"the registry is having trouble; retry later or raise {flag}")
             if e.status == 429:
                 hint += f", or raise {flag}"
-            raise RegistryError(f"registry {registry}: {what} failed after {attempts} attempts ({e}); {hint}") from None
+            raise RegistryError(f"registry {registry}: {what} failed after {attempts} attempts ({e}); {hint}",
+                                status=e.status) from None
 
     def _fail(self, ref: Reference, what: str, resp: httpx.Response) -> RegistryError:
         """The error for an unexpected HTTP answer ``resp`` to ``what`` on ``ref``'s repository."""
@@ -88,8 +89,7 @@ class ClientCore:
             hint = self._credentials_hint(ref.registry)
         return RegistryError(
             f"registry {ref.registry} refused {what} of repo '{ref.repository}' ({status_text(code)}"
-            f"{': ' + detail if detail else ''}): {hint}"
-        )
+            f"{': ' + detail if detail else ''}): {hint}", status=code)
 
     def _credentials_hint(self, registry: str) -> str:
         """What to do about a 401: say whether credentials were found for ``registry``, and where."""
@@ -168,6 +168,8 @@ class ClientCore:
             if probe.status_code == 401 and self._transport.auth_session(registry).credentials is None:
                 return  # anonymous: repository-scoped tokens may still work
             raise RegistryError(f"registry {registry} refused our credentials on GET /v2/ ({status_text(probe.status_code)}): "
-                                f"check credentials in DOCKER_CONFIG/config.json ({self.keychain.source})")
+                                f"check credentials in DOCKER_CONFIG/config.json ({self.keychain.source})",
+                                status=probe.status_code)
         raise RegistryError(f"registry {registry} does not look like an OCI/Docker v2 registry "
-                            f"(GET /v2/ answered {status_text(resp.status_code)}); check the host name and port")
+                            f"(GET /v2/ answered {status_text(resp.status_code)}); check the host name and port",
+                            status=resp.status_code)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import httpx
 
-from executor.errors import RegistryError
+from executor.errors import NotFound, RegistryError
 from executor.reference import Reference
 from executor.registry.auth import scope_for
 from executor.registry.core import ClientCore
@@ -40,6 +40,20 @@ class ManifestOps(ClientCore):
         """
         return self._with_mirrors(ref, lambda r: self._get_manifest_direct(r, accept))
 
+    def get_manifest_or_none(self, ref: Reference,
+                             accept: Sequence[str] = ALL_MANIFEST_TYPES) -> tuple[bytes, str, str] | None:
+        """:meth:`get_manifest`, but None when the registry answers 404 (no such tag, digest or
+        repository) instead of raising :class:`~executor.errors.NotFound`.
+
+        For lookups where absence is normal (e.g. a layer-cache entry). Every other failure
+        still raises RegistryError (with ``status`` when an HTTP answer caused it). With
+        mirrors, None means the last candidate tried answered 404.
+        """
+        try:
+            return self.get_manifest(ref, accept)
+        except NotFound:
+            return None
+
     def _get_manifest_direct(self, ref: Reference, accept: Sequence[str]) -> tuple[bytes, str, str]:
         scopes = (scope_for(ref.repository, "pull"),)
 
@@ -58,8 +72,8 @@ class ManifestOps(ClientCore):
         resp, data = self._call(ref.registry, True, f"fetching manifest {ref}", once)
         if resp.status_code == 404:
             what = f"tag '{ref.tag}'" if ref.digest is None else f"digest {ref.digest}"
-            raise RegistryError(f"registry {ref.registry}: repository '{ref.repository}' has no {what} "
-                                f"(manifest not found, 404): check the image name and tag")
+            raise NotFound(f"registry {ref.registry}: repository '{ref.repository}' has no {what} "
+                           f"(manifest not found, 404): check the image name and tag")
         if resp.status_code != 200:
             raise self._fail(ref, "the manifest fetch", resp)
         digest = sha256_digest(data)

@@ -298,7 +298,8 @@ class Transport:
         """GET (or POST for identity tokens) the realm; returns (token, ttl seconds)."""
         realm = ch.realm
         if not realm:
-            raise RegistryError(f"registry {ep.registry} asked for a bearer token but gave no realm; the registry is misconfigured")
+            raise RegistryError(f"registry {ep.registry} asked for a bearer token but gave no realm; the registry is "
+                                "misconfigured", status=401)
         creds = sess.credentials
         service = ch.service or ""
         sorted_scopes = sorted(scopes)
@@ -330,7 +331,8 @@ class Transport:
         except httpx.TransportError as e:
             raise RegistryError(f"cannot reach the token server for registry {ep.registry}: {_describe(e)}") from None
         except TransientError as e:
-            raise RegistryError(f"token server for registry {ep.registry} keeps failing ({e}); try again later") from None
+            raise RegistryError(f"token server for registry {ep.registry} keeps failing ({e}); try again later",
+                                status=e.status) from None
         if resp.status_code in (401, 403):
             who = "with the configured credentials" if creds else "anonymously"
             raise RegistryError(
@@ -338,10 +340,11 @@ class Transport:
                 f"({resp.status_code}); " + (f"check the credentials in {self.keychain.source}" if creds else
                                              f"no credentials for {ep.registry} were found; add them to a Docker "
                                              "config.json ($DOCKER_CONFIG, $HOME/.docker, /kaniko/.docker or "
-                                             "/tekton/creds/.docker)")
-            )
+                                             "/tekton/creds/.docker)"),
+                status=resp.status_code)
         if resp.status_code != 200:
-            raise RegistryError(f"token server for registry {ep.registry} answered {resp.status_code}; try again or check the registry's auth setup")
+            raise RegistryError(f"token server for registry {ep.registry} answered {resp.status_code}; try again or check "
+                                "the registry's auth setup", status=resp.status_code)
         try:
             body = resp.json()
             tok = body.get("token") or body.get("access_token")

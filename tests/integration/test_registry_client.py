@@ -10,7 +10,7 @@ import socket
 
 import pytest
 
-from executor.errors import RegistryError
+from executor.errors import NotFound, RegistryError
 from executor.reference import Reference, parse_reference
 from executor.registry.client import (
     DOCKER_MANIFEST,
@@ -220,13 +220,22 @@ def test_manifest_with_missing_blob_is_refused(client, registry):
 
 def test_not_found_messages(client, registry, busybox):
     ref = parse_reference(f"{registry.host}/does/not-exist:v1")
-    with pytest.raises(RegistryError, match=r"has no tag .*not found, 404"):
+    with pytest.raises(NotFound, match=r"has no tag .*not found, 404") as ei:
         client.get_manifest(ref)
-    with pytest.raises(RegistryError, match="blob .* not found"):
+    assert ei.value.status == 404 and isinstance(ei.value, RegistryError)
+    with pytest.raises(NotFound, match="blob .* not found") as ei:
         client.fetch_blob(parse_reference(busybox), sha(b"missing"), io.BytesIO())
+    assert ei.value.status == 404
     # A digest reference that does not exist.
-    with pytest.raises(RegistryError, match="404"):
+    with pytest.raises(NotFound, match="404"):
         client.get_manifest(parse_reference(busybox).with_digest(sha(b"x")))
+
+
+def test_get_manifest_or_none(client, registry, busybox):
+    assert client.get_manifest_or_none(parse_reference(f"{registry.host}/does/not-exist:v1")) is None
+    assert client.get_manifest_or_none(parse_reference(busybox).with_digest(sha(b"x"))) is None
+    data, mt, digest = client.get_manifest_or_none(parse_reference(busybox), accept=(OCI_MANIFEST,))
+    assert mt == OCI_MANIFEST and digest == sha(data)
 
 
 def _closed_port() -> int:
