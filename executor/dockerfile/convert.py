@@ -14,7 +14,7 @@ from executor.errors import DockerfileError
 
 from . import instructions as T
 from .flagvalues import (FlagValueError, check_network, check_security, parse_chmod, parse_healthcheck_duration,
-                         parse_retries)
+                         parse_retries, shown)
 from .mounts import MountError, MountSpec, parse_mount_flag
 from .parser import Dockerfile as NodeFile
 from .parser import Instruction as Node
@@ -97,7 +97,7 @@ def _run(n: Node, loc: T.Location) -> T.Run:
         try:
             mounts.append(parse_mount_flag(value, ssh_index))
         except MountError as e:
-            raise _err(n, f"RUN --mount={value}: {e}") from None
+            raise _err(n, f"RUN --mount={shown(value)}: {e}") from None
     network = T.Network(check_network(n.flag("network"))) if n.flag("network") is not None else T.Network.DEFAULT
     security = n.flag("security")
     if security is not None:

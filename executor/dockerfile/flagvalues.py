@@ -15,7 +15,7 @@ import re
 
 from .duration import parse_go_duration
 
-__all__ = ["FlagValueError", "NETWORK_MODES", "SECURITY_MODES", "MIN_HEALTHCHECK_NS", "parse_chmod",
+__all__ = ["FlagValueError", "shown", "NETWORK_MODES", "SECURITY_MODES", "MIN_HEALTHCHECK_NS", "parse_chmod",
            "parse_healthcheck_duration", "parse_retries", "check_network", "check_security"]
 
 NETWORK_MODES = ("default", "none", "host")
@@ -30,6 +30,11 @@ class FlagValueError(ValueError):
     """A flag value that is not valid; the message is one line naming the flag."""
 
 
+def shown(value: str, limit: int = 80) -> str:
+    """``value`` for an error message: at most ``limit`` characters (longer ones cut, ``...``)."""
+    return value if len(value) <= limit else value[: limit - 3] + "..."
+
+
 def parse_healthcheck_duration(flag: str, value: str) -> int | None:
     """``HEALTHCHECK --<flag>=<value>`` -> nanoseconds (Go duration syntax: ``30s``, ``1m30s``,
     ``.5s``, ``0``), None when ``value`` is empty (the default). Raises FlagValueError when
@@ -39,13 +44,13 @@ def parse_healthcheck_duration(flag: str, value: str) -> int | None:
     try:
         ns = parse_go_duration(value)
     except ValueError:
-        raise FlagValueError(f"HEALTHCHECK --{flag}={value}: time: invalid duration {value!r}; "
+        raise FlagValueError(f"HEALTHCHECK --{flag}={shown(value)}: invalid duration; "
                              "write a number with a unit such as 30s, 1m30s or 500ms") from None
     if ns < 0:
-        raise FlagValueError(f"HEALTHCHECK --{flag}={value}: Interval {flag!r} cannot be negative; "
+        raise FlagValueError(f"HEALTHCHECK --{flag}={shown(value)}: cannot be negative; "
                              "write a duration such as 30s")
     if 0 < ns < MIN_HEALTHCHECK_NS:
-        raise FlagValueError(f"HEALTHCHECK --{flag}={value}: Interval {flag!r} cannot be less than 1ms; "
+        raise FlagValueError(f"HEALTHCHECK --{flag}={shown(value)}: cannot be less than 1ms; "
                              "write at least 1ms (or 0 for the default)")
     return ns
 
@@ -55,11 +60,11 @@ def parse_retries(value: str) -> int | None:
     if value == "":
         return None
     if not _INT.match(value):
-        raise FlagValueError(f"HEALTHCHECK --retries={value}: invalid --retries value: not an integer; "
+        raise FlagValueError(f"HEALTHCHECK --retries={shown(value)}: not an integer; "
                              "write a whole number such as 3")
     retries = int(value, 10)
     if retries < 0:
-        raise FlagValueError(f"HEALTHCHECK --retries={value}: --retries cannot be negative ({retries}); "
+        raise FlagValueError(f"HEALTHCHECK --retries={shown(value)}: --retries cannot be negative; "
                              "write 0 or more")
     return retries
 
@@ -68,7 +73,7 @@ def parse_chmod(keyword: str, value: str) -> int:
     """``COPY/ADD --chmod`` -> permission bits (octal digits, at most 7777).
     Raises FlagValueError otherwise (the value must already be expanded)."""
     if not _OCTAL.match(value) or int(value, 8) > 0o7777:
-        raise FlagValueError(f"{keyword} --chmod={value}: not an octal mode; "
+        raise FlagValueError(f"{keyword} --chmod={shown(value)}: not an octal mode; "
                              "write octal permission bits such as 755 or 0644")
     return int(value, 8)
 
@@ -76,7 +81,7 @@ def parse_chmod(keyword: str, value: str) -> int:
 def check_network(value: str) -> str:
     """``RUN --network`` -> one of :data:`NETWORK_MODES`; raises FlagValueError otherwise."""
     if value not in NETWORK_MODES:
-        raise FlagValueError(f"RUN --network={value}: unsupported network mode; "
+        raise FlagValueError(f"RUN --network={shown(value)}: unsupported network mode; "
                              "write --network=default, --network=none or --network=host")
     return value
 
@@ -84,6 +89,6 @@ def check_network(value: str) -> str:
 def check_security(value: str) -> str:
     """``RUN --security`` -> ``sandbox`` or ``insecure``; raises FlagValueError otherwise."""
     if value not in SECURITY_MODES:
-        raise FlagValueError(f"RUN --security={value}: unsupported security mode; "
+        raise FlagValueError(f"RUN --security={shown(value)}: unsupported security mode; "
                              "write --security=sandbox or --security=insecure")
     return value

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Mapping
 
+from . import shell
 from .mounts import MountSpec
-from .parser import Heredoc
+from .nodes import Heredoc
 
 __all__ = [
     "Location", "Instruction", "Command", "ArgDecl", "Network", "From", "Arg", "Env", "Label", "Run",
@@ -272,6 +273,17 @@ class Dockerfile:
     meta_args: tuple[Arg, ...]
     stages: tuple[Stage, ...]
     warnings: tuple[str, ...] = ()
+
+    def expand_word(self, word: str, env: Mapping[str, str]) -> str:
+        """``word`` expanded with ``env`` and this file's escape character (a backslash, or a
+        backtick under the ``escape`` directive, with which a backslash is an ordinary
+        character): :func:`executor.dockerfile.shell.expand_word` with ``escape=self.escape``.
+        Raises :class:`executor.dockerfile.shell.ExpansionError`."""
+        return shell.expand_word(word, env, self.escape)
+
+    def expand_words(self, word: str, env: Mapping[str, str]) -> list[str]:
+        """Like :meth:`expand_word`, then field-split (:func:`executor.dockerfile.shell.expand_words`)."""
+        return shell.expand_words(word, env, self.escape)
 
 
 def load_dockerfile(text: str, filename: str = "Dockerfile") -> Dockerfile:

@@ -31,7 +31,8 @@ from typing import Callable
 
 from executor.fs.paths import clean_abs
 
-from .parser import parse_flag_kv
+from .flagvalues import shown
+from .words import parse_flag_kv
 
 __all__ = ["MOUNT_TYPES", "MountError", "MountSpec", "parse_mount_flag", "parse_size"]
 
@@ -112,7 +113,8 @@ def parse_mount_flag(value: str, ssh_index: int = 0) -> MountSpec:
     try:
         raw = parse_flag_kv(value)
     except ValueError as e:
-        raise MountError(f"malformed mount: {e}; write key=value pairs separated by commas") from None
+        raise MountError(f"malformed mount: {e}; write key=value pairs separated by commas "
+                         "(quote a whole field that holds a comma or a quote)") from None
     fields: dict[str, str] = {}
     for k, v in raw.items():
         fields[_ALIASES.get(k, k)] = v
@@ -124,7 +126,7 @@ def parse_size(text: str) -> int:
     case-insensitive, optional ``b``/``ib``). Raises :class:`MountError` for anything else."""
     m = _SIZE.match(text.lower())
     if not m:
-        raise MountError(f"invalid size {text!r}: use bytes or a number with k, m, g (e.g. 64m)")
+        raise MountError(f"invalid size {shown(text)!r}: use bytes or a number with k, m, g (e.g. 64m)")
     mult = 1024 ** " kmgtp".index(m.group(2) or " ")
     return int(float(m.group(1)) * mult)
 
@@ -135,12 +137,12 @@ def _bool(key: str, value: str) -> bool:
         return True
     if low in ("false", "0"):
         return False
-    raise MountError(f"{key}={value}: expected true or false")
+    raise MountError(f"{key}={shown(value)}: expected true or false")
 
 
 def _int(key: str, value: str, octal: bool = False) -> int:
     if not (_OCTAL if octal else _DECIMAL).match(value):
-        raise MountError(f"{key}={value}: expected {'an octal mode such as 0755' if octal else 'a number'}")
+        raise MountError(f"{key}={shown(value)}: expected {'an octal mode such as 0755' if octal else 'a number'}")
     return int(value, 8 if octal else 10)
 
 
@@ -188,11 +190,12 @@ def _assemble(fields: dict[str, str], ssh_index: int, workdir: str | None,
         return MountSpec(type=mtype, target=fields.get("target", ""), raw=keep, ssh_index=ssh_index)
     mtype = mtype.lower()
     if mtype not in MOUNT_TYPES:
-        raise MountError(f"unsupported mount type {mtype!r}: use type= one of {', '.join(MOUNT_TYPES)}")
+        raise MountError(f"unsupported mount type {shown(mtype)!r}: use type= one of {', '.join(MOUNT_TYPES)}")
     allowed = _ALLOWED_KEYS[mtype]
     unknown = sorted(k for k in fields if k != "type" and k not in allowed)
     if unknown:
-        raise MountError(f"unexpected key {unknown[0]!r} for type={mtype} (allowed: {', '.join(sorted(allowed))})")
+        raise MountError(f"unexpected key {shown(unknown[0])!r} for type={mtype} "
+                         f"(allowed: {', '.join(sorted(allowed))})")
 
     target, target_literal = get("target")
     if target and target_literal and resolving:
@@ -235,7 +238,7 @@ def _assemble(fields: dict[str, str], ssh_index: int, workdir: str | None,
     sharing, lit = get("sharing", "shared")
     sharing = sharing.lower() if lit else "shared"
     if sharing not in _SHARING:
-        raise MountError(f"sharing={sharing}: use shared, private or locked")
+        raise MountError(f"sharing={shown(sharing)}: use shared, private or locked")
 
     if mtype == "secret":
         if not mid:

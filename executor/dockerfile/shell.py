@@ -23,6 +23,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from .shellpatterns import PatternError, pattern_regex, replace_all, trim_prefix, trim_suffix
+
 __all__ = [
     "ExpansionError",
     "ExpansionResult",
@@ -47,7 +49,8 @@ class ExpansionError(ValueError):
     def __init__(self, detail: str, word: str | None = None):
         self.detail = detail
         self.word = word
-        super().__init__(f"failed to process {_go_quote(word)}: {detail}" if word is not None else detail)
+        shown = word if word is None or len(word) <= 200 else word[:100] + "..."
+        super().__init__(f"failed to process {_go_quote(shown)}: {detail}" if shown is not None else detail)
 
 
 @dataclass(frozen=True)
@@ -69,51 +72,76 @@ def _go_quote(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-class _Words:
-    """Accumulates field-split words (BuildKit's wordsStruct semantics)."""
+def _field_split(pieces: list[str], raw: list[int]) -> list[str]:
+    """Field-split the expanded ``pieces`` (BuildKit's wordsStruct semantics): whitespace in
+    unquoted pieces separates words, pieces whose index is in ``raw`` (quoted or escaped text)
+    never split, empty words are dropped. Adjacent unquoted pieces are split together, so the
+    work is one ``str.split`` per run of unquoted text."""
+    if not raw:
+        return "".join(pieces).split()
+    words: list[str] = []
+    parts: list[str] = []
 
-    __slots__ = ("word", "words", "in_word")
+    def flush() -> None:
+        if parts:
+            words.append("".join(parts))
+            parts.clear()
 
-    def __init__(self) -> None:
-        self.word = ""
-        self.words: list[str] = []
-        self.in_word = False
-
-    def add_char(self, ch: str) -> None:
-        if ch.isspace():
-            if self.in_word and self.word:
-                self.words.append(self.word)
-                self.word = ""
-                self.in_word = False
-        else:
-            self.add_raw_char(ch)
-
-    def add_raw_char(self, ch: str) -> None:
-        self.word += ch
-        self.in_word = True
-
-    def add_string(self, s: str) -> None:
-        for ch in s:
-            self.add_char(ch)
-
-    def add_raw_string(self, s: str) -> None:
-        self.word += s
-        self.in_word = True
-
-    def finish(self) -> list[str]:
-        if self.word:
-            self.words.append(self.word)
-            self.word = ""
-            self.in_word = False
-        return self.words
+    prev = 0
+    for idx in raw + [len(pieces)]:
+        if prev < idx:
+            s = "".join(pieces[prev:idx])
+            fields = s.split()
+            if not fields:
+                if s:
+                    flush()
+            else:
+                if s[0].isspace():
+                    flush()
+                parts.append(fields[0])
+                for f in fields[1:]:
+                    flush()
+                    parts.append(f)
+                if s[-1].isspace():
+                    flush()
+        if idx < len(pieces) and pieces[idx]:
+            parts.append(pieces[idx])
+        prev = idx + 1
+    flush()
+    return words
 
 
-class _SyntaxError(Exception):
-    """Internal: raised while scanning; converted to ExpansionError."""
+#: Internal: raised while scanning (bad syntax, bad pattern); converted to ExpansionError.
+_SyntaxError = PatternError
+
+
+class _TooDeep(_SyntaxError):
+    """Internal: ``${...}`` nested deeper than MAX_NESTING."""
+
+
+#: Deepest ``${...}`` nesting accepted (``${a:-${b:-...}}``); deeper words are rejected with an
+#: ExpansionError instead of exhausting the Python stack.
+MAX_NESTING = 100
+
+_ASCII_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SIMPLE_REF = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+_DECIMALS = re.compile(r"\d+")  # \d in a str pattern is Unicode Nd, exactly str.isdecimal()
+_plain_cache: dict[str, re.Pattern[str]] = {}
+
+
+def _plain(specials: str) -> re.Pattern[str]:
+    """A regex matching a non-empty run of characters other than ``specials``."""
+    rx = _plain_cache.get(specials)
+    if rx is None:
+        rx = _plain_cache[specials] = re.compile("[^" + "".join(re.escape(c) for c in sorted(set(specials))) + "]+")
+    return rx
 
 
 class _Scanner:
-    """One expansion run over one word.  Holds only per-call state."""
+    """One expansion run over one word.  Holds only per-call state.
+
+    Runs of ordinary characters are copied with one regex match each, so a word is scanned
+    in time linear in its length."""
 
     def __init__(
         self,
@@ -133,8 +161,14 @@ class _Scanner:
         self.raw_escapes = raw_escapes
         self.skip_unset = skip_unset
         self.skip_quotes = skip_quotes
+        self.depth = 0
+        self.want_words = True
         self.matched: set[str] = set()
         self.unmatched: set[str] = set()
+        quotes = "" if skip_quotes else "'\""
+        self._plain_top = _plain("$" + quotes + escape)
+        self._plain_stop = {s: _plain("$" + quotes + escape + s) for s in ("}", "/")}
+        self._plain_dq = _plain('"$' + escape)
 
     # -- character access -------------------------------------------------
     def peek(self) -> str:
@@ -157,107 +191,142 @@ class _Scanner:
     # -- grammar ------------------------------------------------------------
     def stop_on(self, stop: str, raw_escapes: bool) -> tuple[str, list[str]]:
         """Scan until ``stop`` (consumed) or end of input when ``stop`` is ""."""
-        saved = self.raw_escapes
+        if self.depth > MAX_NESTING:  # depth 0: the word itself; k: inside k substitutions
+            raise _TooDeep(f"variable substitutions (${{...}}) are nested too deeply (more than {MAX_NESTING} levels)")
+        saved = self.raw_escapes, self.want_words
         self.raw_escapes = raw_escapes
+        self.want_words = self.depth == 0 and self.want_words  # nested words are never split
+        self.depth += 1
         try:
             return self._stop_on(stop)
         finally:
-            self.raw_escapes = saved
+            self.raw_escapes, self.want_words = saved
+            self.depth -= 1
 
     def _stop_on(self, stop: str) -> tuple[str, list[str]]:
         out: list[str] = []
-        words = _Words()
-        while self.pos < len(self.text):
-            ch = self.peek()
+        raw: list[int] = []  # indexes in out of quoted/escaped pieces (never field-split)
+        text = self.text
+        n = len(text)
+        env = self.env
+        plain = self._plain_stop[stop] if stop else self._plain_top
+        while self.pos < n:
+            m = plain.match(text, self.pos)
+            if m is not None:
+                out.append(m.group())
+                self.pos = m.end()
+                continue
+            ch = text[self.pos]
             if stop and ch == stop:
-                self.next()
-                return "".join(out), words.finish()
+                self.pos += 1
+                return "".join(out), (_field_split(out, raw) if self.want_words else [])
             if ch == "$":
-                tmp = self.dollar()
-                out.append(tmp)
-                words.add_string(tmp)
-            elif ch == "'" and not self.skip_quotes:
-                tmp = self.single_quote()
-                out.append(tmp)
-                words.add_raw_string(tmp)
-            elif ch == '"' and not self.skip_quotes:
-                tmp = self.double_quote()
-                out.append(tmp)
-                words.add_raw_string(tmp)
-            else:
-                ch = self.next()
-                if ch == self.escape:
-                    if self.raw_escapes:
-                        words.add_raw_char(ch)
-                        out.append(ch)
-                    ch = self.next()
-                    if ch == "":
-                        break
-                    words.add_raw_char(ch)
+                m = _SIMPLE_REF.match(text, self.pos)
+                if m is not None and (m.end() == n or text[m.end()].isascii()):
+                    self.pos = m.end()  # fast path for $NAME (what dollar() would do)
+                    name = m.group(1)
+                    if name in env:
+                        self.matched.add(name)
+                        out.append(env[name])
+                    else:
+                        self.unmatched.add(name)
+                        out.append("$" + name if self.skip_unset else "")
                 else:
-                    words.add_char(ch)
-                out.append(ch)
+                    out.append(self.dollar())
+            elif ch == "'" and not self.skip_quotes:
+                raw.append(len(out))
+                out.append(self.single_quote())
+            elif ch == '"' and not self.skip_quotes:
+                raw.append(len(out))
+                out.append(self.double_quote())
+            else:  # the escape character: the next character is taken literally
+                self.pos += 1
+                if self.raw_escapes:
+                    raw.append(len(out))
+                    out.append(ch)
+                if self.pos >= n:
+                    break  # an escape at the end of the word is dropped
+                raw.append(len(out))
+                out.append(text[self.pos])
+                self.pos += 1
         if stop:
             raise _SyntaxError(f"unexpected end of statement while looking for matching {stop}")
-        return "".join(out), words.finish()
+        return "".join(out), (_field_split(out, raw) if self.want_words else [])
 
     def single_quote(self) -> str:
-        opening = self.next()
-        out = [opening] if self.raw_quotes else []
-        while True:
-            ch = self.next()
-            if ch == "":
-                raise _SyntaxError("unexpected end of statement while looking for matching single-quote")
-            if ch == "'":
-                if self.raw_quotes:
-                    out.append(ch)
-                return "".join(out)
-            out.append(ch)
+        start = self.pos + 1
+        end = self.text.find("'", start)
+        if end < 0:
+            self.pos = len(self.text)
+            raise _SyntaxError("unexpected end of statement while looking for matching single-quote")
+        self.pos = end + 1
+        return self.text[start - 1 : end + 1] if self.raw_quotes else self.text[start:end]
 
     def double_quote(self) -> str:
-        opening = self.next()
-        out = [opening] if self.raw_quotes else []
+        self.pos += 1
+        out = ['"'] if self.raw_quotes else []
+        text = self.text
+        n = len(text)
+        plain = self._plain_dq
         while True:
-            ch = self.peek()
-            if ch == "":
+            m = plain.match(text, self.pos)
+            if m is not None:
+                out.append(m.group())
+                self.pos = m.end()
+            if self.pos >= n:
                 raise _SyntaxError("unexpected end of statement while looking for matching double-quote")
+            ch = text[self.pos]
             if ch == '"':
-                self.next()
+                self.pos += 1
                 if self.raw_quotes:
                     out.append(ch)
                 return "".join(out)
             if ch == "$":
                 out.append(self.dollar())
                 continue
-            ch = self.next()
-            if ch == self.escape:
-                if self.raw_escapes:
-                    out.append(ch)
-                nxt = self.peek()
-                if nxt == "":
-                    continue  # escape at end of input is dropped
-                if nxt in ('"', "$", self.escape):
-                    ch = self.next()
+            # the escape character: escapes only '"', '$' and itself, else stays as written
+            self.pos += 1
+            if self.raw_escapes:
+                out.append(ch)
+            if self.pos >= n:
+                continue  # escape at end of input is dropped (then: unterminated quote)
+            if text[self.pos] in ('"', "$", self.escape):
+                ch = text[self.pos]
+                self.pos += 1
             out.append(ch)
 
     def name(self) -> str:
-        chars: list[str] = []
-        while self.pos < len(self.text):
-            ch = self.peek()
-            if not chars and ch.isdecimal():
-                while self.peek() and self.peek().isdecimal():
-                    chars.append(self.next())
-                return "".join(chars)
-            if not chars and ch in _SPECIAL_PARAMS:
-                return self.next()
+        """A variable name: a run of decimal digits, one special parameter, or letters,
+        decimal digits and ``_`` (Unicode letters and digits included, as in BuildKit)."""
+        text = self.text
+        n = len(text)
+        start = self.pos
+        m = _ASCII_NAME.match(text, start)
+        if m is not None and (m.end() == n or text[m.end()].isascii()):
+            self.pos = m.end()  # fast path: the name ends at an ASCII non-name character
+            return m.group()
+        if start >= n:
+            return ""
+        ch = text[start]
+        if ch.isdecimal():
+            m = _DECIMALS.match(text, start)
+            self.pos = m.end()
+            return m.group()
+        if ch in _SPECIAL_PARAMS:
+            self.pos += 1
+            return ch
+        end = start
+        while end < n:
+            ch = text[end]
             if not (ch.isalpha() or ch.isdecimal() or ch == "_"):
                 break
-            chars.append(self.next())
-        return "".join(chars)
+            end += 1
+        self.pos = end
+        return text[start:end]
 
     def dollar(self) -> str:
-        self.next()  # the '$'
-        if self.peek() != "{":
+        self.pos += 1  # the '$'
+        if self.pos >= len(self.text) or self.text[self.pos] != "{":
             name = self.name()
             if not name:
                 return "$"
@@ -297,6 +366,8 @@ class _Scanner:
         raw = ch in ("#", "%")
         try:
             word, _ = self.stop_on("}", raw)
+        except _TooDeep:
+            raise
         except _SyntaxError:
             if self.peek() == "":
                 raise _SyntaxError("syntax error: missing '}'") from None
@@ -321,22 +392,26 @@ class _Scanner:
                 greedy = True
                 word = word[1:]
             if ch == "%":
-                return _trim_suffix(word, value, greedy)
-            return _trim_prefix(word, value, greedy)
+                return trim_suffix(word, value, greedy)
+            return trim_prefix(word, value, greedy)
         raise _SyntaxError(f"unsupported modifier ({chs}) in substitution")
 
     def _replace(self, name: str) -> str:
-        replace_all = self.peek() == "/"
-        if replace_all:
+        every = self.peek() == "/"
+        if every:
             self.next()
         try:
             pattern, _ = self.stop_on("/", True)
+        except _TooDeep:
+            raise
         except _SyntaxError:
             if self.peek() == "":
                 raise _SyntaxError("syntax error: missing '/' in ${}") from None
             raise
         try:
             replacement, _ = self.stop_on("}", True)
+        except _TooDeep:
+            raise
         except _SyntaxError:
             if self.peek() == "":
                 raise _SyntaxError("syntax error: missing '}'") from None
@@ -344,87 +419,13 @@ class _Scanner:
         value, found = self.lookup(name)
         if self.skip_unset and not found:
             return "${" + name + "/" + pattern + "/" + replacement + "}"
-        rx = _pattern_regex(pattern, greedy=True, anchored=False)
-        if replace_all:
-            return _replace_all(rx, value, replacement)
+        rx = pattern_regex(pattern, greedy=True, anchored=False)
+        if every:
+            return replace_all(rx, value, replacement)
         m = rx.search(value)
         if m is None:
             return value
         return value[: m.start()] + replacement + value[m.end() :]
-
-
-def _replace_all(rx: re.Pattern[str], value: str, replacement: str) -> str:
-    """Replace every non-overlapping match, ignoring an empty match that abuts
-    the previous match (Go ``regexp.ReplaceAllString`` semantics; the
-    replacement is literal)."""
-    out: list[str] = []
-    last = 0
-    prev_end = -1
-    for m in rx.finditer(value):
-        if m.start() == m.end() and m.start() == prev_end:
-            continue
-        out.append(value[last : m.start()])
-        out.append(replacement)
-        last = m.end()
-        prev_end = m.end()
-    out.append(value[last:])
-    return "".join(out)
-
-
-_REGEX_SPECIAL = frozenset("[]{}.+()|^$")
-
-
-def _pattern_regex(pattern: str, greedy: bool, anchored: bool) -> re.Pattern[str]:
-    """Translate a ``${V#pattern}``-style pattern (``*``, ``?``, ``\\`` escapes)
-    into a regular expression.  Raises _SyntaxError for a bad escape."""
-    out = ["^"] if anchored else []
-    star = ".*" if greedy else ".*?"
-    i = 0
-    n = len(pattern)
-    while i < n:
-        ch = pattern[i]
-        i += 1
-        if ch == "*":
-            out.append(star)
-        elif ch == "?":
-            out.append(".")
-        elif ch == "\\":
-            nxt = pattern[i] if i < n else ""
-            if nxt in ("}", "/"):
-                continue  # escape needed inside ${}, not part of the pattern
-            i += 1
-            if nxt not in ("*", "?", "\\"):
-                raise _SyntaxError(f"invalid pattern ({pattern}) in substitution: invalid escape '\\{nxt}'")
-            out.append(re.escape(nxt))
-        elif ch in _REGEX_SPECIAL:
-            out.append("\\" + ch)
-        else:
-            out.append(re.escape(ch))
-    return re.compile("".join(out))
-
-
-def _trim_prefix(pattern: str, value: str, greedy: bool) -> str:
-    m = _pattern_regex(pattern, greedy, anchored=True).search(value)
-    return value[m.end() :] if m else value
-
-
-def _reverse_pattern(pattern: str) -> str:
-    """Reverse a pattern keeping ``\\x`` escape pairs in order (``a\\*c`` -> ``c\\*a``)."""
-    units: list[str] = []
-    i = 0
-    while i < len(pattern):
-        if pattern[i] == "\\" and i != len(pattern) - 1:
-            units.append(pattern[i : i + 2])
-            i += 2
-        else:
-            units.append(pattern[i])
-            i += 1
-    return "".join(reversed(units))
-
-
-def _trim_suffix(pattern: str, value: str, greedy: bool) -> str:
-    # Shortest/longest *rightmost* match == leftmost match on reversed strings.
-    return _trim_prefix(_reverse_pattern(pattern), value[::-1], greedy)[::-1]
 
 
 def process(
@@ -443,14 +444,25 @@ def process(
     escape characters, ``skip_unset`` leaves references to unset variables as
     written, ``skip_quotes`` treats quote characters as ordinary text (BuildKit
     ``SkipProcessQuotes``, used for heredoc bodies).  Raises :class:`ExpansionError`.
+
+    Time and memory are linear in ``len(word)`` plus the length of the substituted values;
+    ``${...}`` may nest at most :data:`MAX_NESTING` levels deep.
     """
+    return _process(word, env, escape, raw_quotes, raw_escapes, skip_unset, skip_quotes, True)
+
+
+def _process(word: str, env: Mapping[str, str], escape: str, raw_quotes: bool, raw_escapes: bool,
+             skip_unset: bool, skip_quotes: bool, want_words: bool) -> ExpansionResult:
     if escape not in ("\\", "`"):
         raise ValueError(f"invalid escape character {escape!r}")
     sc = _Scanner(word, env, escape, raw_quotes, raw_escapes, skip_unset, skip_quotes)
+    sc.want_words = want_words
     try:
         result, words = sc.stop_on("", raw_escapes)
     except _SyntaxError as exc:
         raise ExpansionError(str(exc), word) from None
+    except RecursionError:  # MAX_NESTING keeps well below the limit; a deep caller stack may not
+        raise ExpansionError("variable substitutions (${...}) are nested too deeply", word) from None
     return ExpansionResult(result, words, frozenset(sc.matched), frozenset(sc.unmatched))
 
 
@@ -458,7 +470,7 @@ def expand_word(word: str, env: Mapping[str, str], escape: str = "\\") -> str:
     """Expand one word (BuildKit ``ProcessWord``): variables substituted, quotes
     removed, escapes applied, no field splitting.  ``"a  $X"`` with X="b c"
     gives ``"a  b c"``.  Raises :class:`ExpansionError`."""
-    return process(word, env, escape).result
+    return _process(word, env, escape, False, False, False, False, False).result
 
 
 def expand_words(word: str, env: Mapping[str, str], escape: str = "\\") -> list[str]:
@@ -472,7 +484,7 @@ def expand_words(word: str, env: Mapping[str, str], escape: str = "\\") -> list[
 def expand_word_with_usage(word: str, env: Mapping[str, str], escape: str = "\\") -> tuple[str, set[str]]:
     """Like :func:`expand_word`, also returning every variable name the word
     referenced (set or not), for unused-build-arg warnings and cache keys."""
-    res = process(word, env, escape)
+    res = _process(word, env, escape, False, False, False, False, False)
     return res.result, set(res.matched | res.unmatched)
 
 
@@ -481,4 +493,4 @@ def expand_heredoc(content: str, env: Mapping[str, str]) -> str:
     and ``\\`` escapes are processed but quotes are kept as written (BuildKit
     expands heredocs with ``SkipProcessQuotes``; the escape is always ``\\``).
     ``echo "$HOME"`` -> ``echo "/root"``.  Raises :class:`ExpansionError`."""
-    return process(content, env, "\\", skip_quotes=True).result
+    return _process(content, env, "\\", False, False, False, True, False).result
