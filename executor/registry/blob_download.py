@@ -17,7 +17,7 @@ from executor.reference import Reference
 from executor.registry.auth import scope_for
 from executor.registry.core import ClientCore
 from executor.registry.messages import STATUS_HINTS, status_text
-from executor.registry.transport import Endpoint, TransientError
+from executor.registry.transport import Endpoint, IntegrityError, TransientError
 
 log = logging.getLogger("executor.registry")
 
@@ -29,12 +29,17 @@ class BlobDownloads(ClientCore):
     """Blob download operations of :class:`~executor.registry.client.RegistryClient`."""
 
     def fetch_blob(self, ref: Reference, digest: str, dest: BinaryIO) -> int:
-        """Stream blob ``digest`` of ``ref``'s repository into ``dest`` (spec.md "Pulling blobs").
+        """Stream blob ``digest`` (``sha256:<hex>``) of ``ref``'s repository into ``dest``
+        from its current position (spec.md "Pulling blobs"); returns the bytes written.
 
-        Follows redirects (without forwarding Authorization to another host),
-        verifies the sha256 digest, resumes with ``Range`` after a broken
-        connection (or restarts if ``dest`` is seekable and the server ignores
-        Range). Returns the number of bytes written. Mirrors are tried first.
+        Follows redirects (without forwarding Authorization to another host) and verifies
+        the sha256 digest. Retries, within the pull budget (``--image-download-retry``):
+        a broken or timed-out connection resumes with ``Range`` (or restarts if the server
+        ignores Range); bytes that do not hash to ``digest`` are thrown away (``dest`` is
+        rewound and truncated) and the blob is downloaded again from scratch. Mirrors are
+        tried first. Raises :class:`~executor.errors.NotFound` on 404, RegistryError (one
+        line naming registry and blob) otherwise; a non-seekable ``dest`` cannot be rewound,
+        so a corrupt or unresumable download of one fails at once.
         """
         return self._with_mirrors(ref, lambda r: self._fetch_blob_direct(r, digest, dest))
 
@@ -45,6 +50,14 @@ class BlobDownloads(ClientCore):
         start = _tell(dest)
         state = {"hasher": hashlib.sha256(), "written": 0}
         scopes = (scope_for(ref.repository, "pull"),)
+
+        def start_over(why: str) -> None:
+            if start is None:
+                raise RegistryError(f"download of blob {digest} from {ref.registry}/{ref.repository}: {why}, and the "
+                                    "destination cannot be rewound to start over; retry the build")
+            dest.seek(start)
+            dest.truncate()
+            state["hasher"], state["written"] = hashlib.sha256(), 0
 
         def once(ep: Endpoint) -> int:
             headers = {}
@@ -74,13 +87,7 @@ class BlobDownloads(ClientCore):
                 url = str(target)
             try:
                 if resp.status_code == 200 and state["written"]:
-                    # Server ignored Range: start over if we can.
-                    if start is None:
-                        raise RegistryError(f"download of blob {digest} from {ref.registry} broke and the registry "
-                                            "does not support resuming; retry the build")
-                    dest.seek(start)
-                    dest.truncate()
-                    state["hasher"], state["written"] = hashlib.sha256(), 0
+                    start_over("the connection broke and the registry does not support resuming")  # Range ignored
                 if resp.status_code not in (200, 206):
                     resp.read()
                     return -resp.status_code
@@ -88,6 +95,11 @@ class BlobDownloads(ClientCore):
                     dest.write(chunk)
                     state["hasher"].update(chunk)
                     state["written"] += len(chunk)
+                got = state["hasher"].hexdigest()
+                if got != expected_hex:
+                    n = state["written"]
+                    start_over(f"the {n} bytes received hash to sha256:{got}")
+                    raise IntegrityError(f"received {n} bytes hashing to sha256:{got}")
                 return state["written"]
             except (httpx.TransportError) as e:
                 log.debug("blob %s download interrupted after %d bytes: %s", digest, state["written"], type(e).__name__)
@@ -104,9 +116,6 @@ class BlobDownloads(ClientCore):
             raise RegistryError(f"registry {ref.registry} refused the download of blob {digest} of repo "
                                 f"'{ref.repository}' ({status_text(code)}): {STATUS_HINTS.get(code, 'check the registry logs')}",
                                 status=code)
-        if state["hasher"].hexdigest() != expected_hex:
-            raise RegistryError(f"blob {digest} from {ref.registry}/{ref.repository} has sha256:{state['hasher'].hexdigest()}; "
-                                "the download was corrupted; retry")
         return n
 
 

@@ -7,6 +7,7 @@ another repository", "Pushing blobs" (POST then PUT, or POST, PATCH chunks, PUT)
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Iterator
@@ -18,7 +19,8 @@ from executor.errors import RegistryError
 from executor.reference import Reference
 from executor.registry.auth import scope_for
 from executor.registry.core import ClientCore
-from executor.registry.transport import Endpoint, TransientError
+from executor.registry.messages import error_detail
+from executor.registry.transport import Endpoint, IntegrityError, TransientError
 
 log = logging.getLogger("executor.registry")
 
@@ -80,8 +82,11 @@ class BlobUploads(ClientCore):
         ``PUT ?digest=``; larger ones as ``PATCH`` chunks with ``Content-Range``,
         then a closing ``PUT``. After a broken connection the upload resumes from
         the offset the registry reports (``GET`` the session, ``Range: 0-N``),
-        or restarts with a new session if the session is gone. ``path_or_bytes``
-        is streamed from disk when it is a Path.
+        or restarts with a new session if the session is gone; when the registry
+        answers the commit with ``DIGEST_INVALID`` (bytes corrupted on the way) the blob
+        is uploaded again from scratch. All within the push budget (``--push-retry``).
+        ``path_or_bytes`` is streamed from disk when it is a Path; ``size`` in bytes.
+        Raises RegistryError naming the registry and the blob.
         """
         if self.blob_exists(ref, digest):
             log.debug("blob %s already in %s; skipping upload", digest, ref.name)
@@ -161,6 +166,17 @@ class BlobUploads(ClientCore):
             if put.status_code == 404 and size > chunk:
                 state["location"] = None
                 raise TransientError("upload session vanished before commit")
+            if put.status_code == 400 and "DIGEST_INVALID" in (detail := error_detail(put)):
+                local = src.sha256()
+                if local != digest:   # our own bytes are not that blob: no retry can help
+                    raise RegistryError(
+                        f"registry {ref.registry} refused blob {digest} for repo '{ref.repository}' (400 bad request: "
+                        f"{detail}): the data being pushed hashes to {local}; the file changed while it was pushed "
+                        "or is not that blob", status=400)
+                # Our bytes are right, the registry hashed what it received to something else: they
+                # were corrupted on the way. That session is useless; upload again from scratch.
+                state["location"] = None
+                raise IntegrityError(f"the registry received bytes that do not hash to {digest} ({detail})")
             if put.status_code not in (201, 204):
                 raise self._fail(ref, "the push", put)
 
@@ -176,6 +192,7 @@ class BlobSource:
 
     def __init__(self, src: Path | bytes, size: int):
         self.src = src
+        self.size = size
         if isinstance(src, (bytes, bytearray, memoryview)):
             actual = len(src)
         else:
@@ -183,6 +200,13 @@ class BlobSource:
         if actual != size:
             raise RegistryError(f"blob source {'<bytes>' if isinstance(src, (bytes, bytearray, memoryview)) else src} "
                                 f"is {actual} bytes, expected {size}")
+
+    def sha256(self) -> str:
+        """``sha256:<hex>`` of the whole source, read again (only to explain a failed upload)."""
+        h = hashlib.sha256()
+        for piece in self.iter_range(0, self.size):
+            h.update(piece)
+        return "sha256:" + h.hexdigest()
 
     def iter_range(self, start: int, end: int) -> Iterator[bytes]:
         """Bytes ``[start, end)``."""

@@ -21,6 +21,7 @@ from executor.registry.options import RegistryOptions, endpoint_for, lookup
 from executor.registry.transport import (
     DEFAULT_EXTRA_RETRIES,
     Endpoint,
+    IntegrityError,
     TransientError,
     Transport,
     transport_error_message,
@@ -39,7 +40,8 @@ class ClientCore:
     def __init__(self, options: RegistryOptions | None = None, keychain: Keychain | None = None):
         self.options = options or RegistryOptions()
         self.keychain = keychain if keychain is not None else Keychain.anonymous()
-        self._transport = Transport(self.keychain, self._endpoint, self.options.user_agent)
+        self._transport = Transport(self.keychain, self._endpoint, self.options.user_agent,
+                                    timeout=self.options.timeout)
 
     # -- lifecycle --------------------------------------------------------------
     def close(self) -> None:
@@ -72,7 +74,12 @@ class ClientCore:
         try:
             return with_retries(lambda: fn(ep), attempts, f"{what} at {registry}")
         except httpx.TransportError as e:
-            raise RegistryError(transport_error_message(registry, e, attempts, not ep.plain_http, what, flag)) from None
+            raise RegistryError(transport_error_message(registry, e, attempts, not ep.plain_http, what, flag,
+                                                        self.options.timeout)) from None
+        except IntegrityError as e:
+            raise RegistryError(f"registry {registry}: {what} failed after {attempts} attempts, the data corrupt every "
+                                f"time (last: {e.detail}); the registry's storage or a proxy on the way corrupts it: "
+                                f"check them, or raise {flag} if it is intermittent") from None
         except TransientError as e:
             hint = STATUS_HINTS.get(e.status or 0, f"the registry is having trouble; retry later or raise {flag}")
             if e.status == 429:

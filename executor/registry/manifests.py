@@ -18,7 +18,10 @@ from executor.reference import Reference
 from executor.registry.auth import scope_for
 from executor.registry.core import ClientCore
 from executor.registry.mediatypes import ALL_MANIFEST_TYPES, DOCKER_SCHEMA1, MAX_MANIFEST_BYTES, OCI_INDEX, OCI_MANIFEST
-from executor.registry.transport import Endpoint
+from executor.registry.transport import Endpoint, IntegrityError
+
+#: Digest algorithms a manifest can be verified with (OCI image-spec descriptor.md "Digests").
+_VERIFIABLE = frozenset({"sha256", "sha384", "sha512"})
 
 log = logging.getLogger("executor.registry")
 
@@ -32,11 +35,15 @@ class ManifestOps(ClientCore):
     """Manifest operations of :class:`~executor.registry.client.RegistryClient`."""
 
     def get_manifest(self, ref: Reference, accept: Sequence[str] = ALL_MANIFEST_TYPES) -> tuple[bytes, str, str]:
-        """``GET /v2/<name>/manifests/<digest|tag>`` (spec.md "Pulling manifests").
+        """``GET /v2/<name>/manifests/<digest|tag>`` (spec.md "Pulling manifests"); ``accept``
+        is the ``Accept`` list of media types.
 
-        Returns (raw bytes, media type, ``sha256:`` digest of the bytes). When ``ref``
-        has a digest, the bytes must hash to it (RegistryError otherwise). Mirrors
-        are tried first for pulls. Schema-1 manifests are rejected.
+        Returns (raw bytes, media type, ``sha256:`` digest of the bytes). The bytes are
+        verified: fetched by digest they must hash to it; fetched by tag they must hash to
+        the ``Docker-Content-Digest`` header when the registry sends one (sha256/384/512).
+        A mismatch is retried within the pull budget and then raises RegistryError naming
+        both digests. Mirrors are tried first for pulls. Schema-1 manifests are rejected.
+        Raises :class:`~executor.errors.NotFound` on 404 (see :meth:`get_manifest_or_none`).
         """
         return self._with_mirrors(ref, lambda r: self._get_manifest_direct(r, accept))
 
@@ -65,6 +72,7 @@ class ManifestOps(ClientCore):
                     resp.read()
                     return resp, b""
                 data = _read_limited(resp, MAX_MANIFEST_BYTES, f"manifest {ref}")
+                _verify(ref, data, resp.headers.get("Docker-Content-Digest"))
                 return resp, data
             finally:
                 resp.close()
@@ -77,9 +85,6 @@ class ManifestOps(ClientCore):
         if resp.status_code != 200:
             raise self._fail(ref, "the manifest fetch", resp)
         digest = sha256_digest(data)
-        if ref.digest and ref.digest.startswith("sha256:") and digest != ref.digest:
-            raise RegistryError(f"registry {ref.registry} returned a manifest for {ref} whose digest is {digest}; "
-                                "the registry or a proxy corrupted it")
         media_type = _media_type(resp.headers.get("Content-Type", ""), data)
         if media_type in DOCKER_SCHEMA1:
             raise RegistryError(f"{ref} uses the deprecated Docker schema 1 manifest format, which is not supported; "
@@ -133,6 +138,29 @@ class ManifestOps(ClientCore):
             raise RegistryError(f"registry {ref.registry} stored manifest {ref} with digest {got}, expected {digest}")
         log.info("pushed manifest %s:%s (%s)", ref.name, ident, digest)
         return digest
+
+
+def _digest_of(data: bytes, digest: str) -> str | None:
+    """``data`` hashed with ``digest``'s algorithm as ``algo:hex``; None for an algorithm we lack."""
+    algo = digest.partition(":")[0]
+    if algo not in _VERIFIABLE:
+        return None
+    return f"{algo}:{hashlib.new(algo, data).hexdigest()}"
+
+
+def _verify(ref: Reference, data: bytes, header: str | None) -> None:
+    """Check manifest bytes against the digest they were asked for (``ref.digest``) or, for a
+    tag, the ``Docker-Content-Digest`` the registry sent. Raises IntegrityError (retried)."""
+    if ref.digest:
+        got = _digest_of(data, ref.digest)
+        if got is not None and got != ref.digest:
+            raise IntegrityError(f"received bytes hashing to {got}")
+        return
+    if header:
+        header = header.strip()
+        got = _digest_of(data, header)
+        if got is not None and got != header:
+            raise IntegrityError(f"received bytes hashing to {got}, not to their Docker-Content-Digest {header}")
 
 
 def _read_limited(resp: httpx.Response, limit: int, what: str) -> bytes:

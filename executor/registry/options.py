@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from executor.reference import normalize_registry
-from executor.registry.transport import Endpoint, make_base
+from executor.registry.transport import DEFAULT_TIMEOUT_S, Endpoint, make_base
 
 @dataclass
 class RegistryOptions:
@@ -23,6 +23,9 @@ class RegistryOptions:
     Retry counts are *extra* attempts on top of
     :data:`~executor.registry.transport.DEFAULT_EXTRA_RETRIES`.
     ``chunk_size`` in bytes: blobs larger than this are uploaded with PATCH chunks.
+    ``timeout`` in seconds: how long a connection may stay silent (a read or a write
+    making no progress) before that attempt fails and is retried within the budget;
+    connecting waits at most ``min(timeout, 15)`` seconds.
     """
 
     insecure: bool = False
@@ -40,6 +43,7 @@ class RegistryOptions:
     image_download_retry: int = 0
     chunk_size: int = 16 * 1024 * 1024
     user_agent: str = "executor/0.1"
+    timeout: float = DEFAULT_TIMEOUT_S
 
 
 def lookup(mapping: dict, registry: str):

@@ -44,16 +44,33 @@ MAX_RETRY_AFTER_S = 30.0
 BACKOFF_BASE_S = 0.2
 BACKOFF_MAX_S = 8.0
 DEFAULT_TOKEN_TTL_S = 60
+#: Seconds a connection may stay silent (no byte read or written) before the attempt
+#: fails with a timeout and is retried (``RegistryOptions.timeout``).
+DEFAULT_TIMEOUT_S = 60.0
+#: Seconds to wait at most for a TCP (and TLS) connection.
+CONNECT_TIMEOUT_S = 15.0
 TOKEN_EXPIRY_SLACK_S = 10
 
 
 class TransientError(Exception):
-    """A failure worth retrying; ``retry_after`` (seconds) when the server asked for a delay."""
+    """A failure worth retrying; ``retry_after`` (seconds) when the server asked for a delay,
+    ``status`` the HTTP status that caused it (None: no HTTP answer did)."""
 
     def __init__(self, message: str, retry_after: float | None = None, status: int | None = None):
         super().__init__(message)
         self.retry_after = retry_after
         self.status = status
+
+
+class IntegrityError(TransientError):
+    """Bytes that do not hash to their digest (a blob, or a manifest against its reference
+    digest or ``Docker-Content-Digest``). Retried -- the caller starts the transfer over from
+    scratch -- because a flaky proxy or storage node may serve good bytes next time.
+    ``detail`` says what arrived, e.g. ``"received 1234 bytes hashing to sha256:..."``."""
+
+    def __init__(self, detail: str):
+        super().__init__(f"corrupt data: {detail}")
+        self.detail = detail
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -133,9 +150,11 @@ def _describe(exc: BaseException | None) -> str:
 
 
 def transport_error_message(registry: str, exc: BaseException, attempts: int, https: bool, what: str = "",
-                            retry_flag: str = "--push-retry/--image-download-retry") -> str:
+                            retry_flag: str = "--push-retry/--image-download-retry",
+                            timeout: float | None = None) -> str:
     """User-facing text for a connection-level failure after ``attempts`` tries, with the flag to fix it
-    (``retry_flag``: the option that raises the retry budget of the operation that failed)."""
+    (``retry_flag``: the option that raises the retry budget of the operation that failed;
+    ``timeout``: the seconds without progress after which a transfer timed out)."""
     desc = _describe(exc)
     text = str(exc)
     low = text.lower()
@@ -150,6 +169,10 @@ def transport_error_message(registry: str, exc: BaseException, attempts: int, ht
                               "unknown ca", "unknown_ca", "certificate unknown")):
         return (f"registry {registry} rejected our TLS client certificate{during} ({text[:120]}); pass "
                 f"--registry-client-cert {registry}=CERT.pem,KEY.pem with a certificate it trusts")
+    if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
+        silent = f" (no data moved for {timeout:g} s)" if timeout else ""
+        return (f"registry {registry} timed out{silent} in all {attempts} attempts{during}; the registry or the "
+                f"network stalls: check them, or raise {retry_flag}")
     msg = f"cannot reach registry {registry} ({desc}) after {attempts} attempts{during}"
     if isinstance(exc, httpx.ConnectError) or isinstance(exc, httpx.ConnectTimeout):
         if registry in ("docker.io", "registry-1.docker.io", "index.docker.io"):
@@ -223,10 +246,12 @@ class Transport:
     """Sends requests to registries with auth and TLS; one httpx.Client per endpoint.
 
     ``endpoint_for(registry, pull)`` decides scheme and TLS (see client options).
+    ``timeout``: seconds a read or write may make no progress (and a pooled connection
+    may be waited for); connecting waits at most ``min(timeout, 15)`` seconds.
     """
 
     def __init__(self, keychain: Keychain, endpoint_for: Callable[[str, bool], Endpoint],
-                 user_agent: str, timeout: float = 60.0):
+                 user_agent: str, timeout: float = DEFAULT_TIMEOUT_S):
         self.keychain = keychain
         self._endpoint_for = endpoint_for
         self._user_agent = user_agent
@@ -253,7 +278,7 @@ class Transport:
                     ctx.load_cert_chain(*ep.cert)
                     verify = ctx
                 c = httpx.Client(
-                    verify=verify, timeout=httpx.Timeout(self._timeout, connect=15.0),
+                    verify=verify, timeout=httpx.Timeout(self._timeout, connect=min(CONNECT_TIMEOUT_S, self._timeout)),
                     headers={"User-Agent": self._user_agent}, follow_redirects=False,
                 )
                 self._clients[ep] = c

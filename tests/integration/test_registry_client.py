@@ -134,6 +134,9 @@ def test_upload_rejects_wrong_digest(registry, client):
         client.upload_blob(ref, b"abc", sha(b"abd"), 3)
     msg = str(ei.value)
     assert registry.host in msg and "mono/bad" in msg and "400" in msg
+    # Our own bytes are not that blob: said so at once, not retried as corruption on the way.
+    assert f"the data being pushed hashes to {sha(b'abc')}" in msg and "attempts" not in msg, msg
+    assert ei.value.status == 400
 
 
 def test_cross_repo_mount(client, registry, busybox):
