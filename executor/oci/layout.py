@@ -66,15 +66,78 @@ def put_blob(root: Path, digest: str, *, data: bytes | None = None, src: Path | 
     return dest
 
 
+#: Lock file name of earlier versions (left in layouts they wrote; removed when found unused).
+LEGACY_LOCK = "index.json.lock"
+
+
 @contextmanager
 def index_lock(root: Path):
-    """Hold an exclusive ``flock`` on ``root/index.json.lock`` (blocks until the other writer is done)."""
-    fd = os.open(root / "index.json.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    """Hold an exclusive lock for updating ``root/index.json`` (blocks until another writer,
+    thread or process, is done); ``root`` must exist.
+
+    The lock leaves nothing in the layout (image-layout.md defines only ``oci-layout``,
+    ``index.json`` and ``blobs/``): it is an ``flock(2)`` on the layout directory itself. Where
+    the filesystem refuses to lock a directory (an NFS emulation needs a writable descriptor)
+    it falls back to a lock file ``index.json.lock`` that is removed again while still held:
+    the holder checks after locking that the name still leads to the inode it locked (a
+    writer that lost a race to an unlink retries), so two writers never both hold it.
+    A lock file of an earlier version is removed when no one holds it."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
+    except OSError:
+        os.close(fd)
+        with _file_lock(root / LEGACY_LOCK):
+            yield
+        return
+    try:
+        _drop_legacy_lock(root)
         yield
     finally:
         os.close(fd)  # closing releases the lock
+
+
+@contextmanager
+def _file_lock(path: Path):
+    """flock on a lock file at ``path`` that is unlinked before it is released (see index_lock)."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(path))
+            except FileNotFoundError:
+                same = False
+        except BaseException:
+            os.close(fd)
+            raise
+        if same:
+            break
+        os.close(fd)  # the holder before us removed it: lock the current one
+    try:
+        yield
+    finally:
+        try:
+            os.unlink(path)
+        finally:
+            os.close(fd)
+
+
+def _drop_legacy_lock(root: Path) -> None:
+    """Remove ``root/index.json.lock`` left by an earlier version, unless someone holds it."""
+    path = root / LEGACY_LOCK
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if os.path.samestat(os.fstat(fd), os.lstat(path)):
+            os.unlink(path)
+    except OSError:
+        pass  # held (or gone): leave it to its holder
+    finally:
+        os.close(fd)
 
 
 def read_index(root: Path) -> dict:
@@ -95,26 +158,34 @@ def add_index_entry(root: Path, descriptor: dict, replaces: Callable[[dict], boo
     """Put ``descriptor`` into ``root/index.json``, dropping entries for which ``replaces`` is true
     (default: the same ``org.opencontainers.image.ref.name``).
 
-    Read-modify-write under :func:`index_lock`; oci-layout is written when missing and the new
-    index replaces the old by rename, so a reader never sees a half-written index.
+    Read-modify-write under :func:`index_lock` (which leaves no file in the layout); oci-layout
+    is written when missing and the new index replaces the old by rename, so a reader never sees
+    a half-written index. ``root`` is created when missing.
     """
     if replaces is None:
         name = (descriptor.get("annotations") or {}).get(REF_NAME)
         replaces = lambda m: name is not None and (m.get("annotations") or {}).get(REF_NAME) == name  # noqa: E731
+    root.mkdir(parents=True, exist_ok=True)
     with index_lock(root):
         layout = root / "oci-layout"
         if not layout.is_file():
             tmp = tmp_name(layout)
-            tmp.write_text(json.dumps(LAYOUT_VERSION))
-            os.replace(tmp, layout)
+            try:
+                tmp.write_text(json.dumps(LAYOUT_VERSION))
+                os.replace(tmp, layout)
+            finally:
+                tmp.unlink(missing_ok=True)
         index = read_index(root)
         index["schemaVersion"] = 2
         index["mediaType"] = mt.OCI_INDEX
         index["manifests"] = [m for m in index.get("manifests") or [] if not replaces(m)] + [descriptor]
         path = root / "index.json"
         tmp = tmp_name(path)
-        tmp.write_text(json.dumps(index, indent=1))
-        os.replace(tmp, path)
+        try:
+            tmp.write_text(json.dumps(index, indent=1))
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 def write_oci_layout(path: Path, image: Image, blob_paths: list[Path], ref_name: str | None = None) -> str:
