@@ -10,16 +10,17 @@ layer count: a base image that lies about its layers fails the build.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import inspect
 import io
 import logging
 import os
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import LayerError, RegistryError
+from ..errors import LayerError, RegistryError, UserError
 from ..layers.compress import open_decompressed, sniff
 from ..layers.extract import apply_layer
 from ..oci import mediatypes as mt
@@ -28,6 +29,66 @@ from ..reference import Reference, parse_reference
 from ..registry.client import RegistryClient, ResolvedImage
 
 log = logging.getLogger("executor.images")
+
+
+#: errno values meaning "the filesystem is full" (no space or no inodes left; quota exhausted).
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+def human_size(n: int) -> str:
+    """``n`` bytes as a short IEC size: ``512 B``, ``3.0 MiB``, ``1.2 GiB``."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"  # pragma: no cover - unreachable
+
+
+def free_space(path: Path) -> tuple[int, int] | None:
+    """(free bytes, filesystem size in bytes) of the filesystem holding ``path`` (or its nearest
+    existing parent), as statvfs(3) reports them: blocks available to this user (root may also
+    use the reserved ones). None when nothing can be asked."""
+    p = Path(path)
+    while True:
+        try:
+            st = os.statvfs(p)
+            break
+        except OSError:
+            if p.parent == p:
+                return None
+            p = p.parent
+    avail = st.f_bfree if os.geteuid() == 0 else st.f_bavail
+    return avail * st.f_frsize, st.f_blocks * st.f_frsize
+
+
+def disk_full_cause(exc: BaseException) -> OSError | None:
+    """The OSError with errno ENOSPC or EDQUOT that ``exc`` is or was raised from (following
+    ``__cause__`` and ``__context__``; a layer extractor re-raises it as LayerError), else None."""
+    seen = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in DISK_FULL_ERRNOS:
+            return e
+        e = e.__cause__ or e.__context__
+    return None
+
+
+class DiskFull(UserError):
+    """The filesystem of ``directory`` filled up (ENOSPC, EDQUOT) while the base image was being
+    downloaded or unpacked; ``needed`` is the number of bytes the operation needs there (a
+    lower bound). The message is one line naming the directory, the space needed and free."""
+
+    def __init__(self, directory: Path, needed: int, doing: str, reason: int = errno.ENOSPC):
+        self.directory = Path(directory)
+        self.needed = needed
+        self.doing = doing
+        space = free_space(self.directory)
+        free = f"{human_size(space[0])} free of {human_size(space[1])}" if space else "free space unknown"
+        what = "disk quota exceeded" if reason == errno.EDQUOT else "no space left on device"
+        super().__init__(f"{what} in {self.directory}: {doing} needs {human_size(needed)} there ({free}); "
+                         "free some space or point --kaniko-dir at a larger filesystem")
 
 
 @dataclass
@@ -127,15 +188,21 @@ class ImageSource:
                 return cached
         assert layer.source, f"layer {layer.digest} has no source repository"
         ref = parse_reference(layer.source)
-        tmp = self.store.tmp_path(layer.digest.replace(":", "-") + f".{os.getpid()}.{id(layer)}")
+        tmp = None
         try:
+            tmp = self.store.tmp_path(layer.digest.replace(":", "-") + f".{os.getpid()}.{id(layer)}")
             with open(tmp, "wb") as f:
                 n = self.client.fetch_blob(ref, layer.digest, f)
             _check_size(layer, n, "downloaded")
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        layer.path = self.store.adopt(tmp, layer.digest)
+            layer.path = self.store.adopt(tmp, layer.digest)
+        except BaseException as e:
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
+            full = disk_full_cause(e) if isinstance(e, Exception) else None
+            if full is None:
+                raise
+            raise DiskFull(self.store.root, layer.size, f"downloading layer {layer.digest} of {layer.source}",
+                           full.errno) from None
         return layer.path
 
     def fetch_all(self, layers: list[Layer]) -> list[Future]:
@@ -143,15 +210,37 @@ class ImageSource:
         return [self._pool.submit(self.fetch, layer) for layer in layers]
 
     def unpack(self, image: Image, root: Path) -> None:
-        """Apply every layer of ``image`` onto ``root`` in order (downloads overlap extraction)."""
+        """Apply every layer of ``image`` onto ``root`` in order (downloads overlap extraction).
+
+        When the disk fills up (download or extraction) the other downloads are cancelled or
+        awaited (their partial files removed) and :class:`DiskFull` is raised; for a download it
+        names the blob directory and the total size of the image's blobs still missing there."""
+        missing = [layer for layer in image.layers if not self._local(layer)]
         futures = self.fetch_all(image.layers)
-        for layer, fut in zip(image.layers, futures, strict=True):
-            path = fut.result()
-            with open(path, "rb") as f:
-                stats = apply_verified_layer(f, root, layer)
-            if stats.skipped:
-                log.debug("layer %s: skipped %d entries (e.g. %s)", layer.digest[:19], len(stats.skipped),
-                          stats.skipped[0])
+        try:
+            for layer, fut in zip(image.layers, futures, strict=True):
+                path = fut.result()
+                with open(path, "rb") as f:
+                    stats = apply_verified_layer(f, root, layer)
+                if stats.skipped:
+                    log.debug("layer %s: skipped %d entries (e.g. %s)", layer.digest[:19], len(stats.skipped),
+                              stats.skipped[0])
+        except DiskFull as e:
+            for fut in futures:
+                fut.cancel()
+            wait(futures)  # the running downloads end (and clean up) before the space is measured
+            if e.directory != self.store.root or not missing:
+                raise
+            total = sum(layer.size for layer in missing)
+            sources = sorted({layer.source or "?" for layer in missing})
+            raise DiskFull(self.store.root, total, f"downloading {len(missing)} layer blob(s) of "
+                           f"{', '.join(sources)} (then unpacking them)") from None
+
+    def _local(self, layer: Layer) -> bool:
+        """True when ``layer``'s blob needs no download (already local or in the store)."""
+        if layer.path is not None and layer.path.exists():
+            return True
+        return self.store.has(layer.digest)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -172,6 +261,7 @@ class _DiffIdReader(io.RawIOBase):
         self._inner = inner
         self._head = b""
         self.hasher = hashlib.sha256()
+        self.passed = 0  # bytes read from the inner stream so far
 
     def readable(self) -> bool:
         return True
@@ -183,6 +273,7 @@ class _DiffIdReader(io.RawIOBase):
             if not chunk:
                 break
             self.hasher.update(chunk)
+            self.passed += len(chunk)
             self._head += chunk
         return self._head[:n]
 
@@ -197,6 +288,7 @@ class _DiffIdReader(io.RawIOBase):
         if n:
             b[:n] = data
             self.hasher.update(data)
+            self.passed += n
         return n
 
     def drain(self) -> None:
@@ -210,6 +302,21 @@ class _DiffIdReader(io.RawIOBase):
 
 
 _PREFETCH = "prefetch" in inspect.signature(open_decompressed).parameters
+
+
+def _uncompressed_size(reader: _DiffIdReader) -> int:
+    """Bytes of the uncompressed layer: what ``reader`` passed so far plus the rest, read to
+    the end (only after a failure: the size the layer needs on disk, metadata aside)."""
+    done = reader.passed
+    try:
+        while True:
+            chunk = reader._inner.read(1 << 20)
+            if not chunk:
+                break
+            done += len(chunk)
+    except Exception:  # a corrupt tail: what was read is still a lower bound
+        pass
+    return done
 
 
 def apply_verified_layer(blob, root: Path, layer: Layer):
@@ -227,7 +334,14 @@ def apply_verified_layer(blob, root: Path, layer: Layer):
         if sniff(reader.peek_head(4)) != "none":
             raise LayerError(f"layer {layer.digest}{where}: its uncompressed content is compressed again "
                              "(not a tar archive); the image is corrupt")
-        stats = apply_layer(reader, root, media_type=None)
+        try:
+            stats = apply_layer(reader, root, media_type=None)
+        except (OSError, LayerError) as e:
+            full = disk_full_cause(e)
+            if full is None:
+                raise
+            raise DiskFull(root, _uncompressed_size(reader),
+                           f"unpacking layer {layer.digest}{where} (its uncompressed size)", full.errno) from None
         reader.drain()
     finally:
         data.close()
