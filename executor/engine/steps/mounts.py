@@ -193,14 +193,13 @@ def parse_mount(value: str, workdir: str = "/", expand: Callable[[str], str] | N
 
 
 def default_cache_dir(opts: BuildOptions, work: Path) -> Path:
-    """Where ``type=cache`` mounts persist: ``--run-cache-dir``, else ``$XDG_CACHE_HOME/executor/run-cache``,
-    else ``<parent of the work directory>/run-cache`` (outside the work dir, so it survives cleanup)."""
-    if opts.run_cache_dir:
-        return Path(opts.run_cache_dir)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    if xdg:
-        return Path(xdg) / "executor" / "run-cache"
-    return Path(work).resolve().parent / "run-cache"
+    """Where ``type=cache`` mounts persist: ``--run-cache-dir`` as given, else the executor's own
+    cache directory ``$XDG_CACHE_HOME/executor/run-cache``, else ``~/.cache/executor/run-cache``
+    (never a host-wide path next to the work directory; ``work`` is not used). Created 0700;
+    one owned by another user or writable by group/others raises
+    :class:`executor.workdir.UnsafeDirectory` (see :func:`executor.workdir.run_cache_dir`)."""
+    from ...workdir import run_cache_dir
+    return run_cache_dir(opts.run_cache_dir)
 
 
 def ssh_sockets(items: list[str], environ: dict[str, str] | None = None) -> dict[str, str]:
