@@ -21,6 +21,7 @@ from . import __version__
 from .errors import Interrupted, UserError
 from .logs import setup_logging
 from .options import BuildOptions, SecretSource
+from .registry.cancel import cancel_all as cancel_registry_transfers
 
 log = logging.getLogger("executor")
 
@@ -305,10 +306,13 @@ def check_interrupted() -> None:
 
 def _on_signal(signum: int, frame) -> None:
     """SIGINT/SIGTERM: raise Interrupted once; later signals are ignored so the clean-up
-    (killing the RUN's processes, removing secrets and placed files) runs to the end."""
+    (killing the RUN's processes, removing secrets and placed files) runs to the end.
+    Registry transfers in flight on any thread are aborted first and no new request starts
+    (Kubernetes kills the pod 30 s after SIGTERM; a push must not go on, nor tag)."""
     if _interrupted:
         return
     _interrupted.append(signum)
+    cancel_registry_transfers(signum)
     raise Interrupted(signum)
 
 

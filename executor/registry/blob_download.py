@@ -80,7 +80,9 @@ class BlobDownloads(ClientCore):
                 if same:
                     resp = self._transport.send(ep, "GET", str(target), scopes, headers=h, stream=True)
                 else:
-                    resp = cl.send(cl.build_request("GET", target, headers=h), stream=True)
+                    self._cancel.check(f"downloading blob {digest}")
+                    resp = cl.send(cl.build_request("GET", target, headers=h, extensions=self._transport.extensions),
+                                   stream=True)
                     if resp.status_code in (429, 500, 502, 503, 504):
                         resp.close()
                         raise TransientError(f"blob redirect target answered {resp.status_code}", None, resp.status_code)
@@ -92,6 +94,7 @@ class BlobDownloads(ClientCore):
                     resp.read()
                     return -resp.status_code
                 for chunk in resp.iter_raw(READ_CHUNK):
+                    self._cancel.check(f"registry {ref.registry}: downloading blob {digest}")
                     dest.write(chunk)
                     state["hasher"].update(chunk)
                     state["written"] += len(chunk)

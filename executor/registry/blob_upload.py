@@ -18,6 +18,7 @@ import httpx
 from executor.errors import RegistryError
 from executor.reference import Reference
 from executor.registry.auth import scope_for
+from executor.registry.cancel import CancelToken
 from executor.registry.core import ClientCore
 from executor.registry.messages import error_detail
 from executor.registry.transport import Endpoint, IntegrityError, TransientError
@@ -91,7 +92,7 @@ class BlobUploads(ClientCore):
         if self.blob_exists(ref, digest):
             log.debug("blob %s already in %s; skipping upload", digest, ref.name)
             return
-        src = BlobSource(path_or_bytes, size)
+        src = BlobSource(path_or_bytes, size, self._cancel)
         scopes = (scope_for(ref.repository, "pull,push"),)
         chunk = max(1, int(self.options.chunk_size))
         state: dict = {"location": None, "offset": 0, "confirmed": 0, "rewinds": 0}
@@ -188,11 +189,13 @@ class BlobSource:
     """Byte ranges of a file or bytes object of ``size`` bytes, streamed in 1 MiB pieces.
 
     Raises RegistryError when the source's size differs from ``size`` (at creation) or
-    the file shrinks while it is being read."""
+    the file shrinks while it is being read; :class:`~executor.registry.cancel.Cancelled`
+    between pieces once ``cancel`` is cancelled (ending the request body mid-way)."""
 
-    def __init__(self, src: Path | bytes, size: int):
+    def __init__(self, src: Path | bytes, size: int, cancel: CancelToken | None = None):
         self.src = src
         self.size = size
+        self.cancel = cancel
         if isinstance(src, (bytes, bytearray, memoryview)):
             actual = len(src)
         else:
@@ -208,17 +211,23 @@ class BlobSource:
             h.update(piece)
         return "sha256:" + h.hexdigest()
 
+    def _check(self) -> None:
+        if self.cancel is not None:
+            self.cancel.check(f"uploading {self.src if isinstance(self.src, Path) else 'a blob'}")
+
     def iter_range(self, start: int, end: int) -> Iterator[bytes]:
         """Bytes ``[start, end)``."""
         if isinstance(self.src, (bytes, bytearray, memoryview)):
             mv = memoryview(self.src)
             for off in range(start, end, SEND_PIECE):
+                self._check()
                 yield bytes(mv[off:min(end, off + SEND_PIECE)])
             return
         with open(self.src, "rb") as f:
             f.seek(start)
             left = end - start
             while left > 0:
+                self._check()
                 b = f.read(min(SEND_PIECE, left))
                 if not b:
                     raise RegistryError(f"blob source {self.src} shrank while uploading")

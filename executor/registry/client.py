@@ -27,6 +27,7 @@ from executor.registry.blob_download import READ_CHUNK as _READ_CHUNK
 from executor.registry.blob_download import BlobDownloads, _tell
 from executor.registry.blob_upload import BlobSource as _BlobSource
 from executor.registry.blob_upload import BlobUploads, _with_digest
+from executor.registry.cancel import Cancelled, cancel_all
 from executor.registry.manifests import ManifestOps, _media_type, _parse_json, _read_limited, sha256_digest
 from executor.registry.mediatypes import (
     ALL_MANIFEST_TYPES,
@@ -53,7 +54,7 @@ log = logging.getLogger("executor.registry")
 __all__ = [
     "ALL_MANIFEST_TYPES", "DOCKER_MANIFEST", "DOCKER_MANIFEST_LIST", "DOCKER_SCHEMA1", "IMAGE_MANIFEST_TYPES",
     "INDEX_TYPES", "MAX_CONFIG_BYTES", "MAX_MANIFEST_BYTES", "OCI_INDEX", "OCI_MANIFEST",
-    "RegistryClient", "RegistryOptions", "ResolvedImage", "parse_platform", "platform_matches",
+    "Cancelled", "RegistryClient", "RegistryOptions", "ResolvedImage", "cancel_all", "parse_platform", "platform_matches",
     "select_platform", "sha256_digest",
     # private helpers kept importable for existing callers
     "_BlobSource", "_READ_CHUNK", "_STATUS_HINTS", "_error_detail", "_in", "_lookup", "_media_type",

@@ -13,9 +13,10 @@ from collections.abc import Callable
 
 import httpx
 
-from executor.errors import RegistryError
+from executor.errors import Interrupted, RegistryError
 from executor.reference import DOCKER_HUB, Reference, normalize_registry
 from executor.registry.auth import Keychain
+from executor.registry.cancel import Cancelled, CancelToken
 from executor.registry.messages import STATUS_HINTS, error_detail, status_text
 from executor.registry.options import RegistryOptions, endpoint_for, lookup
 from executor.registry.transport import (
@@ -34,19 +35,34 @@ log = logging.getLogger("executor.registry")
 class ClientCore:
     """Talks OCI distribution to any number of registries.
 
-    Usable as a context manager; :meth:`close` releases connections.
+    Usable as a context manager; :meth:`close` releases connections, :meth:`cancel`
+    aborts transfers from any thread.
     """
 
     def __init__(self, options: RegistryOptions | None = None, keychain: Keychain | None = None):
         self.options = options or RegistryOptions()
         self.keychain = keychain if keychain is not None else Keychain.anonymous()
+        self._cancel = CancelToken()
         self._transport = Transport(self.keychain, self._endpoint, self.options.user_agent,
-                                    timeout=self.options.timeout)
+                                    timeout=self.options.timeout, cancel=self._cancel)
 
     # -- lifecycle --------------------------------------------------------------
     def close(self) -> None:
         """Close all connections (idempotent)."""
         self._transport.close()
+
+    def cancel(self, signum: int | None = None) -> None:
+        """Abort every transfer in flight and refuse new requests, from any thread (also
+        from a signal handler); idempotent and permanent for this client. Operations in
+        progress or started later raise :class:`~executor.registry.cancel.Cancelled`
+        (``exit_code`` 128 + ``signum`` when given). Returns at once; the aborted threads
+        notice within milliseconds (their sockets are shut down)."""
+        self._cancel.cancel(signum)
+
+    @property
+    def cancelled(self) -> bool:
+        """True once :meth:`cancel` was called (or :func:`~executor.registry.cancel.cancel_all`)."""
+        return self._cancel.cancelled
 
     def __enter__(self):
         return self
@@ -67,12 +83,23 @@ class ClientCore:
     def _call(self, registry: str, pull: bool, what: str, fn: Callable[[Endpoint], object]):
         """Run ``fn(endpoint)`` with the retry budget of a pull or a push; translate
         connection failures and an exhausted budget to one RegistryError naming the
-        registry, ``what`` was being done and the flag that raises the budget."""
+        registry, ``what`` was being done and the flag that raises the budget. Once the
+        client is cancelled, any failure becomes :class:`~executor.registry.cancel.Cancelled`
+        and nothing is retried; :class:`~executor.errors.Interrupted` (raised by the CLI's
+        signal handler in the main thread) passes through unchanged."""
         ep = self._endpoint(registry, pull)
         attempts = self._attempts(pull)
         flag = "--image-download-retry" if pull else "--push-retry"
+        self._cancel.check(f"registry {registry}: {what}")
         try:
-            return with_retries(lambda: fn(ep), attempts, f"{what} at {registry}")
+            try:
+                return with_retries(lambda: fn(ep), attempts, f"{what} at {registry}", cancel=self._cancel)
+            except (Cancelled, Interrupted):
+                raise
+            except Exception:
+                # Once cancelled, whatever broke (a shut-down socket, a half-sent body) is the cancellation.
+                self._cancel.check(f"registry {registry}: {what}")
+                raise
         except httpx.TransportError as e:
             raise RegistryError(transport_error_message(registry, e, attempts, not ep.plain_http, what, flag,
                                                         self.options.timeout)) from None
@@ -158,7 +185,8 @@ class ClientCore:
         Raises RegistryError naming the registry and what to do.
         """
         def once(ep: Endpoint):
-            resp = self._transport.client(ep).get(f"{ep.base}/v2/")
+            self._cancel.check(f"registry {registry}: ping")
+            resp = self._transport.client(ep).get(f"{ep.base}/v2/", extensions=self._transport.extensions)
             if resp.status_code in (500, 502, 503, 504, 429):
                 raise TransientError(f"GET /v2/ answered {resp.status_code}", None, resp.status_code)
             return resp

@@ -250,7 +250,7 @@ def _closed_port() -> int:
 
 
 def test_connection_refused_message(monkeypatch):
-    monkeypatch.setattr("executor.registry.transport.backoff_delay", lambda *a, **k: 0.01)
+    monkeypatch.setattr("executor.registry.retry.backoff_delay", lambda *a, **k: 0.01)
     host = f"127.0.0.1:{_closed_port()}"
     with RegistryClient(RegistryOptions(insecure_registries=frozenset({host}))) as c:
         with pytest.raises(RegistryError) as ei:
@@ -263,7 +263,7 @@ def test_connection_refused_message(monkeypatch):
 
 
 def test_https_to_plain_registry_suggests_insecure(registry, monkeypatch):
-    monkeypatch.setattr("executor.registry.transport.backoff_delay", lambda *a, **k: 0.01)
+    monkeypatch.setattr("executor.registry.retry.backoff_delay", lambda *a, **k: 0.01)
     with RegistryClient(RegistryOptions()) as c:
         with pytest.raises(RegistryError) as ei:
             c.ping(registry.host)
@@ -271,7 +271,7 @@ def test_https_to_plain_registry_suggests_insecure(registry, monkeypatch):
 
 
 def test_insecure_pull_only_applies_to_pulls(registry, busybox, monkeypatch):
-    monkeypatch.setattr("executor.registry.transport.backoff_delay", lambda *a, **k: 0.01)
+    monkeypatch.setattr("executor.registry.retry.backoff_delay", lambda *a, **k: 0.01)
     with RegistryClient(RegistryOptions(insecure_pull=True)) as c:
         ref = parse_reference(busybox)
         assert c.resolve_image(ref).config["architecture"] == "amd64"

@@ -37,7 +37,7 @@ def client(proxy):
 
 @pytest.fixture
 def fast_backoff(monkeypatch):
-    monkeypatch.setattr("executor.registry.transport.backoff_delay",
+    monkeypatch.setattr("executor.registry.retry.backoff_delay",
                         lambda attempt, retry_after, rng=None: retry_after if retry_after is not None else 0.01)
 
 

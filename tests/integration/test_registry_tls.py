@@ -73,7 +73,7 @@ def keychain_for(tmp_path, host: str, user: str, password: str) -> Keychain:
 
 @pytest.fixture(autouse=True)
 def fast_backoff(monkeypatch):
-    monkeypatch.setattr("executor.registry.transport.backoff_delay", lambda *a, **k: 0.01)
+    monkeypatch.setattr("executor.registry.retry.backoff_delay", lambda *a, **k: 0.01)
 
 
 def test_untrusted_certificate_is_explained(tls_registry):

@@ -46,7 +46,7 @@ def token_env(tools_present, tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def fast_backoff(monkeypatch):
-    monkeypatch.setattr("executor.registry.transport.backoff_delay", lambda *a, **k: 0.01)
+    monkeypatch.setattr("executor.registry.retry.backoff_delay", lambda *a, **k: 0.01)
 
 
 def keychain(tmp_path, host: str, **entry) -> Keychain:

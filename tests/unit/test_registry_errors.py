@@ -29,7 +29,7 @@ def test_status_is_keyword_only_and_defaults_to_none():
 
 def client_answering(monkeypatch, handler) -> RegistryClient:
     """A client whose every HTTP request is answered by ``handler`` (no network, no backoff)."""
-    monkeypatch.setattr("executor.registry.transport.backoff_delay", lambda *a, **k: 0.0)
+    monkeypatch.setattr("executor.registry.retry.backoff_delay", lambda *a, **k: 0.0)
     c = RegistryClient(RegistryOptions())
     mock = httpx.Client(transport=httpx.MockTransport(handler))
     monkeypatch.setattr(c._transport, "client", lambda ep: mock)

@@ -28,7 +28,7 @@ def serving(monkeypatch, header: str | None, body: bytes = BODY):
             headers["Docker-Content-Digest"] = header
         return httpx.Response(200, content=body, headers=headers)
 
-    monkeypatch.setattr("executor.registry.transport.backoff_delay", lambda *a, **k: 0.0)
+    monkeypatch.setattr("executor.registry.retry.backoff_delay", lambda *a, **k: 0.0)
     c = RegistryClient(RegistryOptions())
     mock = httpx.Client(transport=httpx.MockTransport(handler))
     monkeypatch.setattr(c._transport, "client", lambda ep: mock)
