@@ -167,3 +167,28 @@ def test_no_push_tar_path_uses_kanikos_placeholder_tag(busybox, tmp_path):
     with tarfile.open(tmp_path / "i.tar") as t:
         assert json.load(t.extractfile("manifest.json"))[0]["RepoTags"] == [
             "docker.io/unset-repo/unset-image-name:latest"]
+
+
+def test_zstd_tar_path_names_layers_by_compression_and_layout_has_no_lock(busybox, tmp_path):
+    """--compression zstd --tar-path: the built layers are ``<hex>.tar.zst`` (zstd bytes), the
+    base's gzip layers ``<hex>.tar.gz``; the --oci-layout-path directory holds only what
+    image-layout.md defines (no index.json.lock)."""
+    ctx = make_ctx(tmp_path / "ctx", f"FROM {busybox}\nRUN echo z > /z\nCOPY a.txt /a.txt\n", {"a.txt": "a\n"})
+    out = tmp_path / "out"
+    run_executor(["--context", str(ctx), "--no-push", "--compression", "zstd", "--tar-path", str(out / "i.tar"),
+                  "--oci-layout-path", str(out / "layout"), "--insecure-registry", busybox.split("/")[0]])
+    with tarfile.open(out / "i.tar") as t:
+        layers = json.load(t.extractfile("manifest.json"))[0]["Layers"]
+        heads = {name: t.extractfile(name).read(4) for name in layers}
+    assert len(layers) >= 3
+    for name, head in heads.items():
+        if head == b"\x28\xb5\x2f\xfd":
+            assert name.endswith(".tar.zst"), layers
+        elif head[:2] == b"\x1f\x8b":
+            assert name.endswith(".tar.gz"), layers
+        else:
+            assert name.endswith(".tar"), layers
+    assert [n.endswith(".tar.zst") for n in layers[-2:]] == [True, True], layers
+    assert sorted(os.listdir(out / "layout")) == ["blobs", "index.json", "oci-layout"]
+    run(["skopeo", "inspect", f"docker-archive:{out / 'i.tar'}"])
+    run(["skopeo", "inspect", f"oci:{out / 'layout'}"])
