@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import io
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 #: RFC 1952 member magic (ID1 ID2).
 GZIP_MAGIC = b"\x1f\x8b"
@@ -40,6 +40,28 @@ class Compression(enum.StrEnum):
     def media_type_suffix(self) -> str:
         """``"+gzip"``, ``"+zstd"`` or ``""`` (appended to ``...image.layer.v1.tar``)."""
         return "" if self is Compression.NONE else f"+{self.value}"
+
+
+class Sink(Protocol):
+    """Where an encoder puts the compressed bytes (the digesting writer's hashing sink)."""
+
+    def write(self, b: bytes) -> None:
+        """Take ``b`` (compressed bytes, in stream order); the encoder may reuse nothing of it."""
+
+
+class Encoder(Protocol):
+    """A streaming compressor for one layer blob, writing into a :class:`Sink`.
+
+    ``write`` takes uncompressed bytes (bytes-like, the tar stream in order); ``close``
+    flushes the rest of the stream (trailer, checksum) into the sink; ``abort`` stops any
+    worker threads without finishing the stream (after an error). Neither closes the sink.
+    """
+
+    def write(self, b) -> None: ...
+
+    def close(self) -> None: ...
+
+    def abort(self) -> None: ...
 
 
 def sniff(prefix: bytes) -> Compression:

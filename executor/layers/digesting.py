@@ -59,7 +59,7 @@ class HashingSink:
 
 
 class PlainWriter:
-    """No compression: the tar stream is the blob."""
+    """The :class:`~executor.layers.compression.Encoder` for no compression: the tar stream is the blob."""
 
     def __init__(self, sink: HashingSink):
         self.sink = sink

@@ -13,10 +13,10 @@ import struct
 import zlib
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import BinaryIO, Protocol
+from typing import BinaryIO
 
 from executor.errors import LayerError
-from executor.layers.compression import Prefixed
+from executor.layers.compression import Prefixed, Sink
 
 #: gzip level 1 (zlib's fastest), as Kaniko: go-containerregistry's tarball.LayerFromOpener
 #: defaults to gzip.BestSpeed and Kaniko passes no other level unless --compression-level is
@@ -35,10 +35,6 @@ GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
 #: Probe size and threshold of :func:`incompressible`.
 PROBE = 64 * 1024
 PROBE_RATIO = 0.98
-
-
-class Sink(Protocol):
-    def write(self, b: bytes) -> None: ...
 
 
 def _trailer(crc: int, isize: int) -> bytes:
@@ -88,7 +84,7 @@ def incompressible(block: bytes) -> bool:
 
 
 class ParallelGzip:
-    """pigz-style gzip: fixed-size blocks deflated on worker threads, one gzip member.
+    """An :class:`~executor.layers.compression.Encoder`: pigz-style gzip: fixed-size blocks deflated on worker threads, one gzip member.
 
     Each block is raw deflate primed with the previous 32 KiB of input as a preset
     dictionary and ended with a sync flush (byte aligned, not final); the last block
@@ -168,7 +164,8 @@ class ParallelGzip:
 
 
 class SerialGzip:
-    """Single-threaded gzip: one zlib stream with the fixed deterministic header."""
+    """An :class:`~executor.layers.compression.Encoder`: single-threaded gzip, one zlib
+    stream with the fixed deterministic header."""
 
     def __init__(self, sink: Sink, level: int):
         self.sink = sink

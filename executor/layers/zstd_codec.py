@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import io
-from typing import BinaryIO, Protocol
+from typing import BinaryIO
 
 import zstandard
 
 from executor.errors import LayerError
+from executor.layers.compression import Sink
 
 DEFAULT_ZSTD_LEVEL = 3
 MIN_ZSTD_LEVEL, MAX_ZSTD_LEVEL = -7, 22
 
 
-class Sink(Protocol):
-    def write(self, b: bytes) -> None: ...
-
-
 class ZstdWriter:
-    """One zstd frame with a content checksum written to ``sink``.
+    """An :class:`~executor.layers.compression.Encoder`: one zstd frame with a content
+    checksum written to ``sink``. ``level`` None means :data:`DEFAULT_ZSTD_LEVEL`; outside
+    -7..22 is a ValueError.
 
     ``threads > 0`` uses libzstd's own worker threads; its multi-threaded output is the
     same for any N > 0 but differs from the single-threaded one.

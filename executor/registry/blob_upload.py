@@ -33,7 +33,9 @@ class BlobUploads(ClientCore):
     """Blob push operations of :class:`~executor.registry.client.RegistryClient`."""
 
     def blob_exists(self, ref: Reference, digest: str) -> bool:
-        """``HEAD /v2/<name>/blobs/<digest>``: True on 200, False on 404 (spec.md "Checking if content exists")."""
+        """``HEAD /v2/<name>/blobs/<digest>``: True on 200 (or a redirect to storage), False on 404
+        (spec.md "Checking if content exists"). Asks for ``pull,push`` scope, as a push is
+        what follows. Raises RegistryError (with ``status``) for any other answer."""
         scopes = (scope_for(ref.repository, "pull,push"),)
 
         def once(ep: Endpoint):
@@ -52,7 +54,9 @@ class BlobUploads(ClientCore):
     def mount_blob(self, ref: Reference, digest: str, from_repository: str) -> bool:
         """``POST /v2/<name>/blobs/uploads/?mount=<digest>&from=<repo>`` (spec.md
         "Mounting a blob from another repository"). True if mounted (201); False
-        when the registry opened an upload instead (202; that session is cancelled)."""
+        when the registry opened an upload instead (202; that session is cancelled) or
+        refused the source (401/403/404: the caller uploads instead). Raises RegistryError
+        (with ``status``) for any other answer."""
         scopes = (scope_for(ref.repository, "pull,push"), scope_for(from_repository, "pull"))
 
         def once(ep: Endpoint):

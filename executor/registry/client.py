@@ -83,8 +83,14 @@ class ResolvedImage:
 class RegistryClient(ManifestOps, BlobDownloads, BlobUploads):
     """Talks OCI distribution to any number of registries (see the module docstring).
 
-    ``RegistryClient(options, keychain)``; usable as a context manager; :meth:`close`
-    releases connections. Thread-safe: a push uploads several blobs at once.
+    ``RegistryClient(options=RegistryOptions(), keychain=Keychain.anonymous())``; usable as
+    a context manager; :meth:`close` releases connections. Thread-safe: a push uploads
+    several blobs at once. Operations: :meth:`get_manifest`, :meth:`get_manifest_or_none`,
+    :meth:`head_manifest`, :meth:`put_manifest`, :meth:`resolve_image`, :meth:`fetch_blob`,
+    :meth:`blob_exists`, :meth:`mount_blob`, :meth:`upload_blob`, :meth:`ping`.
+    Failures raise :class:`~executor.errors.RegistryError` (``status`` = the HTTP status
+    that caused it, if any), :class:`~executor.errors.NotFound` for a 404 on a manifest or
+    blob GET, :class:`~executor.registry.cancel.Cancelled` after :meth:`cancel`.
     """
 
     def resolve_image(self, ref: Reference, platform: str = "linux/amd64") -> ResolvedImage:

@@ -92,9 +92,12 @@ class ManifestOps(ClientCore):
         return data, media_type, digest
 
     def head_manifest(self, ref: Reference) -> tuple[str, str] | None:
-        """``HEAD /v2/<name>/manifests/<ref>`` -> (digest, media type) or None on 404.
+        """``HEAD /v2/<name>/manifests/<ref>`` -> (digest ``algo:hex``, media type), or None
+        on 404 (spec.md "Checking if content exists").
 
-        Digest from ``Docker-Content-Digest``; falls back to a GET when the header is absent.
+        Digest from ``Docker-Content-Digest``; falls back to a (verified) GET when the header
+        or a specific Content-Type is absent. Raises RegistryError (with ``status``) for any
+        other refusal, after the pull retry budget for 429/5xx and connection errors.
         """
         scopes = (scope_for(ref.repository, "pull"),)
 
@@ -117,8 +120,12 @@ class ManifestOps(ClientCore):
     def put_manifest(self, ref: Reference, data: bytes, media_type: str) -> str:
         """``PUT /v2/<name>/manifests/<tag|digest>`` (spec.md "Pushing manifests").
 
-        Returns the ``sha256:`` digest of ``data``. If ``ref`` has a digest it must match.
-        Tag wins over digest when both are set (the digest is then only checked).
+        ``data`` is sent as-is with ``Content-Type: media_type``. Returns the ``sha256:``
+        digest of ``data``. If ``ref`` has a digest it must match (RegistryError before any
+        request). Tag wins over digest when both are set (the digest is then only checked).
+        Raises RegistryError (with ``status``) when the registry refuses it -- e.g. 400
+        ``MANIFEST_BLOB_UNKNOWN`` when a blob it names is missing -- or stores it under
+        another ``Docker-Content-Digest``. Push retry budget (``--push-retry``).
         """
         digest = sha256_digest(data)
         if ref.digest and ref.digest != digest:

@@ -75,6 +75,7 @@ class AuthSession:
             self._tokens[scopes] = _Token(value, time.monotonic() + max(1.0, ttl - TOKEN_EXPIRY_SLACK_S))
 
     def forget(self, scopes: frozenset[str]) -> None:
+        """Drop the cached token for ``scopes`` (the registry refused it)."""
         with self._lock:
             self._tokens.pop(scopes, None)
 

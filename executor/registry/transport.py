@@ -71,6 +71,7 @@ class Endpoint:
 
     @property
     def plain_http(self) -> bool:
+        """True for ``http://`` (``--insecure*``): no TLS at all."""
         return self.base.startswith("http://")
 
 
@@ -96,6 +97,7 @@ class Transport:
 
     # -- plumbing ---------------------------------------------------------
     def endpoint(self, registry: str, pull: bool) -> Endpoint:
+        """The :class:`Endpoint` for ``registry`` (``pull``: for a read; may select plain HTTP)."""
         return self._endpoint_for(registry, pull)
 
     def client(self, ep: Endpoint) -> httpx.Client:
@@ -126,6 +128,7 @@ class Transport:
         return self.cancel.extensions
 
     def auth_session(self, registry: str) -> AuthSession:
+        """The (shared, created on first use) authorization state of ``registry``."""
         with self._lock:
             s = self._auth.get(registry)
             if s is None:
@@ -134,6 +137,7 @@ class Transport:
             return s
 
     def close(self) -> None:
+        """Close every pooled connection (idempotent; the transport can still be used after)."""
         with self._lock:
             for c in self._clients.values():
                 c.close()
