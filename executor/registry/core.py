@@ -164,12 +164,15 @@ class ClientCore:
         return out
 
     def _with_mirrors(self, ref: Reference, op: Callable[[Reference], object]):
-        """``op(candidate)`` for each pull candidate until one succeeds; the last error otherwise."""
+        """``op(candidate)`` for each pull candidate until one succeeds; the last error otherwise
+        (a cancellation stops at once)."""
         cands = self.pull_candidates(ref)
         last: RegistryError | None = None
         for i, cand in enumerate(cands):
             try:
                 return op(cand)
+            except Cancelled:
+                raise
             except RegistryError as e:
                 last = e
                 if i + 1 < len(cands):

@@ -110,3 +110,17 @@ def test_cancel_all_reaches_every_live_token_and_forgets_dead_ones():
     fresh = CancelToken()
     assert not fresh.cancelled
     assert cancel_all(signal.SIGTERM) >= 1 and fresh.signum == signal.SIGTERM
+
+
+def test_cancelled_client_sends_nothing_and_does_not_fall_back_to_other_mirrors(monkeypatch, caplog):
+    from executor.reference import parse_reference
+    from executor.registry.client import RegistryClient, RegistryOptions
+
+    sent = []
+    c = RegistryClient(RegistryOptions(registry_mirrors=("mirror.example",)))
+    mock = httpx.Client(transport=httpx.MockTransport(lambda req: sent.append(req) or httpx.Response(200)))
+    monkeypatch.setattr(c._transport, "client", lambda ep: mock)
+    c.cancel()
+    with caplog.at_level("WARNING", logger="executor.registry"), pytest.raises(Cancelled):
+        c.get_manifest(parse_reference("busybox"))
+    assert sent == [] and not [r for r in caplog.records if "trying" in r.getMessage()]
