@@ -172,6 +172,7 @@ def build(
     compression: str = typer.Option("gzip", "--compression", help="gzip|zstd"),
     compression_level: int = typer.Option(-1, "--compression-level", help="gzip 1-9 or zstd 1-22 (default: the compressor's own)."),
     single_snapshot: bool = typer.Option(False, "--single-snapshot", help="Accepted for Kaniko compatibility (every step is snapshotted exactly)."),
+    jobs: int = typer.Option(0, "--jobs", "-j", help="Stages built at the same time (default 0: the CPUs this process may use, cgroup limit included)."),
     ignore_path: List[str] = typer.Option([], "--ignore-path", help="Path excluded from snapshots (repeatable)."),
     secret: List[str] = typer.Option([], "--secret", help="id=X,src=PATH or id=X,env=VAR for RUN --mount=type=secret."),
     ssh: List[str] = typer.Option([], "--ssh", help="default|ID=SOCKET for RUN --mount=type=ssh."),
@@ -228,7 +229,7 @@ def build(
             raise UserError(f"{flag}={value}: must be 0 or more (extra attempts)")
     if kaniko_dir is not None and os.path.lexists(kaniko_dir) and not kaniko_dir.is_dir():
         raise UserError(f"--kaniko-dir {kaniko_dir}: exists and is not a directory")
-    from .engine.builder import default_platform
+    from .engine.platforms import default_platform
     from .registry.auth import Keychain
     from .registry.client import RegistryClient
     from .cache.ttl import parse_ttl
@@ -246,7 +247,7 @@ def build(
         ignore_paths=list(ignore_path), secrets={s.id: s for s in map(parse_secret, secret)}, ssh=list(ssh),
         cache=cache, cache_repo=cache_repo, cache_dir=cache_dir, cache_ttl_seconds=parse_ttl(cache_ttl),
         cache_run_layers=cache_run_layers, cache_copy_layers=cache_copy_layers, no_push_cache=no_push_cache,
-        run_cache_dir=run_cache_dir.resolve() if run_cache_dir else None,
+        run_cache_dir=run_cache_dir.resolve() if run_cache_dir else None, jobs=_jobs(jobs),
     )
     ropts = _registry_options(insecure, insecure_pull, insecure_registry, skip_tls_verify, skip_tls_verify_pull,
                               skip_tls_verify_registry, registry_certificate, registry_client_cert, registry_mirror,
@@ -259,15 +260,21 @@ def build(
         run_build(opts, client)
 
 
+def _jobs(value: int) -> int | None:
+    if value < 0:
+        raise UserError(f"--jobs={value}: use a positive number of stages, or 0 for one per CPU")
+    return value or None
+
+
 def run_build(opts: BuildOptions, client) -> str:
     """Build, then write every requested output; returns the image digest."""
-    from .engine.builder import Builder
+    from .engine.build import Build
     from .oci.docker_archive import write_docker_archive
     from .oci.layout import write_oci_layout
     from .outputs import image_digest, local_blob_paths, push, tar_tags, write_digest_files
 
     t0 = time.monotonic()
-    builder = Builder(opts, client)
+    builder = Build(opts, client)
     try:
         result = builder.build()
         log.info("built image in %.2fs", time.monotonic() - t0)

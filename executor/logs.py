@@ -2,10 +2,43 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import logging
 import sys
 import time
+from collections.abc import Iterator
+
+_STAGE: contextvars.ContextVar[str] = contextvars.ContextVar("executor_stage", default="")
+
+
+@contextlib.contextmanager
+def stage_label(label: str) -> Iterator[None]:
+    """Prefix every log line of this thread (context) with ``[label]`` while inside ("" = none)."""
+    token = _STAGE.set(label)
+    try:
+        yield
+    finally:
+        _STAGE.reset(token)
+
+
+def current_stage() -> str:
+    """The stage label of the calling context ("" outside a stage)."""
+    return _STAGE.get()
+
+
+def _prefixed(record: logging.LogRecord) -> str:
+    label = getattr(record, "stage", "")
+    return f"[{label}] {record.getMessage()}" if label else record.getMessage()
+
+
+class StageFilter(logging.Filter):
+    """Stamps each record with the stage label of the context that logged it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.stage = _STAGE.get()
+        return True
 
 LEVELS = {"trace": 5, "debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
           "warning": logging.WARNING, "error": logging.ERROR, "fatal": logging.CRITICAL, "panic": logging.CRITICAL}
@@ -15,9 +48,11 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line: level, msg, time (RFC 3339), logger."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return json.dumps({"level": record.levelname.lower(), "msg": record.getMessage(),
-                           "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created)),
-                           "logger": record.name})
+        out = {"level": record.levelname.lower(), "msg": record.getMessage(),
+               "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.created)), "logger": record.name}
+        if getattr(record, "stage", ""):
+            out["stage"] = record.stage
+        return json.dumps(out)
 
 
 class TextFormatter(logging.Formatter):
@@ -36,7 +71,7 @@ class TextFormatter(logging.Formatter):
         if self.color:
             level = f"{self.COLORS.get(record.levelname, '')}{level}\033[0m"
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ ", time.gmtime(record.created)) if self.timestamps else ""
-        return f"{stamp}{level}[{record.name.removeprefix('executor.') or 'executor'}] {record.getMessage()}"
+        return f"{stamp}{level}[{record.name.removeprefix('executor.') or 'executor'}] {_prefixed(record)}"
 
 
 def setup_logging(verbosity: str = "info", fmt: str = "color", timestamps: bool = False) -> None:
@@ -47,6 +82,7 @@ def setup_logging(verbosity: str = "info", fmt: str = "color", timestamps: bool 
         raise ValueError(f"--log-format={fmt}: use text, color or json")
     logging.addLevelName(5, "TRACE")
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(StageFilter())
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .engine.builder import BuildResult
+from .engine.build import BuildResult
 from .errors import RegistryError, UserError
 from .oci.image import Layer, manifest_bytes, sha256_digest
 from .reference import Reference, parse_reference

@@ -156,7 +156,7 @@ def warm(
     log_timestamp: bool = typer.Option(False, "--log-timestamp"),
 ) -> None:
     """Download base images into --cache-dir so builds can use them without the registry."""
-    from .engine.builder import default_platform
+    from .engine.platforms import default_platform
     from .cache.ttl import parse_ttl
     from .cli import _registry_options, build_args_from
     from .logs import setup_logging

@@ -150,3 +150,10 @@ def tree_digest(path: Path, *, rel_in_context: str = "",
 def short(key: str) -> str:
     """The first 12 hex characters of a key, as logged."""
     return key[:12]
+
+
+def chain_key(prev: str, components: Mapping[str, str]) -> str:
+    """Next key of the chain after a step whose named key components are ``components``
+    (``{"instruction": "RUN make", "env.VERSION": "1.2", "source app/": "<digest>", ...}``;
+    see :class:`executor.engine.step.Prepared`). Order of the mapping does not matter."""
+    return _h({"v": KEY_VERSION, "prev": prev, "components": dict(sorted(components.items()))})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,6 +43,10 @@ class StageState:
     fs_index: FsIndex | None = None
     used_args: set[str] = field(default_factory=set)
     meta: dict[str, str | None] = field(default_factory=dict)  # global ARGs (visible once redeclared)
+    lazy: bool = False            # root not filled yet: the image's layers are only descriptors
+    key: str = ""                 # cache chain key after the last step
+    all_hit: bool = True          # every layer step so far came from the cache
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     @property
     def config(self) -> dict:

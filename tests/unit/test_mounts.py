@@ -9,11 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from executor.engine.steps.copy import CopySpec
-from executor.engine.steps.mounts import (MountError, MountSpec, RunMounts, drop_setup_only_dirs, parse_mount,
-                                            parse_size, ssh_sockets)
+from executor.engine.steps.copying import CopySpec
+from executor.dockerfile.mounts import MountError, MountSpec, parse_mount_flag, parse_size
+from executor.engine.steps.mounts import RunMounts, drop_setup_only_dirs, ssh_sockets
 from executor.fs.snapshot import FsIndex, diff
 from executor.options import SecretSource
+
+
+
+def parse_mount(value: str, workdir: str = "/", expand=None, ssh_index: int = 0) -> MountSpec:
+    """A ``--mount`` value as one RUN sees it: parsed at load time, then resolved for the RUN."""
+    return parse_mount_flag(value, ssh_index).resolved(workdir, expand or (lambda w: w))
+
 
 PARSE_CASES = [
     # value, workdir, expected fields

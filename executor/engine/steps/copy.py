@@ -1,282 +1,222 @@
-"""COPY and ADD: copy sources into the stage root following Docker's destination rules.
+"""COPY and ADD steps: resolve sources once, key on exactly those, copy them into the root.
 
-Sources: Docker Dockerfile reference (COPY, ADD): a directory source copies its contents;
-several sources (or a wildcard) need a destination ending in ``/``; a destination ending
-in ``/`` or naming an existing directory receives ``basename(src)``; files from the
-context become 0:0 unless ``--chown``; ``COPY --from`` keeps owners; mtimes are kept;
-symlinks inside copied directories stay symlinks; hardlinks stay hardlinks.
+Sources: Docker Dockerfile reference (COPY, ADD). ``prepare`` expands every word and matches
+the build-context sources (``.dockerignore`` applied); the cache key is made from those very
+matches (content, mode, owner of every file), and ``execute`` copies the same matches.
+Sources from another stage or an image (``--from``) are keyed by that stage's chain key or
+the image digest and matched in its root when the step runs. ADD also fetches URLs
+(``--checksum`` verified) and unpacks local tar archives.
 """
 
 from __future__ import annotations
 
-import errno
+import hashlib
 import os
 import posixpath
-import shutil
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ...context import Context, SourceMatch
+from ...cache.keys import tree_digest
+from ...context import SourceMatch, has_wildcard, match_sources
+from ...dockerfile import instructions as di
+from ...dockerfile.shell import expand_heredoc
 from ...errors import BuildError
-from ...fs.paths import make_dirs, relpath_in_root, resolve_in_root
-
-XATTR_PREFIXES = ("user.", "security.capability", "trusted.")
-
-
-@dataclass
-class CopySpec:
-    """One COPY/ADD after expansion and source matching.
-
-    ``dest`` is absolute in the image; a trailing ``/`` means "into this directory".
-    ``chown`` is (uid, gid) or None; ``chmod`` an int mode or None; ``keep_owner`` is True for
-    ``--from`` sources; ``filter`` is the .dockerignore-aware context for context sources.
-    ``excludes`` are ``--exclude`` patterns relative to each source.
-    """
-
-    sources: list[SourceMatch]
-    dest: str
-    chown: tuple[int, int] | None = None
-    chmod: int | None = None
-    keep_owner: bool = False
-    context: Context | None = None
-    excludes: list[str] = field(default_factory=list)
-    wildcard: bool = False
-    parents: bool = False
-    pivots: dict[str, str] = field(default_factory=dict)  # --parents: source rel -> leading part to drop
-
-    def parents_rel(self, rel: str) -> str:
-        """The path a ``--parents`` source keeps under the destination: ``rel`` minus the part
-        before a ``/./`` pivot in its pattern (``COPY --parents ./x/./y/a.txt /d/`` -> ``/d/y/a.txt``)."""
-        cut = self.pivots.get(rel, "")
-        return rel[len(cut):].lstrip("/") if cut and (rel == cut or rel.startswith(cut + "/")) else rel
+from ...fs.paths import clean_abs, resolve_in_root
+from ...fs.snapshot import ChangeSet, FsIndex, diff
+from ..step import Prepared
+from ..users import resolve_chown
+from .archives import download_to, is_git_url, open_archive, verify_file_checksum
+from .copying import CopySpec, copy_into_root, write_heredoc_file
+from .workdir import ensure_dir
 
 
 @dataclass
-class _CopyState:
-    root: Path
-    spec: CopySpec
-    written: list[str] = field(default_factory=list)
-    links: dict[tuple[int, int], Path] = field(default_factory=dict)
-    dir_times: list[tuple[Path, int, int]] = field(default_factory=list)
+class _Source:
+    """One source word after expansion: a heredoc, a URL, or a pattern (with its context matches)."""
+
+    raw: str
+    pattern: str
+    heredoc: di.Heredoc | None = None
+    url: bool = False
+    matches: list[SourceMatch] = field(default_factory=list)
 
 
-def _flag_excluded(spec: CopySpec, rel_in_source: str, rel_in_context: str, is_dir: bool) -> bool:
-    """``--exclude``: Go filepath.Match patterns (``**`` and a matching parent directory count, as in
-    .dockerignore) against the path relative to the copied source directory, or the source path
-    as written in the instruction (Docker Dockerfile reference, COPY --exclude)."""
-    if not spec.excludes:
-        return False
-    from ...dockerfile.ignore import DockerIgnore
-    matcher = spec.__dict__.get("_exclude_matcher")
-    if matcher is None:
-        matcher = spec.__dict__["_exclude_matcher"] = DockerIgnore.from_lines(spec.excludes)
-    if rel_in_source and matcher.excluded(rel_in_source, is_dir):
-        return True
-    return bool(rel_in_context) and rel_in_context != rel_in_source and matcher.excluded(rel_in_context, is_dir)
+def _heredoc_name(raw: str) -> str:
+    return raw.lstrip("<-").strip("'\"")
 
 
-def _excluded(spec: CopySpec, rel_in_source: str, rel_in_context: str, is_dir: bool) -> bool:
-    return spec.context is not None and spec.context.excluded(rel_in_context, is_dir)
+@dataclass
+class CopyStep:
+    """COPY or ADD (``instruction`` is a :class:`~executor.dockerfile.instructions.FileCopy`)."""
 
+    instruction: di.FileCopy
 
-def _mkdirs(state: _CopyState, dest_dir: str) -> Path:
-    """Create ``dest_dir`` (absolute in image) and missing parents, owned by --chown or 0:0."""
-    uid, gid = state.spec.chown if state.spec.chown else (0, 0)
-    state.written += make_dirs(state.root, dest_dir, uid, gid, "COPY")
-    return resolve_in_root(state.root, dest_dir)
+    @property
+    def is_add(self) -> bool:
+        return isinstance(self.instruction, di.Add)
 
-
-def _copy_xattrs(src: Path, dst: Path) -> None:
-    try:
-        names = os.listxattr(src, follow_symlinks=False)
-    except OSError:
-        return
-    for name in names:
-        if name.startswith(XATTR_PREFIXES):
-            try:
-                os.setxattr(dst, name, os.getxattr(src, name, follow_symlinks=False), follow_symlinks=False)
-            except OSError:
-                pass
-
-
-def _remove_existing(dst: Path, new_is_dir: bool) -> None:
-    try:
-        st = dst.lstat()
-    except FileNotFoundError:
-        return
-    if stat.S_ISDIR(st.st_mode):
-        if new_is_dir:
-            return
-        shutil.rmtree(dst)
-    else:
-        dst.unlink()
-
-
-def _owner(state: _CopyState, st: os.stat_result) -> tuple[int, int]:
-    if state.spec.chown is not None:
-        return state.spec.chown
-    if state.spec.keep_owner:
-        return st.st_uid, st.st_gid
-    return 0, 0
-
-
-def _copy_one(state: _CopyState, src: Path, dst: Path, st: os.stat_result) -> None:
-    """Copy one non-directory entry ``src`` (lstat ``st``) to host path ``dst``."""
-    mode = stat.S_IMODE(st.st_mode)
-    uid, gid = _owner(state, st)
-    key = (st.st_dev, st.st_ino)
-    _remove_existing(dst, False)
-    if stat.S_ISREG(st.st_mode) and st.st_nlink > 1 and key in state.links:
-        os.link(state.links[key], dst)
-        state.written.append(relpath_in_root(state.root, dst))
-        return
-    if stat.S_ISLNK(st.st_mode):
-        os.symlink(os.readlink(src), dst)
-        os.lchown(dst, uid, gid)
-    elif stat.S_ISREG(st.st_mode):
-        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    def _chmod(self, ctx) -> int | None:
+        raw = self.instruction.chmod
+        if not raw:
+            return None
+        value = ctx.expand(raw)
         try:
-            with open(src, "rb") as fsrc, os.fdopen(fd, "wb", closefd=False) as fdst:
-                shutil.copyfileobj(fsrc, fdst, 1 << 20)
-            os.fchown(fd, uid, gid)
-            os.fchmod(fd, state.spec.chmod if state.spec.chmod is not None else mode)
-        finally:
-            os.close(fd)
-        _copy_xattrs(src, dst)
-        if st.st_nlink > 1:
-            state.links[key] = dst
-    elif stat.S_ISFIFO(st.st_mode) or stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
-        os.mknod(dst, st.st_mode, st.st_rdev)
-        os.lchown(dst, uid, gid)
-    else:  # sockets are not copied (as Docker)
-        return
-    os.utime(dst, ns=(st.st_mtime_ns, st.st_mtime_ns), follow_symlinks=False)
-    state.written.append(relpath_in_root(state.root, dst))
+            return int(value, 8)
+        except ValueError:
+            raise ctx.err(f"--chmod={value}: only octal modes (e.g. 0755) are supported") from None
 
-
-def _copy_dir_contents(state: _CopyState, src_dir: Path, dst_dir: Path, rel_src: str, rel_ctx: str) -> None:
-    try:
-        entries = sorted(os.scandir(src_dir), key=lambda e: e.name)
-    except OSError as e:
-        raise BuildError(f"cannot read source directory {rel_ctx or '.'}: {e.strerror}") from e
-    for entry in entries:
-        r_src = posixpath.join(rel_src, entry.name) if rel_src else entry.name
-        r_ctx = posixpath.join(rel_ctx, entry.name) if rel_ctx else entry.name
-        st = entry.stat(follow_symlinks=False)
-        is_dir = stat.S_ISDIR(st.st_mode)
-        if _flag_excluded(state.spec, r_src, r_ctx, is_dir):
-            continue
-        ignored_dir = False
-        if _excluded(state.spec, r_src, r_ctx, is_dir):
-            if not (is_dir and state.spec.context is not None and state.spec.context.descend(r_ctx)):
+    def _sources(self, ctx, from_tree) -> list[_Source]:
+        ins = self.instruction
+        heredocs = {h.name: h for h in ins.heredocs}
+        out: list[_Source] = []
+        for raw in ins.sources:
+            if raw.startswith("<<"):
+                h = heredocs.get(_heredoc_name(raw))
+                if h is None:
+                    raise ctx.err(f"heredoc {raw} has no body")
+                out.append(_Source(raw=raw, pattern=raw, heredoc=h))
                 continue
-            ignored_dir = True  # entered only because an exception may re-include something inside
-        dst = dst_dir / entry.name
-        if is_dir:
-            existed = os.path.lexists(dst)
-            mark = len(state.written)
-            _make_dir(state, dst, st)
-            _copy_dir_contents(state, Path(entry.path), dst, r_src, r_ctx)
-            if ignored_dir and not existed and len(state.written) == mark + 1:
-                # Nothing inside was re-included: BuildKit's context walker creates an ignored
-                # directory only as the parent of an included path, so it must not appear.
-                os.rmdir(dst)
-                state.written.pop()
-                state.dir_times = [t for t in state.dir_times if t[0] != dst]
-        else:
-            _copy_one(state, Path(entry.path), dst, st)
+            pattern = ctx.expand(raw)
+            if self.is_add and is_git_url(pattern):
+                raise ctx.err(f"ADD {pattern}: adding a git repository is not supported; clone it in an "
+                              f"earlier stage (RUN git clone ...) and COPY --from that stage")
+            src = _Source(raw=raw, pattern=pattern, url=self.is_add and "://" in pattern)
+            if not src.url and from_tree is None:
+                src.matches = match_sources(ctx.opts.context, pattern, ctx.build.context, ctx.where())
+            out.append(src)
+        return out
 
+    def prepare(self, ctx) -> Prepared:
+        ins, state = self.instruction, ctx.state
+        frm = ctx.expand(ins.from_) if isinstance(ins, di.Copy) and ins.from_ else ""
+        tree = ctx.tree(frm) if frm else None
+        chown_text = ctx.expand(ins.chown) if ins.chown else ""
+        chmod = self._chmod(ctx)
+        dest = clean_abs(ctx.expand(ins.dest), state.workdir)
+        if ins.dest.endswith("/") and not dest.endswith("/"):
+            dest += "/"
+        excludes = [ctx.expand(e) for e in ins.excludes]
+        checksum = ctx.expand(ins.checksum) if isinstance(ins, di.Add) and ins.checksum else ""
+        sources = self._sources(ctx, tree)
+        heredoc_env = state.expansion_env()
+        parents = isinstance(ins, di.Copy) and ins.parents
 
-def _make_dir(state: _CopyState, dst: Path, st: os.stat_result) -> None:
-    _remove_existing(dst, True)
-    if not dst.is_dir():
-        os.mkdir(dst, 0o700)
-    uid, gid = _owner(state, st)
-    os.lchown(dst, uid, gid)
-    os.chmod(dst, state.spec.chmod if state.spec.chmod is not None else stat.S_IMODE(st.st_mode))
-    _copy_xattrs(Path(dst), dst)
-    state.dir_times.append((dst, st.st_mtime_ns, st.st_mtime_ns))
-    state.written.append(relpath_in_root(state.root, dst))
+        def body(src: _Source) -> str:
+            h = src.heredoc
+            assert h is not None
+            return expand_heredoc(h.content, heredoc_env) if h.expand else h.content
 
+        def components() -> dict[str, str] | None:
+            out = {"instruction": ins.keyword, "dest": dest, "workdir": state.workdir, "chown": chown_text,
+                   "chmod": "" if chmod is None else oct(chmod), "link": str(ins.link), "parents": str(parents),
+                   "exclude": "\n".join(excludes), "from": tree.cache_id if tree else ""}
+            for i, src in enumerate(sources):
+                name = f"source {i} {src.pattern}"
+                if src.heredoc is not None:
+                    out[name] = "heredoc:" + hashlib.sha256(body(src).encode()).hexdigest()
+                elif src.url:
+                    if not checksum:
+                        return None
+                    out[name] = f"url@{checksum}"
+                elif tree is None:
+                    ctx_ = ctx.build.context
+                    out[name] = " ".join(m.rel + ":" + tree_digest(m.path, rel_in_context=m.rel,
+                                                                   excluded=ctx_.excluded, descend=ctx_.descend)
+                                         for m in src.matches)
+                else:
+                    out[name] = src.pattern  # the source stage's key / image digest covers its content
+            return out
 
-def _source_stat(spec: CopySpec, src: SourceMatch, what: str) -> tuple[Path, os.stat_result]:
-    """The host path to copy for top-level source ``src`` (its symlinks followed) and its lstat.
+        def execute() -> ChangeSet:
+            chown = resolve_chown(state.root, chown_text) if chown_text else None
+            written = self._execute(ctx, sources, tree, dest, chown, chmod, excludes, checksum, parents, body)
+            written = sorted(set(written))
+            if state.fs_index is not None:
+                state.fs_index.update(state.root, written)
+            return ChangeSet(changed=tuple(written), deleted=())
 
-    A stage or image source was resolved inside its own root by match_sources (chroot
-    semantics); following it again with the host's realpath would read host files through an
-    absolute symlink, so it is used as is. A context source has been checked to stay inside
-    the context.
-    """
-    path = src.path if spec.context is None else Path(os.path.realpath(src.path))
-    try:
-        return path, os.lstat(path)
-    except OSError as e:
-        raise BuildError(f"{what}: source {src.rel or '.'!r}: {e.strerror}") from None
+        return Prepared(created_by=ins.text.strip(), components=components, execute=execute, cache_class="copy")
 
+    def _execute(self, ctx, sources: list[_Source], tree, dest: str, chown, chmod, excludes, checksum: str,
+                 parents: bool, body) -> list[str]:
+        state, what = ctx.state, ctx.where()
+        written: list[str] = []
+        for src in sources:
+            if src.heredoc is not None:
+                written += write_heredoc_file(state.root, dest, src.heredoc.name, body(src), chown, chmod)
+        files = [s for s in sources if s.heredoc is None]
+        if not files:
+            return written
+        root_of_tree = tree.root() if tree is not None else None
+        matches: list[SourceMatch] = []
+        wildcard = False
+        pivots: dict[str, str] = {}
+        for src in files:
+            if src.url:
+                written += self._add_url(ctx, src.pattern, dest, chown, chmod, checksum)
+                continue
+            wildcard = wildcard or has_wildcard(src.pattern)
+            found = src.matches if root_of_tree is None else match_sources(root_of_tree, src.pattern, None, what)
+            if "/./" in src.pattern:  # --parents pivot: keep only the path after "/./"
+                cut = posixpath.normpath("/" + src.pattern.split("/./")[0]).lstrip("/")
+                pivots.update({m.rel: cut for m in found})
+            matches += found
+        if not matches:
+            return written
+        if checksum:  # Docker: URLs only; a local file is verified the same way (a strict superset)
+            local = matches
+            if len(local) != 1:
+                raise ctx.err("ADD --checksum needs exactly one source file")
+            try:
+                verify_file_checksum(local[0].path, checksum)
+            except BuildError as e:
+                raise ctx.err(f"ADD {local[0].rel}: {e}") from None
+        if self.is_add:
+            archives = [m for m in matches if _is_archive(m.path)]
+            for m in archives:
+                written += self._add_archive(ctx, m.path, dest, chown)
+            matches = [m for m in matches if m not in archives]
+        if matches:
+            spec = CopySpec(sources=matches, dest=dest, chown=chown, chmod=chmod, keep_owner=tree is not None,
+                            context=ctx.build.context if tree is None else None, excludes=excludes,
+                            wildcard=wildcard, pivots=pivots, parents=parents)
+            written += copy_into_root(state.root, spec, what)
+        return written
 
-def copy_into_root(root: Path, spec: CopySpec, what: str) -> list[str]:
-    """Perform the copy; returns the written paths relative to ``root`` (parents first).
+    def _add_archive(self, ctx, path: Path, dest: str, chown) -> list[str]:
+        from ...layers.extract import apply_layer
+        root = ctx.state.root
+        target_dir = dest.rstrip("/") or "/"
+        host = resolve_in_root(root, target_dir)
+        created = ensure_dir(ctx, target_dir) if not host.is_dir() else []
+        host = resolve_in_root(root, target_dir)
+        before = FsIndex.scan(host)
+        stream = open_archive(path)
+        if stream is None:
+            raise BuildError(f"ADD {path.name}: not a readable tar archive")
+        with stream:
+            apply_layer(stream, host, same_owner=True)
+        after = FsIndex.scan(host)
+        rel_base = os.path.relpath(host, root)
+        changed = diff(before, after).changed
+        out = list(created) + [posixpath.normpath(posixpath.join(rel_base, c)) if c else rel_base for c in changed]
+        if chown:
+            for rel in out:
+                os.lchown(root / rel, *chown)
+        return out
 
-    Raises BuildError for destination rule violations (several sources into a non-directory).
-    """
-    state = _CopyState(root=root, spec=spec)
-    many = len(spec.sources) > 1 or spec.wildcard
-    dest_is_dir = spec.dest.endswith("/")
-    if len(spec.sources) > 1 and not dest_is_dir:
-        raise BuildError(f"{what}: when using COPY with more than one source file, "
-                         f"the destination must be a directory and end with a /")
-    dest = spec.dest.rstrip("/") or "/"
-    for src in spec.sources:
-        host_src, st = _source_stat(spec, src, what)
-        if src.rel and _flag_excluded(spec, src.rel, src.rel, stat.S_ISDIR(st.st_mode)):
-            continue  # a source matched by the pattern but named by --exclude (COPY --exclude=*.md hom* /d/)
-        prel = spec.parents_rel(src.rel) if spec.parents else ""
-        if stat.S_ISDIR(st.st_mode):
-            target = dest
-            if prel:
-                target = posixpath.join(dest, prel)
-            dst_host = _mkdirs(state, target)
-            _copy_dir_contents(state, host_src, dst_host, "", src.rel if src.ctx_rel is None else src.ctx_rel)
-            continue
-        if prel:
-            target_dir = posixpath.join(dest, posixpath.dirname(prel))
-            final = posixpath.join(target_dir, posixpath.basename(prel))
-        elif dest_is_dir or many:
-            target_dir, final = dest, posixpath.join(dest, posixpath.basename(src.rel or host_src.name))
-        else:
-            existing = resolve_in_root(root, dest)
-            if existing.is_dir():
-                target_dir, final = dest, posixpath.join(dest, posixpath.basename(src.rel or host_src.name))
-            else:
-                target_dir, final = posixpath.dirname(dest) or "/", dest
-        _mkdirs(state, target_dir)
-        dst_host = resolve_in_root(root, final, follow_final=False)
-        _copy_one(state, host_src, dst_host, st)
-    for path, atime, mtime in reversed(state.dir_times):
+    def _add_url(self, ctx, url: str, dest: str, chown, chmod, checksum: str) -> list[str]:
+        tmp = ctx.build.store.tmp_path(f"download-{os.getpid()}-{id(self)}-{ctx.build.unique('d').name}")
         try:
-            os.utime(path, ns=(atime, mtime), follow_symlinks=False)
-        except OSError as e:
-            if e.errno != errno.ENOENT:
-                raise
-    return sorted(set(state.written))
+            return download_to(ctx.state.root, url, dest, chown, chmod, checksum or None, tmp)
+        except BuildError as e:
+            raise BuildError(f"{ctx.ins.location}: ADD {url}: {e}") from None
 
 
-def write_heredoc_file(root: Path, dest: str, name: str, content: str, chown: tuple[int, int] | None,
-                       chmod: int | None) -> list[str]:
-    """``COPY <<EOF /dest``: write ``content`` as a file (``dest`` ending in ``/`` gets ``name``)."""
-    state = _CopyState(root=root, spec=CopySpec(sources=[], dest=dest, chown=chown, chmod=chmod))
-    final = posixpath.join(dest, name) if dest.endswith("/") else dest
-    _mkdirs(state, posixpath.dirname(final) or "/")
-    dst = resolve_in_root(root, final, follow_final=False)
-    _remove_existing(dst, False)
-    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-    try:
-        os.write(fd, content.encode())
-        uid, gid = chown or (0, 0)
-        os.fchown(fd, uid, gid)
-        os.fchmod(fd, chmod if chmod is not None else 0o644)
-    finally:
-        os.close(fd)
-    state.written.append(relpath_in_root(root, dst))
-    return sorted(set(state.written))
+def _is_archive(path: Path) -> bool:
+    """True for a local tar archive ADD must unpack: tar, or tar compressed with gzip, bzip2, xz or zstd."""
+    stream = open_archive(path)
+    if stream is None:
+        return False
+    stream.close()
+    return True

@@ -1,0 +1,27 @@
+"""The layer-cache store protocol: what the engine's cache wrapper needs from a backend.
+
+Two backends implement it: :class:`executor.cache.registry_store.LayerCache` (a registry
+repository, ``--cache-repo REGISTRY/REPO``) and
+:class:`executor.cache.layout_store.LayoutLayerCache` (an OCI image layout on disk,
+``--cache-repo oci:/path``).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ..oci.image import Layer
+from .entry import CacheHit
+
+
+class LayerStore(Protocol):
+    """A cache of step results by 64-hex chain key. Lookups never raise (absent, expired or
+    unreadable entries are misses); stores run in the background and only warn on failure."""
+
+    def lookup(self, key: str) -> CacheHit | None: ...
+
+    def lookup_config(self, key: str) -> dict | None: ...
+
+    def store(self, key: str, layer: Layer | None, created_by: str, config: dict | None = None) -> None: ...
+
+    def close(self) -> None: ...

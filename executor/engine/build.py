@@ -1,0 +1,138 @@
+"""One build: read -> plan -> schedule stages (concurrently) -> the target's image.
+
+Data flows one way: the typed Dockerfile and the options make a :class:`~.plan.BuildPlan`;
+the scheduler runs a :class:`~.stage.StageBuilder` per needed stage as soon as the stages it
+reads are done; the target stage's image (config + layers, blobs local or still in their
+source repository) is handed to the outputs in a :class:`BuildResult`, with the record of
+every step.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from ..context import Context
+from ..dockerfile.ignore import DockerIgnore, find_dockerignore
+from ..dockerfile.instructions import Run
+from ..logs import stage_label
+from ..oci.image import Image
+from ..options import BuildOptions
+from ..registry.client import RegistryClient
+from .cached import open_step_cache
+from .images import BlobStore, ImageSource
+from .plan import BuildPlan, plan_build, read_dockerfile
+from .scheduler import available_cpus, run_graph
+from .stage import BuildServices, StageBuilder
+from .state import PROXY_ARGS
+from .step import BuildRecord
+
+log = logging.getLogger("executor.engine")
+
+
+@dataclass
+class BuildResult:
+    """The built image, where its blobs are, and what happened.
+
+    ``source`` fetches any layer still only in its source repository; ``record`` lists every
+    step (cache use, key, timings); ``stages_built`` the stage indexes built, in file order.
+    """
+
+    image: Image
+    store: BlobStore
+    source: ImageSource
+    record: BuildRecord = field(default_factory=BuildRecord)
+    stages_built: list[int] = field(default_factory=list)
+
+
+def _epoch(opts: BuildOptions) -> int | None:
+    if not opts.reproducible:
+        return None
+    if opts.source_date_epoch is not None:
+        return opts.source_date_epoch
+    return int(os.environ.get("SOURCE_DATE_EPOCH", "0") or 0)
+
+
+class Build:
+    """Builds ``options.dockerfile`` in ``options.context`` with images pulled through ``client``.
+
+    ``build()`` returns a :class:`BuildResult` or raises a UserError subclass
+    (DockerfileError, BuildError, RunFailed, RegistryError); ``cleanup()`` removes the work
+    directory (call it after the outputs are written).
+    """
+
+    def __init__(self, options: BuildOptions, client: RegistryClient, stdout: TextIO | None = None,
+                 stderr: TextIO | None = None):
+        self.opts = options
+        self.client = client
+        self.stdout, self.stderr = stdout, stderr
+        self.work = Path(options.work_dir) if options.work_dir else Path(tempfile.mkdtemp(prefix="executor-"))
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.store = BlobStore(self.work / "blobs")
+        self.services: BuildServices | None = None
+
+    def build(self) -> BuildResult:
+        opts = self.opts
+        df = read_dockerfile(opts.dockerfile)
+        plan = plan_build(df, opts)
+        for w in df.warnings:
+            log.warning("%s", w)
+        skipped = [s.index for s in df.stages if s.index not in plan.order]
+        if skipped:
+            log.info("skipping stages the target does not need: %s", ", ".join(map(str, skipped)))
+        ignore_file = find_dockerignore(opts.context, opts.dockerfile)
+        from ..cache.base_images import open_local_cache
+        b = self.services = BuildServices(
+            opts=opts, client=self.client, plan=plan, work=self.work, store=self.store,
+            context=Context(opts.context, DockerIgnore.from_file(ignore_file)),
+            cache=open_step_cache(opts, self.client), record=BuildRecord(), epoch=_epoch(opts),
+            stdout=self.stdout, stderr=self.stderr,
+            local_cache=open_local_cache(opts.cache_dir, opts.cache_ttl_seconds))
+        runs = [i for n in plan.order for i in plan.nodes[n].stage.instructions if isinstance(i, Run)]
+        if runs:  # probe privileges now, in the main thread, before stage threads exist
+            b.detect_isolation(any(str(r.network) == "none" for r in runs))
+        jobs = opts.jobs or available_cpus()
+        if len(plan.order) > 1:
+            log.info("building %d stages, up to %d at a time (--jobs)", len(plan.order), jobs)
+
+        def build_stage(index: int) -> None:
+            node = plan.nodes[index]
+            with stage_label(node.label if len(plan.order) > 1 else ""):
+                StageBuilder(b, node).run()
+
+        run_graph(plan.order, {i: plan.nodes[i].deps for i in plan.order}, build_stage, jobs,
+                  on_abort=b.abort)
+        self._warn_unused(plan)
+        target = b.states[plan.target]
+        img = target.image
+        if opts.labels:
+            labels = dict(img.container_config.get("Labels") or {})
+            labels.update(opts.labels)
+            img.container_config["Labels"] = labels
+        img.config["created"] = b.created()
+        if b.cache is not None:
+            b.cache.finalize(target, opts.labels)
+        b.record.finished = time.time()
+        return BuildResult(image=img, store=self.store, source=b.source(plan.nodes[plan.target].platform),
+                           record=b.record, stages_built=plan.order)
+
+    def _warn_unused(self, plan: BuildPlan) -> None:
+        unused = set(self.opts.build_args) - plan.used_build_args - set(PROXY_ARGS)
+        if unused:
+            log.warning("build args were not consumed by any ARG: %s", ", ".join(sorted(unused)))
+
+    def cleanup(self) -> None:
+        """Wait for background cache writes, close sources, remove the work directory when ours."""
+        b = self.services
+        if b is not None:
+            if b.cache is not None:
+                b.cache.close()  # background cache pushes read blobs from the work directory
+            b.close()
+        if self.opts.cleanup:
+            shutil.rmtree(self.work, ignore_errors=True)

@@ -1,0 +1,421 @@
+"""Build one stage: its base state, then each instruction's step through the cache, then its image.
+
+Per-build services (:class:`BuildServices`) are shared by concurrently running stages; each
+stage has its own :class:`StageState` (root directory, image, ARGs). A stage's root is
+*lazy* while every step so far came from the cache (only descriptors exist); it is filled
+(downloaded and unpacked) the first time a step or another stage needs its files.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from ..context import Context
+from ..dockerfile.instructions import Instruction, load_dockerfile
+from ..errors import BuildError, DockerfileError
+from ..fs.snapshot import ChangeSet, FsIndex
+from ..layers.writer import write_layer
+from ..oci.image import Image, Layer
+from ..options import BuildOptions
+from ..registry.client import RegistryClient
+from .cached import StepCache
+from .expand import Expand, expander, line_error
+from .images import BlobStore, ImageSource, apply_verified_layer
+from .isolation import Isolation
+from .plan import BuildPlan, StageNode
+from .state import StageState
+from .step import BuildRecord, CacheUse, Prepared, StepRecord
+from .steps import step_for
+
+log = logging.getLogger("executor.engine")
+
+SNAPSHOT_EXCLUDE = ("proc", "sys", "dev")
+SHOWN_MAX = 200
+
+
+def shorten(text: str, limit: int = SHOWN_MAX) -> str:
+    """The first line of an instruction (or any text) cut to ``limit`` characters, for errors and logs."""
+    lines = text.strip().splitlines()
+    first = lines[0] if lines else ""
+    if len(first) > limit:
+        return first[:limit] + f"... ({len(first)} characters)"
+    return first
+
+
+@dataclass
+class BuildServices:
+    """What every stage of one build shares. Thread-safe where stages meet (sources, records,
+    image roots, build-arg bookkeeping)."""
+
+    opts: BuildOptions
+    client: RegistryClient
+    plan: BuildPlan
+    work: Path
+    store: BlobStore
+    context: Context
+    cache: StepCache | None
+    record: BuildRecord
+    epoch: int | None
+    stdout: TextIO | None = None
+    stderr: TextIO | None = None
+    states: dict[int, StageState] = field(default_factory=dict)
+    local_cache: Any = None
+    isolation: Isolation | None = None
+    _sources: dict[str, ImageSource] = field(default_factory=dict)
+    _lock: threading.RLock = field(default_factory=threading.RLock)
+    _seq: int = 0
+
+    def source(self, platform: str) -> ImageSource:
+        """The image source resolving for ``platform`` (indexes select that platform's manifest)."""
+        with self._lock:
+            if platform not in self._sources:
+                self._sources[platform] = ImageSource(client=self.client, store=self.store, platform=platform,
+                                                      local_cache=self.local_cache)
+            return self._sources[platform]
+
+    def unique(self, prefix: str) -> Path:
+        """A fresh path in the work directory (not created)."""
+        with self._lock:
+            self._seq += 1
+            return self.work / f"{prefix}-{self._seq}"
+
+    def created(self) -> str:
+        """RFC 3339 UTC time for config/history: now, or SOURCE_DATE_EPOCH with --reproducible."""
+        if self.epoch is not None:
+            return _dt.datetime.fromtimestamp(self.epoch, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+    def history(self, created_by: str) -> dict:
+        return {"created": self.created(), "created_by": created_by, "comment": "executor"}
+
+    def note_build_arg(self, name: str) -> None:
+        with self._lock:
+            self.plan.used_build_args.add(name)
+
+    def image_root(self, ref_text: str, platform: str) -> Path:
+        """An image's files unpacked once per build (for ``COPY --from=<image>`` and mounts)."""
+        key = ref_text.replace("/", "_").replace(":", "_").replace("@", "_")
+        root = self.work / "images" / key
+        with self._lock:
+            if not root.exists():
+                tmp = root.with_name(key + ".partial")
+                if tmp.exists():
+                    shutil.rmtree(tmp)
+                tmp.mkdir(parents=True)
+                src = self.source(platform)
+                src.unpack(src.image(ref_text), tmp)
+                os.rename(tmp, root)
+        return root
+
+    def detect_isolation(self, needs_network_probe: bool = False) -> Isolation:
+        """Choose the RUN isolation once (``--run-isolation``, probed when auto) and log it."""
+        with self._lock:
+            if self.isolation is None:
+                self.isolation = Isolation.detect(self.opts.run_isolation, needs_network_probe)
+            return self.isolation
+
+    def isolation_for(self) -> Isolation:
+        """The build's RUN isolation (detected now if no RUN was known before the stages ran)."""
+        return self.isolation or self.detect_isolation(True)
+
+    def context_digest(self, rel: str) -> str:
+        """Digest of the build-context path ``rel`` ('' = all of it; .dockerignore applied)."""
+        from ..cache.keys import tree_digest
+        host = self.opts.context / rel if rel else self.opts.context
+        try:
+            return "context:" + rel + ":" + tree_digest(host, rel_in_context=rel, excluded=self.context.excluded,
+                                                        descend=self.context.descend)
+        except OSError:
+            return "context:" + rel + ":missing"
+
+    def abort(self) -> None:
+        """Stop running RUN steps: SIGKILL the process group of every child of this process
+        (each RUN's sandbox leads its own session), so stage threads return promptly."""
+        me = str(os.getpid())
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[1] == me:
+                try:
+                    os.killpg(int(entry), 9)
+                except (ProcessLookupError, PermissionError):
+                    pass
+
+    def snapshot_exclude(self) -> list[str]:
+        return list(SNAPSHOT_EXCLUDE) + [p.strip("/") for p in self.opts.ignore_paths]
+
+    def close(self) -> None:
+        for src in self._sources.values():
+            src.close()
+
+
+@dataclass
+class SourceTree:
+    """A tree another stage or an image provides (``--from``, ``--mount from=``): ``cache_id``
+    names its content for cache keys; :meth:`root` fills and returns its directory."""
+
+    cache_id: str
+    _root: Any  # Callable[[], Path]
+
+    def root(self) -> Path:
+        return self._root()
+
+
+@dataclass
+class StepContext:
+    """What a step's ``prepare`` may use: the stage (state, node), the instruction, word
+    expansion with the stage's variables, and the build's services."""
+
+    build: BuildServices
+    node: StageNode
+    state: StageState
+    ins: Instruction
+    expand: Expand
+    stage_builder: "StageBuilder"
+
+    @property
+    def opts(self) -> BuildOptions:
+        return self.build.opts
+
+    def err(self, message: str) -> DockerfileError:
+        return line_error(self.ins, message)
+
+    def where(self) -> str:
+        return f"{self.ins.location}: {self.ins.keyword}"
+
+    def ensure_root(self) -> Path:
+        """The stage root, filled if it was lazy."""
+        self.stage_builder.materialize(self.state)
+        return self.state.root
+
+    def fs_index(self) -> FsIndex:
+        """The current stage root's index (scanned once, then kept up to date by steps)."""
+        st = self.state
+        if st.fs_index is None:
+            st.fs_index = FsIndex.scan(st.root, exclude=self.build.snapshot_exclude())
+        return st.fs_index
+
+    def tree(self, word: str) -> SourceTree:
+        """The stage (by name or index, defined earlier) or image ``word`` names."""
+        from ..cache.keys import image_source, stage_source
+        plan = self.build.plan
+        ref = plan.stage_ref(word, self.node.index)
+        if ref is not None:
+            other = self.build.states[ref]
+            return SourceTree(stage_source(other.key), lambda: self.stage_builder.materialize(other) or other.root)
+        if word.lower() in plan.names:
+            raise self.err(f"--from={word}: stage {word!r} is defined after this one")
+        platform = self.node.platform
+        src = self.build.source(platform)
+        return SourceTree(image_source(src.resolve(word)[0].digest),
+                          lambda: self.build.image_root(word, platform))
+
+    def scratch(self) -> Path:
+        """A fresh scratch directory in the work dir (removed with it)."""
+        p = self.build.unique("scratch")
+        p.mkdir(parents=True)
+        return p
+
+
+class StageBuilder:
+    """Builds the stage ``node`` of ``build.plan`` into ``build.states[node.index]``."""
+
+    def __init__(self, build: BuildServices, node: StageNode):
+        self.build = build
+        self.node = node
+        self.exported = node.index in build.plan.exported
+        self._materialize_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ base
+    def _new_root(self) -> Path:
+        root = self.build.work / "stages" / str(self.node.index) / "rootfs"
+        if root.exists():
+            shutil.rmtree(root)
+        root.mkdir(parents=True)
+        os.chmod(root, 0o755)
+        return root
+
+    def base_state(self) -> StageState:
+        b, node = self.build, self.node
+        if node.parent is not None:
+            parent = b.states[node.parent]
+            image = parent.image.copy()
+            if parent.lazy:  # parent never unpacked: stay lazy too
+                root = self._new_root()
+                st = StageState(index=node.index, name=node.stage.name, root=root, image=image, lazy=True)
+            else:
+                root = b.work / "stages" / str(node.index) / "rootfs"
+                root.parent.mkdir(parents=True, exist_ok=True)
+                if b.plan.referrers(node.parent) == 1:  # the only reader: take the directory over
+                    with parent.lock:
+                        os.rename(parent.root, root)
+                        parent.root = root
+                else:
+                    shutil.copytree(parent.root, root, symlinks=True, copy_function=shutil.copy2)
+                st = StageState(index=node.index, name=node.stage.name, root=root, image=image)
+            st.key = self._root_key(parent_key=parent.key)
+            return st
+        root = self._new_root()
+        if node.base.lower() == "scratch":
+            os_name, arch, *rest = node.platform.split("/")
+            image = Image.empty(os_name, arch, rest[0] if rest else None)
+            digest = "scratch"
+        else:
+            log.info("pulling base image %s", node.base)
+            src = b.source(node.platform)
+            image = src.image(node.base)
+            digest = src.resolve(node.base)[0].digest
+        st = StageState(index=node.index, name=node.stage.name, root=root, image=image, lazy=bool(image.layers))
+        if b.opts.compression == "zstd" and not image.oci:
+            log.info("--compression=zstd: writing an OCI manifest (Docker schema 2 has no zstd layer type); "
+                     "the base layers are kept and relabelled with their OCI media types")
+            image.oci = True
+        for key in ("container", "container_config", "docker_version", "comment"):
+            image.config.pop(key, None)
+        st.key = self._root_key(base_digest=digest)
+        if b.cache is None and st.lazy:
+            self.materialize(st)
+        return st
+
+    def _root_key(self, *, parent_key: str | None = None, base_digest: str | None = None) -> str:
+        from ..cache.keys import root_key, stage_source
+        origin = stage_source(parent_key or "") if parent_key is not None else base_digest or "scratch"
+        return root_key(origin, self.node.platform, compression=self.build.opts.compression, epoch=self.build.epoch)
+
+    def materialize(self, state: StageState) -> None:
+        """Fill a lazy ``state.root`` with every layer of its image so far (download + extract), once."""
+        with state.lock:
+            if not state.lazy:
+                return
+            t0 = time.monotonic()
+            source = self.build.source(self.build.plan.nodes[state.index].platform)
+            source.unpack(state.image, state.root)
+            state.lazy = False
+            state.fs_index = None
+            log.info("stage %s: unpacked %d layers in %.2fs", self.build.plan.nodes[state.index].label,
+                     len(state.image.layers), time.monotonic() - t0)
+
+    def apply_layer(self, state: StageState, layer: Layer) -> None:
+        """Extract a cached layer onto a filled root (diff_id verified)."""
+        path = self.build.source(self.node.platform).fetch(layer)
+        with open(path, "rb") as f:
+            apply_verified_layer(f, state.root, layer)
+        state.fs_index = None
+
+    # ------------------------------------------------------------------ steps
+    def run(self) -> StageState:
+        b, node = self.build, self.node
+        log.info("stage %d%s: FROM %s", node.index, f" AS {node.stage.name}" if node.stage.name else "", node.base)
+        state = self.base_state()
+        state.meta = b.plan.meta
+        b.states[node.index] = state
+        instructions = list(node.stage.instructions)
+        triggers = state.config.pop("OnBuild", None) or []
+        if triggers:
+            onbuild = load_dockerfile("FROM scratch\n" + "\n".join(triggers) + "\n", f"{node.base} (ONBUILD)")
+            instructions = list(onbuild.stages[0].instructions) + instructions
+        for ins in instructions:
+            self.run_step(state, ins)
+        return state
+
+    def run_step(self, state: StageState, ins: Instruction) -> None:
+        """Prepare ``ins``'s step, run it through the cache, record what happened."""
+        b = self.build
+        log.info("%s", shorten(ins.text))
+        rec = StepRecord(stage=self.node.label, location=str(ins.location), keyword=ins.keyword,
+                         text=shorten(ins.text), started=time.time())
+        t0 = time.monotonic()
+        try:
+            ctx = StepContext(build=b, node=self.node, state=state, ins=ins,
+                              expand=expander(ins, state.expansion_env(), b.plan.dockerfile.escape),
+                              stage_builder=self)
+            prepared = step_for(ins).prepare(ctx)
+            self._run_prepared(state, ins, prepared, rec)
+        except OSError as e:
+            # an OS error below the instruction level (e.g. WORKDIR through a dangling symlink):
+            # name the line and the path inside the image, not a traceback
+            where = str(e.filename) if e.filename else ""
+            root = str(state.root)
+            if where == root or where.startswith(root + os.sep):
+                where = "/" + os.path.relpath(where, root).lstrip(".").lstrip("/")
+            raise BuildError(f"{ins.location}: {ins.keyword}: {e.strerror or e}"
+                             + (f": {where}" if where else "")) from e
+        except BuildError as e:
+            if str(e).startswith(f"{ins.location.filename}:"):
+                raise
+            raise BuildError(f"{ins.location}: {ins.keyword}: {e}") from e
+        finally:
+            rec.seconds = time.monotonic() - t0
+            b.record.add(rec)
+
+    def _apply_config(self, state: StageState, prepared: Prepared) -> None:
+        for k, v in prepared.config.items():
+            if v is None:
+                state.config.pop(k, None)
+            else:
+                state.config[k] = v
+
+    def _run_prepared(self, state: StageState, ins: Instruction, p: Prepared, rec: StepRecord) -> None:
+        b = self.build
+        if p.execute is None:  # config only: no layer, no cache entry; the chain goes on
+            self._apply_config(state, p)
+            state.image.add_history(b.history(p.created_by))
+            if b.cache is not None:
+                comps = p.components() or {}
+                state.key = b.cache.chain(state.key, comps)
+                rec.key, rec.components = state.key, comps
+            return
+        if b.cache is not None:
+            b.cache.run(self, state, p, rec)
+            return
+        self.execute(state, p, keep_layer=self.exported)
+
+    def execute(self, state: StageState, p: Prepared, *, keep_layer: bool) -> Layer | None:
+        """Run ``p`` on the filled root, then snapshot its changes into a layer.
+
+        ``keep_layer`` False (a stage whose layers nobody pushes, caches or exports): the
+        change stays in the root and the image gets a history entry, but no blob is written.
+        """
+        assert p.execute is not None
+        self.materialize(state)
+        changes = p.execute()
+        self._apply_config(state, p)
+        return self.commit(state, changes, p.created_by, keep_layer=keep_layer)
+
+    def commit(self, state: StageState, changes: ChangeSet, created_by: str, *, keep_layer: bool) -> Layer | None:
+        """Write ``changes`` as a layer (or an empty_layer history entry when nothing changed)."""
+        b = self.build
+        if changes.is_empty():
+            state.image.add_history(b.history(created_by))
+            return None
+        if not keep_layer:
+            state.image.add_history(b.history(created_by))
+            log.info("%d paths changed, %d deleted (no layer written: nothing exports this stage)",
+                     len(changes.changed), len(changes.deleted))
+            return None
+        tmp = b.store.tmp_path(f"layer-{os.getpid()}-{time.monotonic_ns()}-{threading.get_ident()}")
+        res = write_layer(state.root, changes, tmp, compression=b.opts.compression,
+                          level=b.opts.compression_level, oci=state.image.oci, mtime=b.epoch)
+        path = b.store.adopt(tmp, res.digest)
+        desc = {"mediaType": res.media_type, "digest": res.digest, "size": res.size}
+        layer = Layer(descriptor=desc, diff_id=res.diff_id, path=path)
+        state.image.add_layer(layer, b.history(created_by))
+        log.info("layer %s: %d paths changed, %d deleted, %d bytes", res.digest[7:19], len(changes.changed),
+                 len(changes.deleted), res.size)
+        return layer
+
+
+__all__ = ["BuildServices", "StageBuilder", "StepContext", "SourceTree", "shorten", "CacheUse"]
