@@ -35,7 +35,7 @@ class BuildOptions:
     compression: str = "gzip"
     compression_level: int | None = None
     single_snapshot: bool = False
-    jobs: int | None = None               # stages built at once (None: the CPUs this process may use)
+    jobs: int | None = None               # stages built at once (None: 2 x the CPUs this process may use)
     ignore_paths: list[str] = field(default_factory=list)
     secrets: dict[str, "SecretSource"] = field(default_factory=dict)
     ssh: list[str] = field(default_factory=list)

@@ -106,27 +106,30 @@ def dockerfile_bases(path: Path, build_args: dict[str, str]) -> list[str]:
 
     ``FROM ${ARG}`` is expanded with the global ARG defaults overridden by ``build_args``.
     """
-    from .dockerfile.parser import parse_dockerfile
-    from .dockerfile.shell import expand_word
+    from .dockerfile.instructions import load_dockerfile
+    from .dockerfile.shell import ExpansionError
     try:
-        df = parse_dockerfile(path.read_text(), path.name)
+        df = load_dockerfile(path.read_text(), path.name)
     except FileNotFoundError:
         raise UserError(f"--dockerfile {path}: no such file") from None
     env: dict[str, str] = {}
-    for ins in df.meta_args:
-        for name, default in ins.arg_defaults:
-            if name in build_args:
-                env[name] = build_args[name]
-            elif default is not None:
-                env[name] = expand_word(default, env)
-    names: set[str] = set()
-    out = []
-    for st in df.stages:
-        base = expand_word(st.base, env)
-        if base.lower() != "scratch" and base.lower() not in names and base not in out:
-            out.append(base)
-        if st.name:
-            names.add(st.name.lower())
+    try:
+        for ins in df.meta_args:
+            for decl in ins.args:
+                if decl.name in build_args:
+                    env[decl.name] = build_args[decl.name]
+                elif decl.default is not None:
+                    env[decl.name] = df.expand_word(decl.default, env)
+        names: set[str] = set()
+        out = []
+        for st in df.stages:
+            base = df.expand_word(st.from_.image, env)
+            if base.lower() != "scratch" and base.lower() not in names and base not in out:
+                out.append(base)
+            if st.name:
+                names.add(st.name.lower())
+    except ExpansionError as e:
+        raise UserError(f"{path.name}: {e}") from None
     return out
 
 

@@ -5,7 +5,6 @@ The directory is an OCI image layout (OCI image-spec ``image-layout.md``)::
     /path/oci-layout            {"imageLayoutVersion": "1.0.0"}
     /path/index.json            OCI image index; one manifest descriptor per cache entry
     /path/blobs/sha256/<hex>    layer, config and manifest blobs (content-addressed)
-    /path/index.json.lock       lock file for index.json updates (fcntl.flock; not part of the spec)
 
 Each cache entry is the same single-layer OCI image the registry cache pushes as
 ``<cache-repo>:<key>`` (:func:`executor.cache.entry.entry_documents`: manifest annotations
@@ -17,7 +16,7 @@ entry as ``oci:/path:<key>`` (``skopeo inspect oci:/path:<key>``, ``umoci unpack
 Writes are crash- and concurrency-safe: every blob is written to a unique temp file and
 renamed into place (a blob is content-addressed, so two writers of the same digest write the
 same bytes), and ``index.json`` is rewritten last, as a whole (temp file + rename), while
-holding an exclusive ``flock`` on ``index.json.lock``; the read-modify-write of two builds
+holding an exclusive ``flock`` on the layout directory (:mod:`executor.oci.layout`); the read-modify-write of two builds
 sharing the directory therefore never loses an entry, and a reader (no lock needed) sees
 either the old or the new index, never a descriptor whose blobs are missing.
 

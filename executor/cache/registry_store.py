@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 
 from ..errors import RegistryError
+from ..registry.cancel import Cancelled
 from ..oci import mediatypes as mt
 from ..oci.image import Layer, sha256_digest
 from ..reference import Reference, parse_reference
@@ -43,13 +44,17 @@ class LayerCache:
 
     def _get(self, key: str) -> dict | None:
         try:
-            data, _, _ = self.client.get_manifest(self._ref(key), accept=(mt.OCI_MANIFEST,))
+            got = self.client.get_manifest_or_none(self._ref(key), accept=(mt.OCI_MANIFEST,))
+        except Cancelled:
+            raise
         except RegistryError as e:
-            # TODO(registry): a get_manifest variant returning None on 404 would avoid matching text.
-            if "404" not in str(e) and not self._warned:
+            if not self._warned:
                 self._warned = True
                 log.warning("layer cache %s unavailable, building without it: %s", self.repo, e)
             return None
+        if got is None:  # no entry for this key: a plain miss
+            return None
+        data = got[0]
         try:
             doc = json.loads(data)
         except ValueError:

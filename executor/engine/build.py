@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +24,11 @@ from ..logs import stage_label
 from ..oci.image import Image
 from ..options import BuildOptions
 from ..registry.client import RegistryClient
+from ..workdir import new_work_dir, release_work_dir
 from .cached import open_step_cache
 from .images import BlobStore, ImageSource
-from .plan import BuildPlan, plan_build, read_dockerfile
-from .scheduler import available_cpus, run_graph
+from .plan import BuildPlan, plan_build, read_dockerfile, secret_like_names
+from .scheduler import default_jobs, run_graph
 from .stage import BuildServices, StageBuilder
 from .state import PROXY_ARGS
 from .step import BuildRecord
@@ -72,7 +72,8 @@ class Build:
         self.opts = options
         self.client = client
         self.stdout, self.stderr = stdout, stderr
-        self.work = Path(options.work_dir) if options.work_dir else Path(tempfile.mkdtemp(prefix="executor-"))
+        # a fresh marked work dir; work dirs of earlier runs that were killed are removed first
+        self.work = Path(options.work_dir) if options.work_dir else new_work_dir(keep=not options.cleanup)
         self.work.mkdir(parents=True, exist_ok=True)
         self.store = BlobStore(self.work / "blobs")
         self.services: BuildServices | None = None
@@ -83,6 +84,11 @@ class Build:
         plan = plan_build(df, opts)
         for w in df.warnings:
             log.warning("%s", w)
+        secret_like = secret_like_names(df)
+        if secret_like:
+            log.warning("ARG/ENV %s look like secrets: their values are stored in the image history and "
+                        "config; pass secrets with --secret id=NAME,env=NAME and read them in RUN "
+                        "--mount=type=secret,id=NAME instead", ", ".join(secret_like))
         skipped = [s.index for s in df.stages if s.index not in plan.order]
         if skipped:
             log.info("skipping stages the target does not need: %s", ", ".join(map(str, skipped)))
@@ -97,7 +103,7 @@ class Build:
         runs = [i for n in plan.order for i in plan.nodes[n].stage.instructions if isinstance(i, Run)]
         if runs:  # probe privileges now, in the main thread, before stage threads exist
             b.detect_isolation(any(str(r.network) == "none" for r in runs))
-        jobs = opts.jobs or available_cpus()
+        jobs = opts.jobs or default_jobs()
         if len(plan.order) > 1:
             log.info("building %d stages, up to %d at a time (--jobs)", len(plan.order), jobs)
 
@@ -136,3 +142,5 @@ class Build:
             b.close()
         if self.opts.cleanup:
             shutil.rmtree(self.work, ignore_errors=True)
+        if not self.opts.work_dir:
+            release_work_dir(self.work)

@@ -74,6 +74,28 @@ class BuildPlan:
         return sum(1 for i in self.order if index in self.nodes[i].deps)
 
 
+# BuildKit's SecretsUsedInArgOrEnv check: a name part (split at "_") that names a credential.
+_SECRET_NAME = re.compile(r"(?i)(?:_|^)(?:apikey|auth|credential|credentials|key|password|pword|passwd|secret"
+                          r"|token)(?:_|$)")
+_PUBLIC_NAME = re.compile(r"(?i)(?:_|^)public(?:_|$)")
+
+
+def secret_like_names(df: Dockerfile) -> list[str]:
+    """ARG and ENV names that look like credentials (``GITHUB_TOKEN``, ``DB_PASSWORD``,
+    ``AWS_SECRET_ACCESS_KEY``; not ``PUBLIC_KEY``), in file order, each once: their values
+    end up in the image history (and cache keys); ``--secret`` with ``RUN --mount=type=secret``
+    keeps them out."""
+    from ..dockerfile.instructions import Arg, Env
+    names: list[str] = []
+    for ins in _all_instructions(df):
+        found = ([d.name for d in ins.args] if isinstance(ins, Arg)
+                 else [k for k, _ in ins.pairs] if isinstance(ins, Env) else [])
+        for name in found:
+            if _SECRET_NAME.search(name) and not _PUBLIC_NAME.search(name) and name not in names:
+                names.append(name)
+    return names
+
+
 def stage_ref(names: dict[str, int], word: str, current: int) -> int | None:
     w = word.lower()
     if w in names and names[w] < current:

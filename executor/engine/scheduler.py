@@ -3,7 +3,9 @@
 A stage is submitted to a pool of ``jobs`` threads when all its dependencies have finished,
 so a worker never waits on another (no deadlock whatever ``jobs`` is). The first failure
 stops new submissions; stages already running finish, then the failure is raised.
-``--jobs`` defaults to the CPUs this process may use (affinity and a cgroup v2/v1 CPU quota).
+``--jobs`` defaults to twice the CPUs this process may use (affinity and a cgroup v2/v1 CPU
+quota): a stage spends most of its time waiting (on its RUN commands' processes, pulls,
+sleeps, network), so one stage per CPU would leave CPUs idle while another stage waits.
 """
 
 from __future__ import annotations
@@ -46,6 +48,11 @@ def _cgroup_quota(root: Path) -> float | None:
         return q / p if q > 0 and p > 0 else None
     except (OSError, ValueError):
         return None
+
+
+def default_jobs(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
+    """Stages built at once when ``--jobs`` is not given: 2 x :func:`available_cpus`."""
+    return 2 * available_cpus(cgroup_root)
 
 
 def run_graph(order: list[int], deps: Mapping[int, frozenset[int]], work: Callable[[int], None],

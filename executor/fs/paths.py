@@ -147,6 +147,7 @@ def walk_in_root(root: str, parts: Iterable[str], *, follow_final: bool = True, 
         except FileNotFoundError:
             if create:
                 os.mkdir(host, 0o755)
+                os.chmod(host, 0o755)  # mkdir applied the caller's umask; images must not depend on it
                 continue
             if strict:
                 return None

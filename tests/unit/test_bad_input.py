@@ -165,3 +165,14 @@ def test_valid_output_paths_are_accepted(tmp_path):
     assert (tmp_path / "new" / "deeper" / "digest").read_text().startswith("sha256:")
     assert (tmp_path / "out" / "image.tar").is_file()
     assert (tmp_path / "layout" / "index.json").is_file()
+
+
+def test_secret_like_build_args_warn_once_and_point_to_secret(tmp_path):
+    ctx = _setup(tmp_path, b"ARG NPM_TOKEN\nFROM scratch\nARG NPM_TOKEN\nARG VERSION=1\nLABEL v=$VERSION\n")
+    p = _executor(["--context", str(ctx), "--no-push", "--build-arg", "NPM_TOKEN=abc", "--log-format", "text",
+                   "--kaniko-dir", str(tmp_path / "w")])
+    err = p.stderr.decode(errors="replace")
+    assert p.returncode == 0, err
+    warnings = [line for line in err.splitlines() if "look like secrets" in line]
+    assert len(warnings) == 1 and "NPM_TOKEN" in warnings[0] and "--secret" in warnings[0], err
+    assert "VERSION" not in warnings[0]

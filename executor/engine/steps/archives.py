@@ -138,6 +138,7 @@ def download_to(root: Path, url: str, dest: str, chown: tuple[int, int] | None, 
     written = []
     if not parent.is_dir():
         os.makedirs(parent, 0o755)
+        os.chmod(parent, 0o755)  # mkdir applied the caller's umask
         written.append(relpath_in_root(root, parent))
     target = resolve_in_root(root, final, follow_final=False)
     if os.path.lexists(target) and not os.path.isdir(target):

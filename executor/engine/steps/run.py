@@ -18,7 +18,9 @@ from ...dockerfile.mounts import MountError, MountSpec
 from ...errors import RunFailed
 from ...fs.paths import resolve_in_root
 from ...fs.snapshot import ChangeSet, FsIndex, diff
+from ...logs import current_stage
 from ..isolation import IsolationMode
+from ..output import prefixed_streams
 from ..runroot import run_in_root
 from ..state import PROXY_ARGS
 from ..step import Prepared
@@ -135,15 +137,17 @@ class RunStep:
             return trees[frm].root() if frm else ctx.opts.context
 
         run_mounts = RunMounts(specs=mounts, root=state.root, mode=str(iso.mode), scratch=scratch / "mounts",
-                               cache_root=default_cache_dir(ctx.opts, build.work), secrets=ctx.opts.secrets,
+                               cache_root=(default_cache_dir(ctx.opts, build.work)
+                                           if any(m.type == "cache" for m in mounts) else build.work / "no-cache"),
+                               secrets=ctx.opts.secrets,
                                ssh=ssh_sockets(ctx.opts.ssh), tree_for=tree_for)
         t0 = time.monotonic()
         try:
-            with run_mounts:
+            with run_mounts, prefixed_streams(current_stage(), build.stdout, build.stderr) as (out, err):
                 env.update(run_mounts.env)
                 rc = run_in_root(state.root, cmd.argv, env, cwd=workdir, uid=ident.uid, gid=ident.gid,
                                  groups=ident.groups, mode=str(iso.mode), network=str(ins.network), workdir=scratch,
-                                 files=files, binds=run_mounts.binds, stdout=build.stdout, stderr=build.stderr)
+                                 files=files, binds=run_mounts.binds, stdout=out, stderr=err)
         except MountError as e:
             raise ctx.err(f"RUN --mount: {e}") from None
         t_run = time.monotonic() - t0
