@@ -16,7 +16,11 @@ the machine hit all of them alike.
   --runroot (vfs); docker: a fresh dockerd data root. Every run pushes to a fresh repository.
 * warm: the same build again with the cache enabled and nothing changed (executor ``--cache
   --cache-copy-layers`` with a per-case cache repository, buildah ``--layers`` with a kept storage root, docker its
-  layer cache). One untimed priming build first.
+  layer cache). One untimed priming build first. The stages cases run cold only (CASE_MODES).
+
+Cold docker builds pass ``--no-cache``: a fresh data root has no cache, but the classic builder
+would otherwise reuse one stage's RUN for an identical RUN of another stage of the same build
+(stages3), which the other builders do not do.
 
 Wall time covers build + push (buildah and docker push in a second command). Peak RSS comes from
 ``/usr/bin/time -v`` (maximum resident set of the largest process of the command's tree); for
@@ -49,11 +53,17 @@ REPO = HERE.parent
 SCRIPTS = REPO / "scripts"
 CASES_DIR = HERE / "cases"
 RESULTS = HERE / "results"
-ALL_CASES = ["tiny", "apt", "python", "multistage", "smallfiles", "biglayer"]
+ALL_CASES = ["tiny", "apt", "python", "multistage", "smallfiles", "biglayer", "stages1", "stages3"]
 BASES = {  # case -> base images it needs (name in the registry, make script, extra args)
     "tiny": ["busybox"], "multistage": ["busybox"], "smallfiles": ["busybox"], "biglayer": ["busybox"],
-    "apt": ["debian"], "python": ["debian-ca"],
+    "apt": ["debian"], "python": ["debian-ca"], "stages1": ["busybox"], "stages3": ["busybox"],
 }
+# cases measured in some modes only (a warm stages build is all cache hits: nothing to overlap)
+CASE_MODES = {"stages1": ["cold"], "stages3": ["cold"]}
+# derived ratios: name -> (numerator case, denominator case), per builder and mode. stages3/stages1
+# is the build graph: three independent 2 s stages cost ~1x one stage when built concurrently, ~3x
+# one after another
+PAIRS = {"stages3/stages1": ("stages3", "stages1")}
 VENV_BIN = REPO / ".venv" / "bin"
 TIME = "/usr/bin/time"
 
@@ -330,12 +340,12 @@ class Docker(Builder):
             pass
         return 0
 
-    def _run(self, case: str, ref: str, logfile: Path) -> Sample:
+    def _run(self, case: str, ref: str, logfile: Path, no_cache: bool = False) -> Sample:
         c = [self.client, "-H", f"unix://{self.sock}"]
         env = dict(os.environ, DOCKER_BUILDKIT="0")
         self._reset_hwm()
-        b = timed(c + ["build", "--network", "host", "--build-arg", f"REGISTRY={self.env.registry}",
-                       "-f", str(CASES_DIR / case / "Dockerfile"), "-t", ref, str(CASES_DIR / case)], logfile, env=env)
+        b = timed(c + ["build", "--network", "host", "--build-arg", f"REGISTRY={self.env.registry}"]
+                  + (["--no-cache"] if no_cache else []) + ["-f", str(CASES_DIR / case / "Dockerfile"), "-t", ref, str(CASES_DIR / case)], logfile, env=env)
         s = merge(b, timed(c + ["push", ref], logfile, env=env)) if b.ok else b
         s.rss_kb = self._hwm_kb()
         return s
@@ -355,7 +365,7 @@ class Docker(Builder):
             return self._run(case, self.warm_ref, logfile)
         self._start()  # fresh data root: no layer cache, no pulled base
         try:
-            return self._run(case, _ref(self.env, self.name, case, True), logfile)
+            return self._run(case, _ref(self.env, self.name, case, True), logfile, no_cache=True)
         finally:
             self._stop()
 
@@ -450,6 +460,39 @@ def table(results: dict, builders: list[str], unavailable: dict[str, str]) -> st
     return "\n".join(lines)
 
 
+def git_tree() -> str:
+    """The commit being measured, and whether executor/ has changes not committed (others edit it)."""
+    try:
+        rev = sh(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"]).stdout.strip()
+        dirty = sh(["git", "-C", str(REPO), "status", "--porcelain", "--", "executor"]).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (no git)"
+    return f"{rev} + uncommitted changes in executor/" if dirty else rev
+
+
+def pair_ratios(results: dict) -> dict:
+    """PAIRS over the results: {"stages3/stages1/cold": {builder: ratio of the medians}}."""
+    out: dict[str, dict[str, float]] = {}
+    for name, (num, den) in PAIRS.items():
+        for key in results:
+            case, mode = key.split("/")
+            if case != num or f"{den}/{mode}" not in results:
+                continue
+            a, b = results[key], results[f"{den}/{mode}"]
+            out[f"{name}/{mode}"] = {n: a[n]["median_s"] / b[n]["median_s"] for n in a
+                                     if n in b and a[n]["median_s"] and b[n]["median_s"]}
+    return out
+
+
+def pair_lines(ratios: dict, builders: list[str]) -> list[str]:
+    lines = []
+    for key, row in ratios.items():
+        name, mode = key.rsplit("/", 1)
+        cells = ", ".join(f"{b} {row[b]:.2f}x" for b in builders if b in row)
+        lines.append(f"- {name} ({mode}, ratio of the medians): {cells or 'no data'}")
+    return lines
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_RUNS", "3")))
@@ -479,6 +522,8 @@ def main() -> int:
     logdir = RESULTS / f"{stamp}-logs"
     logdir.mkdir()
     log(f"work dir {work}, logs {logdir}")
+    tree = git_tree()
+    log(f"executor tree: {tree}")
     env = setup(work, cases)
     builders: list[Builder] = []
     unavailable: dict[str, str] = {}
@@ -494,6 +539,9 @@ def main() -> int:
         results: dict[str, dict] = {}
         for case in cases:
             for mode in modes:
+                if mode not in CASE_MODES.get(case, [mode]):
+                    log(f"{case}/{mode}: skipped (this case runs in {', '.join(CASE_MODES[case])} mode only)")
+                    continue
                 samples: dict[str, list[Sample]] = {b.name: [] for b in builders}
                 failed: dict[str, str] = {}
                 if mode == "warm":
@@ -546,8 +594,11 @@ def main() -> int:
 
     md = [f"## executor benchmark {stamp}", "",
           f"{os.cpu_count()} CPUs; {a.runs} runs per builder, alternating; median wall time of build + push "
-          "to a loopback registry; peak RSS = max over runs (docker: dockerd's VmHWM).", "",
+          "to a loopback registry; peak RSS = max over runs (docker: dockerd's VmHWM). "
+          f"executor tree: {tree}.", "",
           table(results, wanted, unavailable), ""]
+    ratios = pair_ratios(results)
+    md += pair_lines(ratios, wanted)
     for name, why in unavailable.items():
         md.append(f"- {name}: not run: {why}")
     for key, row in results.items():
@@ -569,7 +620,7 @@ def main() -> int:
     text = "\n".join(md) + "\n"
     (RESULTS / f"{stamp}.md").write_text(text)
     (RESULTS / f"{stamp}.json").write_text(json.dumps({"stamp": stamp, "runs": a.runs, "results": results,
-                                                       "unavailable": unavailable, **extra}, indent=1))
+                                                       "pair_ratios": ratios, "unavailable": unavailable, **extra}, indent=1))
     print(text)
     return 0
 
