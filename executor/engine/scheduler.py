@@ -69,8 +69,8 @@ def run_graph(order: list[int], deps: Mapping[int, frozenset[int]], work: Callab
     with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="stage") as pool:
         try:
             while pending or running:
-                if error is None:
-                    for i in [i for i, d in pending.items() if d <= done]:
+                if error is None:  # never queue more than the pool runs: a failure then starts nothing new
+                    for i in [i for i, d in pending.items() if d <= done][:max(1, jobs) - len(running)]:
                         del pending[i]
                         running[pool.submit(work, i)] = i
                 if not running:

@@ -381,7 +381,8 @@ class StageBuilder:
         if b.cache is not None:
             b.cache.run(self, state, p, rec)
             return
-        self.execute(state, p, keep_layer=self.exported)
+        layer = self.execute(state, p, keep_layer=self.exported)
+        rec.layer_digest = layer.digest if layer else None
 
     def execute(self, state: StageState, p: Prepared, *, keep_layer: bool) -> Layer | None:
         """Run ``p`` on the filled root, then snapshot its changes into a layer.

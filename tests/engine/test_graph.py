@@ -156,10 +156,6 @@ COPY --from=bad /bad /bad
     assert _children() == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine bug: scheduler.run_graph submits every ready stage to the ThreadPoolExecutor at once, so with "
-    "fewer jobs than ready stages the rest wait in the pool's queue; after a failure they are not cancelled "
-    "and still start (their RUNs run to the end, after on_abort fired) before the error is raised"))
 @pytest.mark.timeout(90)
 def test_failure_with_one_job_starts_nothing_after_it(root_build):
     b = root_build.start(BASE + """

@@ -2,7 +2,7 @@
 location (``Dockerfile:<first line>``), in order within each stage, with timings.
 
 FROM and global ARGs are not steps; ONBUILD triggers are steps of the stage that runs them.
-Also: every step of a cache-less build is ``CacheUse.OFF``, and (xfail, engine bug) a step that
+Also: every step of a cache-less build is ``CacheUse.OFF``, and a step that
 wrote a layer records that layer's digest.
 """
 
@@ -129,9 +129,6 @@ def test_failed_step_is_recorded(build):
                                                                            ("COPY", "Dockerfile:3")]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine bug: without --cache StageBuilder._run_prepared calls execute() and drops the Layer it returns, so "
-    "StepRecord.layer_digest stays None; only cached.StepCache.run sets it"))
 def test_layer_step_records_its_layer_digest(build):
     r = build("FROM scratch\nENV A=1\nCOPY ctx.txt /\nWORKDIR /\nADD ctx.txt /again\n", {"ctx.txt": "c\n"})
     digests = {s.keyword + " " + s.location: s.layer_digest for s in r.record.steps}
