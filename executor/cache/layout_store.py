@@ -30,6 +30,7 @@ Entries are written on a background thread pool like registry pushes (:meth:`sto
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import logging
 import os
@@ -44,6 +45,15 @@ from ..oci.layout import (LAYOUT_VERSION, REF_NAME, add_index_entry, blob_path a
                           read_index, tmp_name as _tmp_name)
 from .background import BackgroundWriter
 from .entry import ANN_CREATED, ANN_KIND, CacheHit, entry_documents, expired, parse_entry, parse_rfc3339
+
+def file_digest(path: Path) -> str:
+    """``sha256:<hex>`` of the file at ``path``, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
 
 log = logging.getLogger("executor.cache")
 
@@ -132,6 +142,10 @@ class LayoutLayerCache:
         if size != hit.layer.size:
             log.warning("cache %s: layer blob %s has %d bytes, the entry says %d; a miss", self.repo,
                         hit.layer.digest[:19], size, hit.layer.size)
+            return None
+        if file_digest(path) != hit.layer.digest:
+            log.warning("cache %s: layer blob %s of entry %s is corrupt (its bytes do not match the digest); "
+                        "a miss", self.repo, hit.layer.digest[:19], key[:12])
             return None
         layer = Layer(descriptor=hit.layer.descriptor, diff_id=hit.layer.diff_id, path=path, source=None)
         return CacheHit(layer=layer, created_by=hit.created_by)

@@ -62,9 +62,23 @@ class LayerCache:
         return doc if isinstance(doc, dict) else None
 
     def lookup(self, key: str) -> CacheHit | None:
-        """The entry for ``key``, or None (absent, expired, unreadable: all are misses). One request."""
+        """The entry for ``key``, or None (absent, expired, unreadable, layer blob gone: all are misses).
+        Two requests: the entry manifest, and a HEAD of its layer blob."""
         doc = self._get(key)
-        return parse_entry(doc, self.repo, self.ttl_seconds, time.time()) if doc else None
+        hit = parse_entry(doc, self.repo, self.ttl_seconds, time.time()) if doc else None
+        if hit is not None and hit.layer is not None:
+            try:
+                present = self.client.blob_exists(self._ref(key), hit.layer.digest)
+            except Cancelled:
+                raise
+            except RegistryError as e:
+                present = False
+                log.warning("cache %s: cannot check layer blob %s (%s)", self.repo, hit.layer.digest[:19], e)
+            if not present:
+                log.warning("cache %s: layer blob %s of entry %s is missing; a miss", self.repo,
+                            hit.layer.digest[:19], key[:12])
+                return None
+        return hit
 
     def lookup_config(self, key: str) -> dict | None:
         """The image config stored under final-config ``key`` (within TTL), or None. Two requests."""

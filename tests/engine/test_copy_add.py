@@ -55,6 +55,9 @@ COPY_CASES = [
     pytest.param("COPY dir/ /", {"x": b"X\n", "sub/y": b"Y\n"}, {"sub"}, id="dir-into-root"),
     pytest.param("COPY *.txt /w/", {"w/a.txt": b"A\n", "w/b.txt": b"B\n"}, {"w"}, id="wildcard"),
     pytest.param("COPY [ab].txt /w/", {"w/a.txt": b"A\n", "w/b.txt": b"B\n"}, {"w"}, id="wildcard-class"),
+    # one wildcard match into a destination without "/" is that file, as Docker does (issue 11)
+    pytest.param("COPY [a].txt /single/target.txt", {"single/target.txt": b"A\n"}, {"single"},
+                 id="wildcard-one-match-to-file"),
     pytest.param("WORKDIR /app\nCOPY a.txt .", {"app/a.txt": b"A\n"}, {"app"}, id="relative-to-workdir"),
     pytest.param("ENV D=/env\nCOPY a.txt $D/", {"env/a.txt": b"A\n"}, {"env"}, id="dest-expanded"),
     pytest.param('COPY ["a.txt", "/json form/"]', {"json form/a.txt": b"A\n"}, {"json form"}, id="json-form"),

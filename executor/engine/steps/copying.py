@@ -221,7 +221,7 @@ def copy_into_root(root: Path, spec: CopySpec, what: str) -> list[str]:
     Raises BuildError for destination rule violations (several sources into a non-directory).
     """
     state = _CopyState(root=root, spec=spec)
-    many = len(spec.sources) > 1 or spec.wildcard
+    many = len(spec.sources) > 1  # one wildcard match into a path without "/" is that file (Docker)
     dest_is_dir = spec.dest.endswith("/")
     if len(spec.sources) > 1 and not dest_is_dir:
         raise BuildError(f"{what}: when using COPY with more than one source file, "
