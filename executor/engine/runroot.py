@@ -356,7 +356,7 @@ def _make_mount_point(root: Path, b: Bind, ph: _Placeholders) -> None:
     rel = canonical(root, b.target)
     if os.path.lexists(ph.host(rel)):
         return
-    if b.kind == "bind" and b.source and not os.path.isdir(b.source):
+    if b.kind == "secret" or (b.kind == "bind" and b.source and not os.path.isdir(b.source)):
         ph.make_file(rel)
     else:
         ph.make_dir(rel)

@@ -114,7 +114,8 @@ def caps_mask(mode: str) -> int:
 
 @dataclass
 class Bind:
-    """A mount made inside the namespace: ``kind`` bind|tmpfs; ``target`` is inside the root."""
+    """A mount made inside the namespace: ``kind`` bind|tmpfs|secret (see :func:`_mount_secret`);
+    ``target`` is inside the root."""
 
     target: str
     source: str = ""
@@ -356,11 +357,35 @@ def _setup_mounts(spec: RunSpec) -> None:
         if b.kind == "tmpfs":
             target = _inside(root, b.target, want_dir=True)
             mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, b.options or None)
+        elif b.kind == "secret":
+            _mount_secret(root, b)
         else:
             target = _inside(root, b.target, want_dir=os.path.isdir(b.source))
             mount(b.source, target, None, MS_BIND | MS_REC)
             if b.readonly:
                 mount(b.source, target, None, MS_BIND | MS_REC | MS_REMOUNT | MS_RDONLY)
+
+
+def _mount_secret(root: str, b: Bind) -> None:
+    """A secret held in a memfd of the executor (``b.source``, a /proc/PID/fd path): mount a
+    tmpfs on the executor's empty holder directory (``b.options`` = ``holder:uid:gid:mode``;
+    the mount exists only in this namespace), write the secret there, bind it read-only at
+    ``b.target``. No byte of it reaches a disk."""
+    holder, uid, gid, mode = b.options.rsplit(":", 3)
+    with open(b.source, "rb") as f:
+        data = f.read()
+    mount("tmpfs", holder, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, f"mode=0700,size={max(len(data), 1) + 4096}")
+    path = os.path.join(holder, "secret")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        os.write(fd, data)
+        os.fchown(fd, int(uid), int(gid))
+        os.fchmod(fd, int(mode, 8))
+    finally:
+        os.close(fd)
+    target = _inside(root, b.target, want_dir=False)
+    mount(path, target, None, MS_BIND)
+    mount(path, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
 
 def _enter_root(spec: RunSpec) -> bool:

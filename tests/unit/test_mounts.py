@@ -130,13 +130,16 @@ def test_namespace_mode_binds_and_secret_scratch_removed(tmp_path):
     with _mounts(tmp_path, root, specs, mode="namespace",
                  secrets={"s": SecretSource(id="s", path=secret_file)}) as m:
         kinds = [(b.target, b.kind, b.readonly) for b in m.binds]
-        assert kinds == [("/s", "bind", True), ("/d", "bind", False), ("/t", "tmpfs", False)]
+        # the secret is memory-backed in namespace mode: a memfd the sandbox copies into a private tmpfs
+        assert kinds == [("/s", "secret", True), ("/d", "bind", False), ("/t", "tmpfs", False)]
+        holder = Path(m.binds[0].options.rsplit(":", 3)[0])
+        assert holder.is_dir() and not os.listdir(holder) and m.binds[0].options.endswith(":0:0:400")
         assert m.binds[2].options == "mode=1777,size=1048576"
         assert m.env == {"S_ENV": "hunter2"}
         rw_copy = Path(m.binds[1].source)
         assert (rw_copy / "f").read_text() == "ctx file" and rw_copy != tmp_path / "ctx" / "dir"
         assert Path(m.binds[0].source).read_text() == "hunter2"
-    assert not Path(m.binds[0].source).exists() and not rw_copy.exists()
+    assert not holder.exists() and not rw_copy.exists()
     assert sorted(os.listdir(root)) == ["etc", "var"]  # namespace mode never writes into the root here
 
 

@@ -275,6 +275,9 @@ class RunMounts:
                 self.env[spec.env] = value.decode(errors="replace")
             if not spec.target:
                 return
+            if self.mode == "namespace":
+                self._secret_in_memory(spec, value)
+                return
             host = self.scratch / f"secret-{len(self._undo)}"
             fd = os.open(host, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as f:
@@ -326,6 +329,21 @@ class RunMounts:
                 if not spec.readonly:
                     where = self._where[-1]
                     self._undo.append(lambda w=where, c=cache: _sync_back(self._current(w), c))
+
+    def _secret_in_memory(self, spec: MountSpec, value: bytes) -> None:
+        """Namespace mode: the secret never touches a disk. Its bytes sit in a memfd of this
+        process; the sandbox mounts a tmpfs (private to the RUN's mount namespace) on an empty
+        scratch directory, writes the file there and binds it read-only at the target. A kill of
+        the executor (SIGKILL, OOM) frees the memfd and, with the namespace, the tmpfs."""
+        fd = os.memfd_create(f"secret-{spec.id}"[:240], os.MFD_CLOEXEC)
+        self._undo.append(lambda: os.close(fd))
+        os.write(fd, value)
+        holder = self.scratch / f"secret-tmpfs-{len(self._undo)}"
+        holder.mkdir(mode=0o700)
+        self._undo.append(lambda h=holder: h.rmdir() if h.is_dir() else None)
+        mode = spec.mode if spec.mode is not None else 0o400
+        self.binds.append(Bind(target=spec.target, source=f"/proc/{os.getpid()}/fd/{fd}", kind="secret",
+                               readonly=True, options=f"{holder}:{spec.uid}:{spec.gid}:{mode:o}"))
 
     def _provide(self, spec: MountSpec, host: Path, readonly: bool) -> None:
         if self.mode == "namespace":
