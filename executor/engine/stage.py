@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..context import Context
-from ..dockerfile.instructions import Instruction, load_dockerfile
+from ..dockerfile.instructions import FileCopy, Instruction, Run, Workdir, load_dockerfile
 from ..errors import BuildError, DockerfileError
 from ..fs.snapshot import ChangeSet, FsIndex
 from ..layers.writer import write_layer
@@ -237,6 +237,7 @@ class StageBuilder:
         self.build = build
         self.node = node
         self.exported = node.index in build.plan.exported
+        self.single = False  # --single-snapshot in effect for this stage
         self._materialize_lock = threading.Lock()
 
     # ------------------------------------------------------------------ base
@@ -327,9 +328,32 @@ class StageBuilder:
         if triggers:
             onbuild = load_dockerfile("FROM scratch\n" + "\n".join(triggers) + "\n", f"{node.base} (ONBUILD)")
             instructions = list(onbuild.stages[0].instructions) + instructions
+        single = self._single_snapshot_start(state, instructions)
         for ins in instructions:
             self.run_step(state, ins)
+        if single is not None:
+            self._single_snapshot_end(state, single)
         return state
+
+    # ------------------------------------------------------------------ --single-snapshot
+    def _single_snapshot_start(self, state: StageState, instructions: list[Instruction]) -> FsIndex | None:
+        """With ``--single-snapshot`` (Kaniko): the stage's steps write no layers of their own;
+        one layer with everything they changed is taken at the end. The layer cache is not used
+        for such a stage (its steps have no layers to store). Returns the index to diff against."""
+        if not self.build.opts.single_snapshot or not any(isinstance(i, (Run, FileCopy, Workdir))
+                                                          for i in instructions):
+            return None
+        self.materialize(state)
+        self.single = True
+        if self.build.cache is not None:
+            log.info("--single-snapshot: the layer cache is not used for this stage's steps")
+        return FsIndex.scan(state.root, exclude=self.build.snapshot_exclude())
+
+    def _single_snapshot_end(self, state: StageState, before: FsIndex) -> None:
+        from ..fs.snapshot import diff
+        after = FsIndex.scan(state.root, exclude=self.build.snapshot_exclude())
+        self.commit(state, diff(before, after), f"executor --single-snapshot of stage {self.node.label}",
+                    keep_layer=self.exported)
 
     def run_step(self, state: StageState, ins: Instruction) -> None:
         """Prepare ``ins``'s step, run it through the cache, record what happened."""
@@ -377,6 +401,12 @@ class StageBuilder:
                 comps = p.components() or {}
                 state.key = b.cache.chain(state.key, comps)
                 rec.key, rec.components = state.key, comps
+            return
+        if self.single:  # --single-snapshot: run now, one layer for the whole stage at its end
+            self.materialize(state)
+            p.execute()
+            self._apply_config(state, p)
+            state.image.add_history(b.history(p.created_by))
             return
         if b.cache is not None:
             b.cache.run(self, state, p, rec)
