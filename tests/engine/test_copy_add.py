@@ -260,3 +260,11 @@ def test_add_checksum_malformed_fails(build):
     with pytest.raises(UserError) as e:
         build("FROM scratch\nADD --checksum=md5:abc a.txt /\n", FILES)
     assert "Dockerfile:2" in str(e.value)
+
+
+def test_backslash_is_literal_under_the_backtick_escape(build):
+    """``# escape=``` makes ``\\`` an ordinary character: ``COPY dir\\file.txt`` copies that file."""
+    r = build("# escape=`\nFROM scratch\nCOPY dir\\file.txt /x/\nENV P=C:\\path\n", {"dir\\file.txt": b"win\n"})
+    entries = r.layer(-1)
+    assert entries["x/dir\\file.txt"][1] == b"win\n", sorted(entries)
+    assert r.config["Env"][-1] == "P=C:\\path"
