@@ -43,7 +43,8 @@ class ClientCore:
         self.options = options or RegistryOptions()
         self.keychain = keychain if keychain is not None else Keychain.anonymous()
         self._cancel = CancelToken()
-        self._transport = Transport(self.keychain, self._endpoint, self.options.user_agent,
+        self._transport = Transport(self.keychain, lambda registry, pull: endpoint_for(self.options, registry, pull),
+                                    self.options.user_agent,
                                     timeout=self.options.timeout, cancel=self._cancel)
 
     # -- lifecycle --------------------------------------------------------------
@@ -72,7 +73,9 @@ class ClientCore:
 
     # -- endpoint selection, retries, errors ------------------------------------------
     def _endpoint(self, registry: str, pull: bool) -> Endpoint:
-        return endpoint_for(self.options, registry, pull)
+        """The endpoint of ``registry`` (plain HTTP for a loopback registry that does not speak TLS:
+        :meth:`Transport.endpoint`)."""
+        return self._transport.endpoint(registry, pull)
 
     def _attempts(self, pull: bool) -> int:
         """Attempts per request: 1 + the built-in retries + ``--image-download-retry`` (pulls)
@@ -87,13 +90,20 @@ class ClientCore:
         client is cancelled, any failure becomes :class:`~executor.registry.cancel.Cancelled`
         and nothing is retried; :class:`~executor.errors.Interrupted` (raised by the CLI's
         signal handler in the main thread) passes through unchanged."""
-        ep = self._endpoint(registry, pull)
         attempts = self._attempts(pull)
         flag = "--image-download-retry" if pull else "--push-retry"
         self._cancel.check(f"registry {registry}: {what}")
+        ep = endpoint_for(self.options, registry, pull)
+
+        def attempt():
+            # Per attempt: a loopback registry whose scheme could not be probed yet is probed again.
+            nonlocal ep
+            ep = self._endpoint(registry, pull)
+            return fn(ep)
+
         try:
             try:
-                return with_retries(lambda: fn(ep), attempts, f"{what} at {registry}", cancel=self._cancel)
+                return with_retries(attempt, attempts, f"{what} at {registry}", cancel=self._cancel)
             except (Cancelled, Interrupted):
                 raise
             except Exception:

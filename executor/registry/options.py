@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 
 from executor.reference import normalize_registry
@@ -13,6 +14,11 @@ class RegistryOptions:
 
     Scheme: plain HTTP when the registry is in ``insecure_registries``, or for any
     registry when ``insecure`` is set, or for pulls when ``insecure_pull`` is set.
+    Otherwise HTTPS -- except that a loopback registry (``localhost``, 127.0.0.0/8,
+    ``::1``; :func:`is_loopback`) that turns out not to speak TLS is used over plain
+    HTTP, as go-containerregistry (Kaniko) does, unless ``loopback_plain_http`` is off
+    or a ``registry_certificates``/``registry_client_certs`` entry for it asks for TLS
+    (see :func:`endpoint_for`).
     TLS verification is skipped when the registry is in ``skip_tls_verify_registries``,
     or ``skip_tls_verify`` is set, or for pulls with ``skip_tls_verify_pull``.
     ``registry_certificates``: registry -> extra CA bundle path;
@@ -44,6 +50,7 @@ class RegistryOptions:
     chunk_size: int = 16 * 1024 * 1024
     user_agent: str = "executor/0.1"
     timeout: float = DEFAULT_TIMEOUT_S
+    loopback_plain_http: bool = True
 
 
 def lookup(mapping: dict, registry: str):
@@ -64,12 +71,46 @@ def listed(regs: frozenset[str], registry: str) -> bool:
     return any(normalize_registry(r) == norm for r in regs)
 
 
+def registry_host(registry: str) -> str:
+    """The host part of ``host[:port]``, ``[v6addr]:port`` or a bare IPv6 address, lower-cased."""
+    r = registry.strip().lower()
+    if r.startswith("["):
+        return r[1:].split("]", 1)[0]
+    if r.count(":") == 1:
+        return r.rsplit(":", 1)[0]
+    return r
+
+
+def is_loopback(registry: str) -> bool:
+    """True for ``localhost``, any 127.0.0.0/8 address and ``::1`` (with or without a port).
+
+    go-containerregistry's ``name.Registry.Scheme()`` also lets ``*.localhost``, ``*.local``
+    style names and RFC 1918 addresses fall back to HTTP; this client does not (those are
+    reachable from other machines, where a plain-HTTP downgrade is an attack, not a
+    convenience): pass ``--insecure-registry`` for them."""
+    host = registry_host(registry)
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def endpoint_for(o: RegistryOptions, registry: str, pull: bool) -> Endpoint:
-    """Scheme, CA and client certificate for talking to ``registry`` (``pull``: a read)."""
+    """Scheme, CA and client certificate for talking to ``registry`` (``pull``: a read).
+
+    ``http_fallback`` is set on the HTTPS endpoint of a loopback registry the options do not
+    pin to a scheme: the transport then probes ``GET /v2/`` over HTTPS once and switches to
+    plain HTTP when the server does not speak TLS (:meth:`Transport.endpoint`). An explicit
+    ``--registry-certificate`` or ``--registry-client-cert`` for the registry means "TLS
+    only": no fallback. ``--skip-tls-verify*`` keeps the fallback (the Kaniko catalog's
+    tests pass it for a plain-HTTP ``localhost:5000``)."""
     plain = o.insecure or (pull and o.insecure_pull) or listed(o.insecure_registries, registry)
     skip = o.skip_tls_verify or (pull and o.skip_tls_verify_pull) or listed(o.skip_tls_verify_registries, registry)
     ca = lookup(o.registry_certificates, registry)
     cert = lookup(o.registry_client_certs, registry)
     verify: bool | str = False if skip else (ca or True)
+    fallback = not plain and o.loopback_plain_http and not ca and not cert and is_loopback(registry)
     return Endpoint(registry=registry, base=make_base(registry, plain), verify=verify,
-                    cert=tuple(cert) if cert else None)
+                    cert=tuple(cert) if cert else None, http_fallback=fallback)

@@ -1,8 +1,12 @@
 """HTTP transport for the registry client: scheme/TLS choice, authentication, cancellation.
 
-* Scheme: plain HTTP only when the caller's options say so for that registry
+* Scheme: plain HTTP when the caller's options say so for that registry
   (:func:`executor.registry.options.endpoint_for`); otherwise HTTPS with the system CAs
   plus the ``--registry-certificate`` CA for that registry, optional client certificate (mTLS).
+  A loopback registry's endpoint may allow falling back to plain HTTP
+  (``Endpoint.http_fallback``): :meth:`Transport.endpoint` then tries ``GET /v2/`` over
+  HTTPS once and uses plain HTTP if, and only if, the server answered the TLS handshake
+  with something that is not TLS (go-containerregistry's ``ping`` tries HTTPS, then HTTP).
 * Auth: ``GET /v2/`` learns the registry's challenge once (distribution-spec "Determining
   support"); ``Basic`` challenges get Basic auth, ``Bearer`` ones a token from the realm
   (:mod:`executor.registry.tokens`), re-fetched once on a 401.
@@ -68,10 +72,11 @@ class Endpoint:
     base: str
     verify: bool | str = True          # True, False or path to a CA bundle
     cert: tuple[str, str] | None = None
+    http_fallback: bool = False        # HTTPS, but plain HTTP if the server does not speak TLS
 
     @property
     def plain_http(self) -> bool:
-        """True for ``http://`` (``--insecure*``): no TLS at all."""
+        """True for ``http://`` (``--insecure*``, or a loopback registry without TLS): no TLS at all."""
         return self.base.startswith("http://")
 
 
@@ -93,12 +98,51 @@ class Transport:
         self._timeout = timeout
         self._clients: dict[Endpoint, httpx.Client] = {}
         self._auth: dict[str, AuthSession] = {}
+        self._schemes: dict[Endpoint, Endpoint] = {}
         self._lock = threading.Lock()
 
     # -- plumbing ---------------------------------------------------------
     def endpoint(self, registry: str, pull: bool) -> Endpoint:
-        """The :class:`Endpoint` for ``registry`` (``pull``: for a read; may select plain HTTP)."""
-        return self._endpoint_for(registry, pull)
+        """The :class:`Endpoint` for ``registry`` (``pull``: for a read; may select plain HTTP).
+
+        An endpoint with ``http_fallback`` is resolved by :meth:`probe_scheme` (once per
+        endpoint and transport; an inconclusive probe is repeated next time)."""
+        ep = self._endpoint_for(registry, pull)
+        if not ep.http_fallback:
+            return ep
+        with self._lock:
+            known = self._schemes.get(ep)
+        if known is not None:
+            return known
+        resolved = self.probe_scheme(ep)
+        if resolved is not None:
+            with self._lock:
+                self._schemes[ep] = resolved
+            return resolved
+        return ep
+
+    def probe_scheme(self, ep: Endpoint) -> Endpoint | None:
+        """``GET /v2/`` over HTTPS at ``ep``: ``ep`` when any HTTP answer or a TLS-level error
+        (untrusted certificate, a client certificate refused, ...) shows the server speaks TLS;
+        the plain-HTTP endpoint when the handshake met a server that does not speak TLS; None
+        when nothing can be concluded (refused, timed out): the caller keeps HTTPS and its
+        request fails, and is retried, with the usual error."""
+        self.cancel.check(f"contacting registry {ep.registry}")
+        try:
+            self.client(ep).get(f"{ep.base}/v2/", extensions=self.extensions).close()
+            return ep
+        except httpx.TransportError as e:
+            if self.cancel.cancelled:
+                raise self.cancel.error(f"contacting registry {ep.registry}") from None
+            low = str(e).lower()
+            if any(p in low for p in _NOT_TLS):
+                plain = Endpoint(ep.registry, make_base(ep.registry, True), ep.verify, ep.cert)
+                log.info("registry %s does not speak HTTPS; using plain HTTP (a loopback registry, as "
+                         "go-containerregistry does)", ep.registry)
+                return plain
+            if any(p in low for p in _TLS_SPOKEN):
+                return ep
+            return None
 
     def client(self, ep: Endpoint) -> httpx.Client:
         """The pooled httpx.Client for ``ep`` (created on first use). Requests sent with it
@@ -241,6 +285,15 @@ class Transport:
                 raise TransientError(f"{method} {_path(url)} answered {resp.status_code}", ra, resp.status_code)
             return resp
         return resp
+
+
+#: Handshake errors (OpenSSL's words) meaning the peer answered a ClientHello with something that is
+#: not TLS -- typically a plain-HTTP server's "HTTP/1.1 400 Bad Request".
+_NOT_TLS = ("wrong_version_number", "wrong version number", "record layer failure", "record_layer_failure",
+            "packet_length_too_long", "packet length too long", "http_request", "http request",
+            "unknown_protocol", "unknown protocol")
+#: Handshake errors that show the peer speaks TLS (no fallback then).
+_TLS_SPOKEN = ("certificate", "unknown_ca", "unknown ca", "alert", "handshake failure", "handshake_failure")
 
 
 def _path(url: str) -> str:

@@ -263,8 +263,10 @@ def test_connection_refused_message(monkeypatch):
 
 
 def test_https_to_plain_registry_suggests_insecure(registry, monkeypatch):
+    # A loopback registry falls back to plain HTTP by itself (test_registry_loopback.py); with
+    # that off it behaves as any other host's plain-HTTP registry does.
     monkeypatch.setattr("executor.registry.retry.backoff_delay", lambda *a, **k: 0.01)
-    with RegistryClient(RegistryOptions()) as c:
+    with RegistryClient(RegistryOptions(loopback_plain_http=False)) as c:
         with pytest.raises(RegistryError) as ei:
             c.ping(registry.host)
     assert f"--insecure-registry {registry.host}" in str(ei.value)
@@ -272,7 +274,7 @@ def test_https_to_plain_registry_suggests_insecure(registry, monkeypatch):
 
 def test_insecure_pull_only_applies_to_pulls(registry, busybox, monkeypatch):
     monkeypatch.setattr("executor.registry.retry.backoff_delay", lambda *a, **k: 0.01)
-    with RegistryClient(RegistryOptions(insecure_pull=True)) as c:
+    with RegistryClient(RegistryOptions(insecure_pull=True, loopback_plain_http=False)) as c:
         ref = parse_reference(busybox)
         assert c.resolve_image(ref).config["architecture"] == "amd64"
         with pytest.raises(RegistryError, match="insecure-registry"):

@@ -145,3 +145,24 @@ def test_mtls(mtls_registry, pki):
         c.ping(host)
         c.upload_blob(ref, b"mtls", sha(b"mtls"), 4)
         assert c.blob_exists(ref, sha(b"mtls"))
+
+
+def test_loopback_tls_registry_is_never_downgraded(tls_registry, mtls_registry, tmp_path):
+    """A loopback registry that speaks TLS stays on HTTPS without any option: the HTTPS probe of the
+    loopback fallback (test_registry_loopback.py) sees TLS -- a certificate it does not trust, or a
+    missing client certificate -- and reports that instead of trying plain HTTP."""
+    host = tls_registry.host
+    with RegistryClient(RegistryOptions(skip_tls_verify_registries=frozenset({host})),
+                        keychain_for(tmp_path, host, "alice", PASSWORD)) as c:
+        c.ping(host)
+        assert c._endpoint(host, pull=False).base == f"https://{host}"
+    with RegistryClient(RegistryOptions()) as c:
+        with pytest.raises(RegistryError, match="not trusted"):
+            c.ping(host)
+        assert c._endpoint(host, pull=False).base == f"https://{host}"
+    mhost = mtls_registry.host
+    with RegistryClient(RegistryOptions(skip_tls_verify_registries=frozenset({mhost}))) as c:
+        with pytest.raises(RegistryError) as ei:
+            c.ping(mhost)
+        assert f"--registry-client-cert {mhost}=" in str(ei.value)
+        assert c._endpoint(mhost, pull=False).base == f"https://{mhost}"

@@ -8,6 +8,7 @@ import pytest
 from executor.errors import RegistryError
 from executor.reference import parse_reference
 from executor.registry.client import RegistryClient, RegistryOptions, parse_platform, select_platform
+from executor.registry.options import endpoint_for, is_loopback
 from executor.registry.transport import (
     MAX_RETRY_AFTER_S,
     TransientError,
@@ -52,11 +53,78 @@ def test_endpoint_selection():
     assert c._endpoint("a:5000", pull=False).base == "http://a:5000"
     assert c._endpoint("z.io", pull=True).base == "http://z.io"
     assert c._endpoint("z.io", pull=False).base == "https://z.io"
-    assert c._endpoint("127.0.0.1:5000", pull=False).base == "https://127.0.0.1:5000"   # no localhost magic
     assert c._endpoint("docker.io", pull=False).base == "https://registry-1.docker.io"
     assert c._endpoint("b.io", pull=False).verify is False
     ep = c._endpoint("c.io", pull=False)
     assert ep.verify == "/ca.pem" and ep.cert == ("/c.pem", "/k.pem")
+    c.close()
+
+
+@pytest.mark.parametrize("registry,loopback", [
+    ("localhost", True), ("localhost:5000", True), ("LOCALHOST:5000", True), ("127.0.0.1", True),
+    ("127.0.0.1:5000", True), ("127.1.2.3:443", True), ("[::1]:5000", True), ("::1", True),
+    ("localhost.example.com:5000", False), ("my.localhost:5000", False), ("10.0.0.1:5000", False),
+    ("192.168.1.10:5000", False), ("registry:5000", False), ("[::2]:5000", False), ("docker.io", False),
+    ("128.0.0.1:5000", False),
+])
+def test_is_loopback(registry, loopback):
+    assert is_loopback(registry) is loopback
+
+
+def test_loopback_endpoint_may_fall_back_unless_told_otherwise():
+    def ep(registry, **kw):
+        return endpoint_for(RegistryOptions(**kw), registry, False)
+
+    assert ep("localhost:5000").http_fallback and ep("localhost:5000").base == "https://localhost:5000"
+    assert ep("127.0.0.1:5000", skip_tls_verify=True).http_fallback   # Kaniko catalog tests pass it
+    assert ep("[::1]:5000", skip_tls_verify_registries=frozenset({"[::1]:5000"})).http_fallback
+    assert not ep("registry:5000").http_fallback
+    assert not ep("10.1.2.3:5000").http_fallback
+    assert not ep("localhost:5000", loopback_plain_http=False).http_fallback
+    assert not ep("localhost:5000", registry_certificates={"localhost:5000": "/ca.pem"}).http_fallback
+    assert not ep("localhost:5000", registry_client_certs={"localhost": ("/c", "/k")}).http_fallback
+    plain = ep("localhost:5000", insecure_registries=frozenset({"localhost:5000"}))
+    assert plain.base == "http://localhost:5000" and not plain.http_fallback
+    assert ep("localhost:5000", insecure=True).base == "http://localhost:5000"
+
+
+class _FakeClient:
+    def __init__(self, exc):
+        self.exc = exc
+        self.gets: list[str] = []
+
+    def get(self, url, **kw):
+        self.gets.append(url)
+        if self.exc:
+            raise self.exc
+        return httpx.Response(200)
+
+
+@pytest.mark.parametrize("exc,scheme,cached", [
+    (None, "https", True),
+    (httpx.ConnectError("[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)"), "http", True),
+    (httpx.ConnectError("[SSL] record layer failure (_ssl.c:1000)"), "http", True),
+    (httpx.ConnectError("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed"), "https", True),
+    (httpx.ReadError("[SSL: TLSV13_ALERT_CERTIFICATE_REQUIRED] tlsv13 alert certificate required"), "https", True),
+    (httpx.ConnectError("[Errno 111] Connection refused"), "https", False),
+    (httpx.ConnectTimeout("timed out"), "https", False),
+])
+def test_scheme_probe(monkeypatch, exc, scheme, cached):
+    """HTTPS first; plain HTTP only when the answer to the TLS handshake was not TLS; an
+    inconclusive probe (nothing listening) keeps HTTPS and is repeated on the next request."""
+    c = RegistryClient(RegistryOptions())
+    fake = _FakeClient(exc)
+    monkeypatch.setattr(c._transport, "client", lambda ep: fake)
+    assert c._endpoint("localhost:5000", pull=False).base == f"{scheme}://localhost:5000"
+    c._endpoint("localhost:5000", pull=True)
+    assert fake.gets == ["https://localhost:5000/v2/"] * (1 if cached else 2)
+    c.close()
+
+
+def test_no_probe_for_remote_registries(monkeypatch):
+    c = RegistryClient(RegistryOptions())
+    monkeypatch.setattr(c._transport, "probe_scheme", lambda ep: pytest.fail("probed a remote registry"))
+    assert c._endpoint("registry.example.com:5000", pull=False).base == "https://registry.example.com:5000"
     c.close()
 
 
