@@ -27,6 +27,7 @@ class BuildOptions:
     image_name_tag_with_digest_file: Path | None = None
     labels: dict[str, str] = field(default_factory=dict)
     platform: str = "linux/amd64"
+    platforms: list[str] = field(default_factory=list)  # several: one image each, pushed as one index
     work_dir: Path | None = None
     cleanup: bool = True
     run_isolation: str = "auto"          # auto | namespace | chroot
@@ -48,6 +49,13 @@ class BuildOptions:
     cache_copy_layers: bool = True
     no_push_cache: bool = False
     run_cache_dir: Path | None = None     # RUN --mount=type=cache storage
+    # outputs
+    annotations: dict[str, str] = field(default_factory=dict)  # manifest annotations (--annotation)
+    image_format: bool | None = None      # True: OCI manifest, False: Docker v2.2, None: the base image's
+    # provenance of the build context (--context): the source as given (credentials redacted; None
+    # for a local directory) and, for a git context, the commit that was checked out
+    context_source: str | None = None
+    source_commit: str | None = None
 
 
 @dataclass(frozen=True, repr=False)

@@ -13,11 +13,12 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TextIO
 
 from ..context import Context
+from ..errors import UserError
 from ..dockerfile.ignore import DockerIgnore, find_dockerignore
 from ..dockerfile.instructions import Run
 from ..logs import stage_label
@@ -27,7 +28,9 @@ from ..registry.client import RegistryClient
 from ..workdir import new_work_dir, release_work_dir
 from .cached import open_step_cache
 from .images import BlobStore, ImageSource
-from .plan import BuildPlan, plan_build, read_dockerfile, secret_like_names
+from .emulation import check_emulation
+from .plan import plan_build, read_dockerfile, secret_like_names
+from .platform_units import SHARED, assign_units, unit_graph
 from .scheduler import default_jobs, run_graph
 from .stage import BuildServices, StageBuilder
 from .state import PROXY_ARGS
@@ -49,6 +52,7 @@ class BuildResult:
     source: ImageSource
     record: BuildRecord = field(default_factory=BuildRecord)
     stages_built: list[int] = field(default_factory=list)
+    platform: str = ""
 
 
 def _epoch(opts: BuildOptions) -> int | None:
@@ -79,9 +83,20 @@ class Build:
         self.services: BuildServices | None = None
 
     def build(self) -> BuildResult:
+        """Build the one platform of the options (``--custom-platform`` with one value)."""
+        results = self.build_all()
+        if len(results) != 1:
+            raise UserError(f"{len(results)} platforms were built; use build_all()")
+        return results[0]
+
+    def build_all(self) -> list[BuildResult]:
+        """Build every platform of ``options.platforms`` (or ``options.platform``); one result
+        each, in the order given. Stages that do not depend on the target platform (``FROM
+        --platform=$BUILDPLATFORM`` without ``ARG TARGET*``) are built once for all of them."""
         opts = self.opts
         df = read_dockerfile(opts.dockerfile)
-        plan = plan_build(df, opts)
+        platforms = list(dict.fromkeys(opts.platforms or [opts.platform]))
+        plans = {p: plan_build(df, replace(opts, platform=p)) for p in platforms}
         for w in df.warnings:
             log.warning("%s", w)
         secret_like = secret_like_names(df)
@@ -89,47 +104,64 @@ class Build:
             log.warning("ARG/ENV %s look like secrets: their values are stored in the image history and "
                         "config; pass secrets with --secret id=NAME,env=NAME and read them in RUN "
                         "--mount=type=secret,id=NAME instead", ", ".join(secret_like))
-        skipped = [s.index for s in df.stages if s.index not in plan.order]
+        skipped = [s.index for s in df.stages if all(s.index not in pl.order for pl in plans.values())]
         if skipped:
             log.info("skipping stages the target does not need: %s", ", ".join(map(str, skipped)))
+        units = assign_units(plans)
+        work = unit_graph(plans, units)
+        check_emulation(plans, units)
         ignore_file = find_dockerignore(opts.context, opts.dockerfile)
         from ..cache.base_images import open_local_cache
         b = self.services = BuildServices(
-            opts=opts, client=self.client, plan=plan, work=self.work, store=self.store,
+            opts=opts, client=self.client, plans=plans, work=self.work, store=self.store,
             context=Context(opts.context, DockerIgnore.from_file(ignore_file)),
             cache=open_step_cache(opts, self.client), record=BuildRecord(), epoch=_epoch(opts),
             stdout=self.stdout, stderr=self.stderr,
-            local_cache=open_local_cache(opts.cache_dir, opts.cache_ttl_seconds))
-        runs = [i for n in plan.order for i in plan.nodes[n].stage.instructions if isinstance(i, Run)]
+            local_cache=open_local_cache(opts.cache_dir, opts.cache_ttl_seconds), units=units,
+            readers={u: sum(1 for deps in work.deps.values() if u in deps) for u in work.order})
+        b.used_build_args |= set().union(*(pl.used_build_args for pl in plans.values()))
+        runs = [i for pl in plans.values() for n in pl.order for i in pl.nodes[n].stage.instructions
+                if isinstance(i, Run)]
         if runs:  # probe privileges now, in the main thread, before stage threads exist
             b.detect_isolation(any(str(r.network) == "none" for r in runs))
         jobs = opts.jobs or default_jobs()
-        if len(plan.order) > 1:
-            log.info("building %d stages, up to %d at a time (--jobs)", len(plan.order), jobs)
+        if len(work.order) > 1:
+            log.info("building %d stages, up to %d at a time (--jobs)", len(work.order), jobs)
+        many = len(platforms) > 1
 
-        def build_stage(index: int) -> None:
-            node = plan.nodes[index]
-            with stage_label(node.label if len(plan.order) > 1 else ""):
-                StageBuilder(b, node).run()
+        def build_unit(unit: tuple[str, int]) -> None:
+            plan = plans[work.platform_of[unit]]
+            node = plan.nodes[unit[1]]
+            label = node.label if len(work.order) > 1 else ""
+            if many:
+                label = f"{node.label} {'all platforms' if unit[0] == SHARED else unit[0]}"
+                if unit[0] == SHARED:
+                    log.info("stage %s does not depend on the target platform: built once for %s",
+                             node.label, ", ".join(platforms))
+            with stage_label(label):
+                StageBuilder(b, plan, node, exported=unit in work.exported).run()
 
-        run_graph(plan.order, {i: plan.nodes[i].deps for i in plan.order}, build_stage, jobs,
-                  on_abort=b.abort)
-        self._warn_unused(plan)
-        target = b.states[plan.target]
-        img = target.image
-        if opts.labels:
-            labels = dict(img.container_config.get("Labels") or {})
-            labels.update(opts.labels)
-            img.container_config["Labels"] = labels
-        img.config["created"] = b.created()
-        if b.cache is not None:
-            b.cache.finalize(target, opts.labels)
+        run_graph(work.order, work.deps, build_unit, jobs, on_abort=b.abort)
+        self._warn_unused(b.used_build_args)
+        results = []
+        for p in platforms:
+            plan = plans[p]
+            target = b.state_for(p, plan.target)
+            img = target.image
+            if opts.labels:
+                labels = dict(img.container_config.get("Labels") or {})
+                labels.update(opts.labels)
+                img.container_config["Labels"] = labels
+            img.config["created"] = b.created()
+            if b.cache is not None:
+                b.cache.finalize(target, opts.labels)
+            results.append(BuildResult(image=img, store=self.store, source=b.source(plan.nodes[plan.target].platform),
+                                       record=b.record, stages_built=plan.order, platform=p))
         b.record.finished = time.time()
-        return BuildResult(image=img, store=self.store, source=b.source(plan.nodes[plan.target].platform),
-                           record=b.record, stages_built=plan.order)
+        return results
 
-    def _warn_unused(self, plan: BuildPlan) -> None:
-        unused = set(self.opts.build_args) - plan.used_build_args - set(PROXY_ARGS)
+    def _warn_unused(self, used: set[str]) -> None:
+        unused = set(self.opts.build_args) - used - set(PROXY_ARGS)
         if unused:
             log.warning("build args were not consumed by any ARG: %s", ", ".join(sorted(unused)))
 

@@ -55,6 +55,7 @@ class BuildPlan:
     meta: dict[str, str | None]
     names: dict[str, int]
     used_build_args: set[str] = field(default_factory=set)
+    platform: str = "linux/amd64"
 
     @property
     def exported(self) -> frozenset[int]:
@@ -211,7 +212,7 @@ def plan_build(df: Dockerfile, opts: BuildOptions) -> BuildPlan:
             needed.add(i)
             stack.extend(nodes[i].deps)
     return BuildPlan(dockerfile=df, nodes=nodes, order=sorted(needed), target=target, meta=meta, names=names,
-                     used_build_args=used)
+                     used_build_args=used, platform=opts.platform)
 
 
 __all__ = ["BuildPlan", "StageNode", "plan_build", "read_dockerfile", "stage_ref"]

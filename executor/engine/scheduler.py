@@ -14,7 +14,7 @@ import logging
 import math
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
@@ -55,7 +55,7 @@ def default_jobs(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
     return 2 * available_cpus(cgroup_root)
 
 
-def run_graph(order: list[int], deps: Mapping[int, frozenset[int]], work: Callable[[int], None],
+def run_graph(order: Sequence[Hashable], deps: Mapping, work: Callable[[Hashable], None],
               jobs: int, on_abort: Callable[[], None] | None = None) -> None:
     """Call ``work(i)`` for every ``i`` in ``order`` after ``work(d)`` returned for all ``d`` in
     ``deps[i]``; at most ``jobs`` at a time. Re-raises the first exception (by completion).

@@ -57,7 +57,7 @@ class BuildServices:
 
     opts: BuildOptions
     client: RegistryClient
-    plan: BuildPlan
+    plans: dict[str, BuildPlan]
     work: Path
     store: BlobStore
     context: Context
@@ -66,7 +66,10 @@ class BuildServices:
     epoch: int | None
     stdout: TextIO | None = None
     stderr: TextIO | None = None
-    states: dict[int, StageState] = field(default_factory=dict)
+    states: dict[tuple[str, int], StageState] = field(default_factory=dict)
+    units: dict[tuple[str, int], str] = field(default_factory=dict)   # (platform, stage) -> unit key
+    readers: dict[tuple[str, int], int] = field(default_factory=dict)  # unit -> stages reading it
+    used_build_args: set[str] = field(default_factory=set)
     local_cache: Any = None
     isolation: Isolation | None = None
     _sources: dict[str, ImageSource] = field(default_factory=dict)
@@ -98,11 +101,23 @@ class BuildServices:
 
     def note_build_arg(self, name: str) -> None:
         with self._lock:
-            self.plan.used_build_args.add(name)
+            self.used_build_args.add(name)
+
+    def unit(self, platform: str, index: int) -> tuple[str, int]:
+        """The unit that builds stage ``index`` for ``platform``: ("shared", i) for a stage built
+        once for every platform, else (platform, i)."""
+        return self.units.get((platform, index), platform), index
+
+    def state_for(self, platform: str, index: int) -> StageState:
+        return self.states[self.unit(platform, index)]
+
+    @property
+    def escape(self) -> str:
+        return next(iter(self.plans.values())).dockerfile.escape
 
     def image_root(self, ref_text: str, platform: str) -> Path:
         """An image's files unpacked once per build (for ``COPY --from=<image>`` and mounts)."""
-        key = ref_text.replace("/", "_").replace(":", "_").replace("@", "_")
+        key = (ref_text + "_" + platform).replace("/", "_").replace(":", "_").replace("@", "_")
         root = self.work / "images" / key
         with self._lock:
             if not root.exists():
@@ -180,6 +195,7 @@ class StepContext:
     expansion with the stage's variables, and the build's services."""
 
     build: BuildServices
+    plan: BuildPlan
     node: StageNode
     state: StageState
     ins: Instruction
@@ -211,10 +227,10 @@ class StepContext:
     def tree(self, word: str) -> SourceTree:
         """The stage (by name or index, defined earlier) or image ``word`` names."""
         from ..cache.keys import image_source, stage_source
-        plan = self.build.plan
+        plan = self.plan
         ref = plan.stage_ref(word, self.node.index)
         if ref is not None:
-            other = self.build.states[ref]
+            other = self.build.state_for(plan.platform, ref)
             return SourceTree(stage_source(other.key), lambda: self.stage_builder.materialize(other) or other.root)
         if word.lower() in plan.names:
             raise self.err(f"--from={word}: stage {word!r} is defined after this one")
@@ -231,18 +247,27 @@ class StepContext:
 
 
 class StageBuilder:
-    """Builds the stage ``node`` of ``build.plan`` into ``build.states[node.index]``."""
+    """Builds the stage ``node`` of ``plan`` into ``build.states[unit]`` (``unit`` from
+    :meth:`BuildServices.unit`); ``exported``: an output image holds this stage's layers."""
 
-    def __init__(self, build: BuildServices, node: StageNode):
+    def __init__(self, build: BuildServices, plan: BuildPlan, node: StageNode, exported: bool):
         self.build = build
+        self.plan = plan
         self.node = node
-        self.exported = node.index in build.plan.exported
+        self.unit = build.unit(plan.platform, node.index)
+        self.exported = exported
         self.single = False  # --single-snapshot in effect for this stage
         self._materialize_lock = threading.Lock()
 
     # ------------------------------------------------------------------ base
+    def _stage_dir(self) -> Path:
+        """``<work>/stages/<index>`` (``<index>-<platform>`` for one platform of several)."""
+        key, index = self.unit
+        many = len(self.build.plans) > 1
+        return self.build.work / "stages" / (f"{index}-{key.replace('/', '-')}" if many else str(index))
+
     def _new_root(self) -> Path:
-        root = self.build.work / "stages" / str(self.node.index) / "rootfs"
+        root = self._stage_dir() / "rootfs"
         if root.exists():
             shutil.rmtree(root)
         root.mkdir(parents=True)
@@ -252,21 +277,21 @@ class StageBuilder:
     def base_state(self) -> StageState:
         b, node = self.build, self.node
         if node.parent is not None:
-            parent = b.states[node.parent]
+            parent = b.state_for(self.plan.platform, node.parent)
             image = parent.image.copy()
             if parent.lazy:  # parent never unpacked: stay lazy too
                 root = self._new_root()
-                st = StageState(index=node.index, name=node.stage.name, root=root, image=image, lazy=True)
+                st = StageState(index=node.index, name=node.stage.name, root=root, image=image, platform=node.platform, lazy=True)
             else:
-                root = b.work / "stages" / str(node.index) / "rootfs"
+                root = self._stage_dir() / "rootfs"
                 root.parent.mkdir(parents=True, exist_ok=True)
-                if b.plan.referrers(node.parent) == 1:  # the only reader: take the directory over
+                if b.readers.get(b.unit(self.plan.platform, node.parent)) == 1:  # the only reader: take it over
                     with parent.lock:
                         os.rename(parent.root, root)
                         parent.root = root
                 else:
                     shutil.copytree(parent.root, root, symlinks=True, copy_function=shutil.copy2)
-                st = StageState(index=node.index, name=node.stage.name, root=root, image=image)
+                st = StageState(index=node.index, name=node.stage.name, root=root, image=image, platform=node.platform)
             st.key = self._root_key(parent_key=parent.key)
             return st
         root = self._new_root()
@@ -279,7 +304,7 @@ class StageBuilder:
             src = b.source(node.platform)
             image = src.image(node.base)
             digest = src.resolve(node.base)[0].digest
-        st = StageState(index=node.index, name=node.stage.name, root=root, image=image, lazy=bool(image.layers))
+        st = StageState(index=node.index, name=node.stage.name, root=root, image=image, platform=node.platform, lazy=bool(image.layers))
         if b.opts.compression == "zstd" and not image.oci:
             log.info("--compression=zstd: writing an OCI manifest (Docker schema 2 has no zstd layer type); "
                      "the base layers are kept and relabelled with their OCI media types")
@@ -302,11 +327,11 @@ class StageBuilder:
             if not state.lazy:
                 return
             t0 = time.monotonic()
-            source = self.build.source(self.build.plan.nodes[state.index].platform)
+            source = self.build.source(state.platform)
             source.unpack(state.image, state.root)
             state.lazy = False
             state.fs_index = None
-            log.info("stage %s: unpacked %d layers in %.2fs", self.build.plan.nodes[state.index].label,
+            log.info("stage %s: unpacked %d layers in %.2fs", state.name or state.index,
                      len(state.image.layers), time.monotonic() - t0)
 
     def apply_layer(self, state: StageState, layer: Layer) -> None:
@@ -321,8 +346,9 @@ class StageBuilder:
         b, node = self.build, self.node
         log.info("stage %d%s: FROM %s", node.index, f" AS {node.stage.name}" if node.stage.name else "", node.base)
         state = self.base_state()
-        state.meta = b.plan.meta
-        b.states[node.index] = state
+        state.meta = self.plan.meta
+        state.platform = node.platform
+        b.states[self.unit] = state
         instructions = list(node.stage.instructions)
         triggers = state.config.pop("OnBuild", None) or []
         if triggers:
@@ -363,8 +389,8 @@ class StageBuilder:
                          text=shorten(ins.text), started=time.time())
         t0 = time.monotonic()
         try:
-            ctx = StepContext(build=b, node=self.node, state=state, ins=ins,
-                              expand=expander(ins, state.expansion_env(), b.plan.dockerfile.escape),
+            ctx = StepContext(build=b, plan=self.plan, node=self.node, state=state, ins=ins,
+                              expand=expander(ins, state.expansion_env(), b.escape),
                               stage_builder=self)
             prepared = step_for(ins).prepare(ctx)
             self._run_prepared(state, ins, prepared, rec)

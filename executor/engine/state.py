@@ -43,6 +43,7 @@ class StageState:
     fs_index: FsIndex | None = None
     used_args: set[str] = field(default_factory=set)
     meta: dict[str, str | None] = field(default_factory=dict)  # global ARGs (visible once redeclared)
+    platform: str = "linux/amd64"  # os/arch[/variant] of the stage's files
     lazy: bool = False            # root not filled yet: the image's layers are only descriptors
     key: str = ""                 # cache chain key after the last step
     all_hit: bool = True          # every layer step so far came from the cache
