@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PKGS=(umoci skopeo runc buildah docker-registry debootstrap busybox-static uidmap
-      time apache2-utils openssl ca-certificates python3-venv git make curl)
+      time apache2-utils openssl ca-certificates python3-venv git make curl
+      qemu-user-static binfmt-support)   # arm64 emulation for tests/multiarch (tests/support/multiarch.py)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
