@@ -258,3 +258,41 @@ def test_basic_auth_sample_is_annotated_for_creds_init():
     sa = [d for d in docs if d["kind"] == "ServiceAccount"][0]
     assert {"name": basic[0]["metadata"]["name"]} in sa["secrets"]
     assert any(d.get("type") == "kubernetes.io/dockerconfigjson" for d in docs)
+
+
+# ------------------------------------------------------------------ catalog tests vs their registries
+#: Registries the catalog harness (tektoncd/catalog test/e2e-common.sh) provides over plain HTTP:
+#: add_sidecar_registry appends a `registry` (registry:2, no TLS) sidecar listening on localhost:5000.
+PLAIN_HTTP_HOOKS = {"add_sidecar_registry": "localhost:5000"}
+
+
+def _kaniko_calls(doc: dict):
+    """(params dict) of every kaniko-build use in a Pipeline, PipelineRun (inline spec) or TaskRun."""
+    spec = doc.get("spec", {})
+    if doc["kind"] == "TaskRun" and spec.get("taskRef", {}).get("name") == "kaniko-build":
+        yield {p["name"]: p["value"] for p in spec.get("params", [])}
+    tasks = spec.get("tasks", []) + spec.get("pipelineSpec", {}).get("tasks", [])
+    for t in tasks:
+        if t.get("taskRef", {}).get("name") == "kaniko-build":
+            yield {p["name"]: p["value"] for p in t.get("params", [])}
+
+
+def test_catalog_tests_name_their_plain_http_registry_insecure():
+    """Each tests/ dir whose hook gives the Task a plain-HTTP registry passes --insecure-registry for
+    it to every kaniko-build that pushes there (issue 15 item 2)."""
+    checked = 0
+    for hook in sorted(CATALOG_ROOT.glob("tasks/*/*/tests/pre-apply-task-hook.sh")):
+        text = hook.read_text()
+        plain = {host for fn, host in PLAIN_HTTP_HOOKS.items()
+                 if re.search(rf"^\s*{fn}\b", text, re.M)}
+        for run in sorted(hook.parent.glob("*.yaml")):
+            for doc in load_yaml_docs(run):
+                for params in _kaniko_calls(doc):
+                    host = params["IMAGE"].split("/", 1)[0]
+                    if host not in plain:
+                        continue
+                    extra = params.get("EXTRA_ARGS", [])
+                    assert f"--insecure-registry={host}" in extra or "--insecure" in extra, \
+                        f"{run.relative_to(CATALOG_ROOT)}: pushes to plain-HTTP {host} without --insecure-registry"
+                    checked += 1
+    assert checked >= 1, "the kaniko-build catalog test pushes to the harness's plain-HTTP registry"
