@@ -56,11 +56,16 @@ class Layer:
 
 @dataclass
 class Image:
-    """An image being built: ``config`` is the full image config JSON object (config.md)."""
+    """An image being built: ``config`` is the full image config JSON object (config.md).
+
+    ``oci``: OCI manifest (True) or Docker v2 schema 2 (False). ``annotations``: the
+    manifest's ``annotations`` (OCI manifest.md; left out when empty and always for Docker
+    manifests, whose schema has no such field)."""
 
     config: dict
     layers: list[Layer] = field(default_factory=list)
     oci: bool = True
+    annotations: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def empty(cls, os_name: str = "linux", architecture: str = "amd64", variant: str | None = None) -> "Image":
@@ -77,7 +82,8 @@ class Image:
         return cls(config=config)
 
     def copy(self) -> "Image":
-        return Image(config=copy.deepcopy(self.config), layers=list(self.layers), oci=self.oci)
+        return Image(config=copy.deepcopy(self.config), layers=list(self.layers), oci=self.oci,
+                     annotations=dict(self.annotations))
 
     @property
     def container_config(self) -> dict:
@@ -113,13 +119,16 @@ class Image:
             d = dict(layer.descriptor)
             d["mediaType"] = mt.convert_layer_type(d["mediaType"], self.oci)
             layers.append(d)
-        return {
+        man = {
             "schemaVersion": 2,
             "mediaType": self.manifest_media_type(),
             "config": {"mediaType": mt.config_type_for(self.manifest_media_type()),
                        "digest": sha256_digest(cb), "size": len(cb)},
             "layers": layers,
         }
+        if self.annotations and self.oci:
+            man["annotations"] = dict(sorted(self.annotations.items()))
+        return man
 
 
 def manifest_bytes(manifest: dict) -> bytes:
