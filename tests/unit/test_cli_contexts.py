@@ -363,3 +363,34 @@ def test_classify_and_parse():
     with pytest.raises(UserError):
         parse_git_options(["bogus=1"])
     assert redact("https://u:p@h/x") == "https://***@h/x"
+
+
+def test_context_tar_stdin_is_streamed(tmp_path):
+    """A 96 MiB incompressible tar.gz on stdin: the executor's peak RSS stays below the archive's
+    size (it would exceed it if the archive, or the file in it, were held in memory)."""
+    import gzip
+    import random
+    size = 96 << 20
+    block = random.Random(7).randbytes(1 << 20)  # repeated 1 MiB: beyond gzip's 32 KiB window
+    archive = tmp_path / "big.tar.gz"
+    with gzip.open(archive, "wb", compresslevel=1) as gz, tarfile.open(fileobj=gz, mode="w|") as tf:
+        df = b"FROM scratch\nLABEL a=b\n"
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(df)
+        tf.addfile(info, io.BytesIO(df))
+        info = tarfile.TarInfo("big.bin")
+        info.size = size
+        tf.addfile(info, io.BufferedReader(io.BytesIO(block * (size >> 20))))
+    assert archive.stat().st_size > size
+    probe = ("import resource, subprocess, sys; "
+             "r = subprocess.run(sys.argv[1:], stdin=sys.stdin, capture_output=True); "
+             "sys.stderr.buffer.write(r.stderr); "
+             "print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    with open(archive, "rb") as f:
+        p = subprocess.run([sys.executable, "-c", probe, sys.executable, "-m", "executor", "--context", "tar://stdin",
+                            "--no-push", "--log-format", "text"], stdin=f, capture_output=True, text=True,
+                           cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300)
+    rc, rss_kib = map(int, p.stdout.split())
+    assert rc == 0, p.stderr
+    assert "unpacked build context tar://stdin: 2 entries" in p.stderr
+    assert rss_kib * 1024 < size, f"peak RSS {rss_kib} KiB"
