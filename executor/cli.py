@@ -1,6 +1,7 @@
 """The ``executor`` command line: Kaniko's flag names, so existing pipelines switch unchanged.
 
 ``executor [flags]`` builds and pushes; ``executor warm`` fills a base-image cache;
+``executor index --destination REF SRC...`` joins pushed single-platform images into one index;
 ``executor version`` prints the version. Go-style ``--flag=true|false`` booleans are accepted.
 """
 
@@ -8,10 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import signal
 import sys
-import time
 import traceback
 from pathlib import Path
 from typing import List, Optional
@@ -19,73 +18,16 @@ from typing import List, Optional
 import typer
 
 from . import __version__
-from .errors import Interrupted, UserError
+from .errors import UserError
 from .logs import setup_logging
-from .options import BuildOptions, SecretSource
-from .registry.cancel import cancel_all as cancel_registry_transfers
+from .options import BuildOptions
+from .cliargs import (BOOL_FLAGS, NO_OP_FLAGS, P_BUILD, P_CACHE, P_COMPAT, P_CONTEXT, P_LOG, P_OUTPUT,  # noqa: F401
+                      P_REGISTRY, RENAMED_FLAGS, TRUE_DEFAULT, GroupedHelpCommand, _hidden, _kebab, _kv, _opt,
+                      build_args_from, normalise_argv, parse_platforms, parse_secret, resolve_dockerfile)
+from .interrupts import _interrupted, _on_signal, check_interrupted  # noqa: F401
+from .job import apply_manifest_options, run_build  # noqa: F401
 
 log = logging.getLogger("executor")
-
-BOOL_FLAGS = {
-    "--no-push", "--insecure", "--insecure-pull", "--skip-tls-verify", "--skip-tls-verify-pull", "--cache",
-    "--cache-run-layers", "--cache-copy-layers", "--no-push-cache", "--reproducible", "--cleanup",
-    "--single-snapshot", "--skip-default-registry-fallback", "--log-timestamp", "--force",
-    "--skip-unused-stages", "--compressed-caching", "--use-new-run", "--ignore-var-run",
-    "--skip-push-permission-check", "--force-build-metadata",
-}
-# Flags whose default is true: "--flag=false" becomes "--no-<flag>" for typer.
-TRUE_DEFAULT = {"--cache-run-layers", "--cache-copy-layers", "--cleanup", "--compressed-caching", "--ignore-var-run",
-                "--skip-unused-stages"}
-
-
-def _kv(items: list[str], flag: str) -> dict[str, str]:
-    out = {}
-    for item in items:
-        k, eq, v = item.partition("=")
-        if not eq or not k:
-            raise UserError(f"{flag} {item!r}: expected KEY=VALUE")
-        out[k] = v
-    return out
-
-
-def build_args_from(items: list[str], environ: dict[str, str]) -> dict[str, str]:
-    """``--build-arg K=V``; a bare ``K`` takes its value from the environment (skipped when unset)."""
-    out = {}
-    for item in items:
-        k, eq, v = item.partition("=")
-        if not k or any(c.isspace() or c == "\0" for c in k):
-            raise UserError(f"--build-arg {item[:200]!r}: invalid name {k[:100]!r}; expected NAME=VALUE with a non-empty "
-                            "NAME without spaces")
-        if eq:
-            out[k] = v
-        elif k in environ:
-            out[k] = environ[k]
-    return out
-
-
-def parse_secret(spec: str) -> SecretSource:
-    """``id=X,src=PATH`` | ``id=X,env=VAR`` (``type=file|env`` accepted) to a SecretSource."""
-    fields = dict(p.split("=", 1) if "=" in p else (p, "") for p in spec.split(","))
-    sid = fields.get("id")
-    if not sid:
-        raise UserError(f"--secret {spec!r}: needs id=NAME and src=PATH or env=VAR")
-    src = fields.get("src") or fields.get("source")
-    env = fields.get("env")
-    if src:
-        return SecretSource(id=sid, path=Path(src).resolve())
-    return SecretSource(id=sid, env=env or sid)
-
-
-def resolve_dockerfile(context: Path, dockerfile: str) -> Path:
-    """Kaniko's rule: an absolute path (or one that exists as given) first, then relative to the context."""
-    p = Path(dockerfile)
-    if p.is_absolute():
-        return p
-    if (context / p).exists():
-        return (context / p).resolve()
-    if p.exists():
-        return p.resolve()
-    return (context / p).resolve()
 
 
 def _registry_options(insecure: bool, insecure_pull: bool, insecure_registry: list[str], skip_tls_verify: bool,
@@ -117,78 +59,8 @@ def _registry_options(insecure: bool, insecure_pull: bool, insecure_registry: li
         image_download_retry=image_download_retry, user_agent=f"executor/{__version__}")
 
 
-class GroupedHelpCommand(typer.core.TyperCommand):
-    """The build command with a plain, grouped ``--help``: one section per help panel (context,
-    registry, cache, outputs, build, logging, Kaniko no-ops), each flag's names written whole and
-    its help wrapped beside it, or on the next lines when the names are long (click's definition
-    list). Never truncated at any width, unlike a rich table at 80 columns; hidden flags (old
-    spellings, negative forms) are left out."""
-
-    def format_help(self, ctx, formatter) -> None:
-        self.format_usage(ctx, formatter)
-        self.format_help_text(ctx, formatter)
-        panels: dict[str, list[tuple[str, str]]] = {}
-        for param in self.get_params(ctx):
-            if getattr(param, "hidden", False) or not getattr(param, "opts", None):
-                continue
-            names = ", ".join(sorted(param.opts, key=lambda o: (o.startswith("--"), o)))
-            if not param.opts[0].startswith("-") or len(param.opts) == 1 and param.opts[0].startswith("--"):
-                names = "    " + names  # align long-only flags under the ones with a short form
-            if not getattr(param, "is_flag", False) and param.metavar:
-                names += f" {param.metavar}"
-            panel = getattr(param, "rich_help_panel", None) or "Other"
-            panels.setdefault(panel, []).append((names, param.help or ""))
-        for panel, rows in panels.items():
-            with formatter.section(panel):
-                formatter.write_dl(rows, col_max=34)
-
-
 build_app = typer.Typer(add_completion=False, rich_markup_mode=None,
                         context_settings={"help_option_names": ["-h", "--help"]})
-
-# Help panels (``executor --help`` groups the flags; every flag name is shown whole at 80 columns).
-P_CONTEXT = "Context and Dockerfile"
-P_REGISTRY = "Registry"
-P_CACHE = "Cache"
-P_OUTPUT = "Outputs"
-P_BUILD = "Build"
-P_LOG = "Logging"
-P_COMPAT = "Kaniko compatibility (no effect; each warns once)"
-
-# Kaniko flags the executor accepts and ignores: flag -> what the executor does instead (the
-# warning printed once when the flag is given). Kaniko README / root.go for their meaning.
-NO_OP_FLAGS = {
-    "--snapshot-mode": "the executor snapshots by a stat index of the whole root after each step "
-                       "(type, mode, owner, size, mtime, ctime, inode, link target; no content hashing), "
-                       "which catches what full mode does at the cost of redo",
-    "--use-new-run": "every RUN is snapshotted exactly by the executor's stat index of the root; "
-                     "there is no separate experimental RUN implementation",
-    "--compressed-caching": "layers are compressed while they are written to disk, in one stream; "
-                            "no layer is ever held in memory, whatever this flag says",
-    "--force": "the executor builds in its own work directory, never in its own root filesystem, so it "
-               "runs inside or outside a container alike",
-    "--skip-unused-stages": "only the stages the target needs are built (as BuildKit); "
-                            "all stages cannot be forced",
-    "--ignore-var-run": "the build root is separate from the executor's own filesystem, so the host's "
-                        "/var/run never enters a layer; files a RUN writes under /var/run are kept "
-                        "(use --ignore-path /var/run to leave them out)",
-    "--force-build-metadata": "metadata-only instructions (ENV, LABEL, ...) add a history entry "
-                              "without a layer, as Docker does",
-    "--image-fs-extract-retry": "base layers are downloaded (retried per --image-download-retry) and "
-                                "digest-checked before they are extracted once; extraction is not retried",
-}
-
-# Old spellings (camelCase, snake_case) still found in pipelines: rewritten to the kebab-case
-# flag, hidden from --help, and named once in a deprecation warning. Kaniko itself kept
-# --snapshotMode, --customPlatform, --tarPath and --whitelist-var-run; the others are accepted
-# because old wrapper scripts pass them.
-RENAMED_FLAGS = {"--whitelist-var-run": "--ignore-var-run"}
-
-
-def _kebab(name: str) -> str:
-    """``--tarPath`` / ``--tar_path`` -> ``--tar-path``."""
-    body = re.sub(r"(?<=[a-z0-9])([A-Z])", r"-\1", name[2:]).replace("_", "-").lower()
-    return "--" + body
 
 
 def _known_build_flags() -> set[str]:
@@ -198,50 +70,6 @@ def _known_build_flags() -> set[str]:
 
 
 _spelling_notes: list[str] = []  # deprecation notes from the last normalise_argv(known=...) call
-
-
-def normalise_argv(argv: list[str], known: set[str] | None = None, notes: list[str] | None = None) -> list[str]:
-    """Accept Go/pflag spellings: ``--flag=true|false`` for booleans and ``-f=x`` shorthands.
-
-    With ``known`` (the command's long flags), old spellings are rewritten too: ``--tarPath``,
-    ``--snapshotMode``, ``--customPlatform``, ``--cacheRepo``, ``--tar_path``, ... become their
-    kebab-case flag when that flag exists, and ``--whitelist-var-run`` becomes
-    ``--ignore-var-run``; ``notes`` receives one "--old: deprecated, use --new" line per spelling.
-    """
-    out = []
-    for arg in argv:
-        if arg == "--":
-            out.append(arg)
-            continue
-        name, eq, value = arg.partition("=")
-        if known is not None and name.startswith("--") and name not in known:
-            new = RENAMED_FLAGS.get(name) or _kebab(name)
-            if new != name and new in known:
-                if notes is not None and not any(n.startswith(name + ":") for n in notes):
-                    notes.append(f"{name}: deprecated spelling, use {new}")
-                name = new
-                arg = name + eq + value
-        if eq and name in BOOL_FLAGS and value.lower() in ("true", "false", "1", "0"):
-            truthy = value.lower() in ("true", "1")
-            if truthy:
-                out.append(name)
-            elif name in TRUE_DEFAULT:
-                out.append("--no-" + name[2:])
-            continue
-        if eq and len(name) == 2 and name.startswith("-") and name[1] != "-":
-            out += [name, value]
-            continue
-        out.append(arg)
-    return out
-
-
-def _opt(default, *names: str, panel: str, help: str | None = None, metavar: str | None = None, **kw):
-    return typer.Option(default, *names, help=help, metavar=metavar, rich_help_panel=panel,
-                        show_default=kw.pop("show_default", False), **kw)
-
-
-def _hidden(default, *names: str):
-    return typer.Option(default, *names, hidden=True)
 
 
 @build_app.command(cls=GroupedHelpCommand)
@@ -345,8 +173,10 @@ def build(
     compression_level: int = _opt(-1, "--compression-level", panel=P_OUTPUT, metavar="N",
                                   help="gzip 1-9 or zstd 1-22 (default: the compressor's own)."),
     # -- build
-    custom_platform: Optional[str] = _opt(None, "--custom-platform", panel=P_BUILD, metavar="PLAT",
-                                          help="os/arch (optionally /variant) of the image (default: this machine)."),
+    custom_platform: Optional[str] = _opt(None, "--custom-platform", "--platform", panel=P_BUILD, metavar="PLATS",
+                                          help="os/arch[/variant] of the image (default: this machine); several, "
+                                               "comma-separated (linux/amd64,linux/arm64), build one image each and "
+                                               "push them as one index."),
     jobs: int = _opt(0, "--jobs", "-j", panel=P_BUILD, metavar="N",
                      help="Stages built at the same time (default 0: twice the CPUs this process may use, "
                           "cgroup limit included)."),
@@ -447,6 +277,7 @@ def build(
     ropts = _registry_options(insecure, insecure_pull, insecure_registry, skip_tls_verify, skip_tls_verify_pull,
                               skip_tls_verify_registry, registry_certificate, registry_client_cert, registry_mirror,
                               registry_map, skip_default_registry_fallback, push_retry, image_download_retry)
+    platforms = parse_platforms(custom_platform) if custom_platform else [default_platform()]
     prepared = prepare_context(context, sub_path=context_sub_path, git=git_options,
                                work_parent=kaniko_dir if kaniko_dir is not None and kaniko_dir.is_dir() else None,
                                keep=not cleanup)
@@ -459,7 +290,8 @@ def build(
             oci_layout_path=oci_layout_path.resolve() if oci_layout_path else None,
             digest_file=digest_file, image_name_with_digest_file=image_name_with_digest_file,
             image_name_tag_with_digest_file=image_name_tag_with_digest_file, labels=_kv(label, "--label"),
-            platform=custom_platform or default_platform(), work_dir=kaniko_dir, cleanup=cleanup,
+            platform=platforms[0], platforms=platforms if len(platforms) > 1 else [],
+            work_dir=kaniko_dir, cleanup=cleanup,
             run_isolation=run_isolation, reproducible=reproducible, compression=compression,
             compression_level=None if compression_level < 0 else compression_level, single_snapshot=single_snapshot,
             ignore_paths=list(ignore_path), secrets=secrets, ssh=list(ssh),
@@ -516,76 +348,6 @@ def _jobs(value: int) -> int | None:
     return value or None
 
 
-def apply_manifest_options(image, opts: BuildOptions) -> None:
-    """``--image-format`` and ``--annotation`` on the built image, before any output is written
-    (push, --tar-path, --oci-layout-path and the digest files all see the same manifest).
-    Layer media types follow the manifest format (Image.manifest converts them)."""
-    if opts.image_format is not None:
-        image.oci = opts.image_format
-    if opts.annotations:
-        image.annotations = {**image.annotations, **opts.annotations}
-    if opts.source_commit:
-        log.info("built from %s at commit %s", opts.context_source, opts.source_commit)
-
-
-def run_build(opts: BuildOptions, client) -> str:
-    """Build, then write every requested output; returns the image digest."""
-    from .engine.build import Build
-    from .oci.docker_archive import write_docker_archive
-    from .oci.layout import write_oci_layout
-    from .outputs import image_digest, local_blob_paths, push, tar_tags, write_digest_files
-
-    t0 = time.monotonic()
-    builder = Build(opts, client)
-    try:
-        result = builder.build()
-        log.info("built image in %.2fs", time.monotonic() - t0)
-        apply_manifest_options(result.image, opts)
-        if opts.tar_path or opts.oci_layout_path:
-            paths = local_blob_paths(result)
-            if opts.tar_path:
-                opts.tar_path.parent.mkdir(parents=True, exist_ok=True)
-                write_docker_archive(opts.tar_path, result.image, paths, tar_tags(opts.destinations))
-                log.info("wrote %s", opts.tar_path)
-            if opts.oci_layout_path:
-                tag = tar_tags(opts.destinations)[0].rpartition(":")[2]
-                write_oci_layout(opts.oci_layout_path, result.image, paths, ref_name=tag)
-                log.info("wrote OCI layout %s", opts.oci_layout_path)
-        check_interrupted()  # a swallowed interruption must never lead to a push or a tag
-        if opts.no_push:
-            digest = image_digest(result)
-            log.info("skipping push (--no-push); image digest %s", digest)
-        else:
-            digest = push(client, result, opts.destinations).digest
-        write_digest_files(digest, opts.destinations if not opts.no_push else opts.destinations,
-                           opts.digest_file, opts.image_name_with_digest_file, opts.image_name_tag_with_digest_file)
-        log.info("done in %.2fs: %s", time.monotonic() - t0, digest)
-        return digest
-    finally:
-        builder.cleanup()
-
-
-_interrupted: list[int] = []  # signals received by main()'s handlers (first one counts)
-
-
-def check_interrupted() -> None:
-    """Raise Interrupted if SIGINT/SIGTERM arrived (even when some code swallowed the exception)."""
-    if _interrupted:
-        raise Interrupted(_interrupted[0])
-
-
-def _on_signal(signum: int, frame) -> None:
-    """SIGINT/SIGTERM: raise Interrupted once; later signals are ignored so the clean-up
-    (killing the RUN's processes, removing secrets and placed files) runs to the end.
-    Registry transfers in flight on any thread are aborted first and no new request starts
-    (Kubernetes kills the pod 30 s after SIGTERM; a push must not go on, nor tag)."""
-    if _interrupted:
-        return
-    _interrupted.append(signum)
-    cancel_registry_transfers(signum)
-    raise Interrupted(signum)
-
-
 def _run_app(app: typer.Typer, argv: list[str], prog: str) -> None:
     debug = any(a in ("--verbosity=debug", "--verbosity=trace", "-v=debug") for a in argv) or (
         "debug" in argv and any(a in ("--verbosity", "-v") for a in argv))
@@ -638,6 +400,10 @@ def _main(argv: list[str] | None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] == "version":
         print(f"executor {__version__}")
+        return
+    if args and args[0] == "index":
+        from .index import run as run_index
+        run_index(args[1:])
         return
     if args and args[0] == "warm":
         from .warm import warm_app

@@ -1,0 +1,207 @@
+"""Command-line argument helpers of the build command: Kaniko's spellings, flag groups, help.
+
+Go/pflag booleans (``--flag=true|false``), ``-f=x`` shorthands, old camelCase / snake_case
+spellings (``--tarPath``), the no-op Kaniko flags and their warnings, key=value parsers, and
+the plain grouped ``--help`` that never truncates a flag name at 80 columns.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import typer
+
+from .errors import UserError
+from .options import SecretSource
+
+BOOL_FLAGS = {
+    "--no-push", "--insecure", "--insecure-pull", "--skip-tls-verify", "--skip-tls-verify-pull", "--cache",
+    "--cache-run-layers", "--cache-copy-layers", "--no-push-cache", "--reproducible", "--cleanup",
+    "--single-snapshot", "--skip-default-registry-fallback", "--log-timestamp", "--force",
+    "--skip-unused-stages", "--compressed-caching", "--use-new-run", "--ignore-var-run",
+    "--skip-push-permission-check", "--force-build-metadata",
+}
+# Flags whose default is true: "--flag=false" becomes "--no-<flag>" for typer.
+TRUE_DEFAULT = {"--cache-run-layers", "--cache-copy-layers", "--cleanup", "--compressed-caching", "--ignore-var-run",
+                "--skip-unused-stages"}
+
+
+def _kv(items: list[str], flag: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        k, eq, v = item.partition("=")
+        if not eq or not k:
+            raise UserError(f"{flag} {item!r}: expected KEY=VALUE")
+        out[k] = v
+    return out
+
+
+def build_args_from(items: list[str], environ: dict[str, str]) -> dict[str, str]:
+    """``--build-arg K=V``; a bare ``K`` takes its value from the environment (skipped when unset)."""
+    out = {}
+    for item in items:
+        k, eq, v = item.partition("=")
+        if not k or any(c.isspace() or c == "\0" for c in k):
+            raise UserError(f"--build-arg {item[:200]!r}: invalid name {k[:100]!r}; expected NAME=VALUE with a non-empty "
+                            "NAME without spaces")
+        if eq:
+            out[k] = v
+        elif k in environ:
+            out[k] = environ[k]
+    return out
+
+
+def parse_secret(spec: str) -> SecretSource:
+    """``id=X,src=PATH`` | ``id=X,env=VAR`` (``type=file|env`` accepted) to a SecretSource."""
+    fields = dict(p.split("=", 1) if "=" in p else (p, "") for p in spec.split(","))
+    sid = fields.get("id")
+    if not sid:
+        raise UserError(f"--secret {spec!r}: needs id=NAME and src=PATH or env=VAR")
+    src = fields.get("src") or fields.get("source")
+    env = fields.get("env")
+    if src:
+        return SecretSource(id=sid, path=Path(src).resolve())
+    return SecretSource(id=sid, env=env or sid)
+
+
+def resolve_dockerfile(context: Path, dockerfile: str) -> Path:
+    """Kaniko's rule: an absolute path (or one that exists as given) first, then relative to the context."""
+    p = Path(dockerfile)
+    if p.is_absolute():
+        return p
+    if (context / p).exists():
+        return (context / p).resolve()
+    if p.exists():
+        return p.resolve()
+    return (context / p).resolve()
+
+
+class GroupedHelpCommand(typer.core.TyperCommand):
+    """The build command with a plain, grouped ``--help``: one section per help panel (context,
+    registry, cache, outputs, build, logging, Kaniko no-ops), each flag's names written whole and
+    its help wrapped beside it, or on the next lines when the names are long (click's definition
+    list). Never truncated at any width, unlike a rich table at 80 columns; hidden flags (old
+    spellings, negative forms) are left out."""
+
+    def format_help(self, ctx, formatter) -> None:
+        self.format_usage(ctx, formatter)
+        self.format_help_text(ctx, formatter)
+        panels: dict[str, list[tuple[str, str]]] = {}
+        for param in self.get_params(ctx):
+            if getattr(param, "hidden", False) or not getattr(param, "opts", None):
+                continue
+            names = ", ".join(sorted(param.opts, key=lambda o: (o.startswith("--"), o)))
+            if not param.opts[0].startswith("-") or len(param.opts) == 1 and param.opts[0].startswith("--"):
+                names = "    " + names  # align long-only flags under the ones with a short form
+            if not getattr(param, "is_flag", False) and param.metavar:
+                names += f" {param.metavar}"
+            panel = getattr(param, "rich_help_panel", None) or "Other"
+            panels.setdefault(panel, []).append((names, param.help or ""))
+        for panel, rows in panels.items():
+            with formatter.section(panel):
+                formatter.write_dl(rows, col_max=34)
+
+
+# Help panels (``executor --help`` groups the flags; every flag name is shown whole at 80 columns).
+P_CONTEXT = "Context and Dockerfile"
+P_REGISTRY = "Registry"
+P_CACHE = "Cache"
+P_OUTPUT = "Outputs"
+P_BUILD = "Build"
+P_LOG = "Logging"
+P_COMPAT = "Kaniko compatibility (no effect; each warns once)"
+
+# Kaniko flags the executor accepts and ignores: flag -> what the executor does instead (the
+# warning printed once when the flag is given). Kaniko README / root.go for their meaning.
+NO_OP_FLAGS = {
+    "--snapshot-mode": "the executor snapshots by a stat index of the whole root after each step "
+                       "(type, mode, owner, size, mtime, ctime, inode, link target; no content hashing), "
+                       "which catches what full mode does at the cost of redo",
+    "--use-new-run": "every RUN is snapshotted exactly by the executor's stat index of the root; "
+                     "there is no separate experimental RUN implementation",
+    "--compressed-caching": "layers are compressed while they are written to disk, in one stream; "
+                            "no layer is ever held in memory, whatever this flag says",
+    "--force": "the executor builds in its own work directory, never in its own root filesystem, so it "
+               "runs inside or outside a container alike",
+    "--skip-unused-stages": "only the stages the target needs are built (as BuildKit); "
+                            "all stages cannot be forced",
+    "--ignore-var-run": "the build root is separate from the executor's own filesystem, so the host's "
+                        "/var/run never enters a layer; files a RUN writes under /var/run are kept "
+                        "(use --ignore-path /var/run to leave them out)",
+    "--force-build-metadata": "metadata-only instructions (ENV, LABEL, ...) add a history entry "
+                              "without a layer, as Docker does",
+    "--image-fs-extract-retry": "base layers are downloaded (retried per --image-download-retry) and "
+                                "digest-checked before they are extracted once; extraction is not retried",
+}
+
+# Old spellings (camelCase, snake_case) still found in pipelines: rewritten to the kebab-case
+# flag, hidden from --help, and named once in a deprecation warning. Kaniko itself kept
+# --snapshotMode, --customPlatform, --tarPath and --whitelist-var-run; the others are accepted
+# because old wrapper scripts pass them.
+RENAMED_FLAGS = {"--whitelist-var-run": "--ignore-var-run"}
+
+
+def _kebab(name: str) -> str:
+    """``--tarPath`` / ``--tar_path`` -> ``--tar-path``."""
+    body = re.sub(r"(?<=[a-z0-9])([A-Z])", r"-\1", name[2:]).replace("_", "-").lower()
+    return "--" + body
+
+
+def normalise_argv(argv: list[str], known: set[str] | None = None, notes: list[str] | None = None) -> list[str]:
+    """Accept Go/pflag spellings: ``--flag=true|false`` for booleans and ``-f=x`` shorthands.
+
+    With ``known`` (the command's long flags), old spellings are rewritten too: ``--tarPath``,
+    ``--snapshotMode``, ``--customPlatform``, ``--cacheRepo``, ``--tar_path``, ... become their
+    kebab-case flag when that flag exists, and ``--whitelist-var-run`` becomes
+    ``--ignore-var-run``; ``notes`` receives one "--old: deprecated, use --new" line per spelling.
+    """
+    out = []
+    for arg in argv:
+        if arg == "--":
+            out.append(arg)
+            continue
+        name, eq, value = arg.partition("=")
+        if known is not None and name.startswith("--") and name not in known:
+            new = RENAMED_FLAGS.get(name) or _kebab(name)
+            if new != name and new in known:
+                if notes is not None and not any(n.startswith(name + ":") for n in notes):
+                    notes.append(f"{name}: deprecated spelling, use {new}")
+                name = new
+                arg = name + eq + value
+        if eq and name in BOOL_FLAGS and value.lower() in ("true", "false", "1", "0"):
+            truthy = value.lower() in ("true", "1")
+            if truthy:
+                out.append(name)
+            elif name in TRUE_DEFAULT:
+                out.append("--no-" + name[2:])
+            continue
+        if eq and len(name) == 2 and name.startswith("-") and name[1] != "-":
+            out += [name, value]
+            continue
+        out.append(arg)
+    return out
+
+
+def _opt(default, *names: str, panel: str, help: str | None = None, metavar: str | None = None, **kw):
+    return typer.Option(default, *names, help=help, metavar=metavar, rich_help_panel=panel,
+                        show_default=kw.pop("show_default", False), **kw)
+
+
+def _hidden(default, *names: str):
+    return typer.Option(default, *names, hidden=True)
+
+
+def parse_platforms(value: str) -> list[str]:
+    """``--custom-platform`` / ``--platform``: ``os/arch[/variant]`` values, comma-separated, in
+    order, without repeats. Raises UserError naming a malformed value."""
+    out: list[str] = []
+    for part in value.split(","):
+        p = part.strip().lower()
+        bits = p.split("/")
+        if len(bits) not in (2, 3) or not all(bits):
+            raise UserError(f"--custom-platform={part.strip() or value!r}: use OS/ARCH[/VARIANT], e.g. linux/arm64 "
+                            "(several: linux/amd64,linux/arm64)")
+        if p not in out:
+            out.append(p)
+    return out
