@@ -140,6 +140,7 @@ class ImageSource:
                 resolved = self.local_cache.lookup(ref, self.platform)
             if resolved is None:
                 resolved = self.client.resolve_image(ref, self.platform)
+            _check_platform(ref_text, resolved, self.platform)
             self._resolved[ref_text] = (resolved, ref)
         return self._resolved[ref_text]
 
@@ -244,6 +245,19 @@ class ImageSource:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _check_platform(ref_text: str, resolved: ResolvedImage, platform: str) -> None:
+    """A base image must be of the requested platform (os and architecture): a single-platform
+    image of another architecture is an error, not a warning (its binaries would not run, and
+    the result would be labelled wrongly)."""
+    config = resolved.config if isinstance(resolved.config, dict) else {}
+    got_os, got_arch = config.get("os"), config.get("architecture")
+    want = platform.split("/")
+    if got_os and got_arch and (got_os, got_arch) != (want[0], want[1] if len(want) > 1 else ""):
+        raise RegistryError(f"image {ref_text} is {got_os}/{got_arch}, not the requested {platform}, and it is not an "
+                            f"index with a {platform} image; use a base image for {platform} (or a multi-platform "
+                            f"one), or set --custom-platform / FROM --platform to {got_os}/{got_arch}")
 
 
 def _check_size(layer: Layer, actual: int, how: str) -> None:

@@ -99,3 +99,15 @@ def test_no_emulator_fails_cleanly_before_building(registry, busybox_multi, tmp_
     assert "pulling base image" not in p.stderr  # failed before anything ran
     gone = subprocess.run(["skopeo", "inspect", "--tls-verify=false", f"docker://{dest}"], capture_output=True)
     assert gone.returncode != 0  # nothing tagged
+
+
+def test_a_base_without_the_requested_platform_is_an_error(registry, busybox, tmp_path):
+    """``busybox`` is a single-platform amd64 image: asking for arm64 fails with one line."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {busybox}\nLABEL x=1\n")
+    p = run_executor(["--context", str(ctx), "--no-push", "--custom-platform", "linux/arm64",
+                      "--insecure-registry", registry.host], check=False)
+    assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
+    last = p.stderr.strip().splitlines()[-1]
+    assert "is linux/amd64, not the requested linux/arm64" in last, last
