@@ -233,9 +233,11 @@ def git_url(namespace: str, name: str = "git-server") -> str:
     return f"git://{name}.{namespace}.svc.cluster.local/app"
 
 
-def trigger_objects(namespace: str, image_repo: str, builder_extra_arg: str, service_account: str) -> list[dict]:
+def trigger_objects(namespace: str, image_repo: str, builder_extra_arg: str, service_account: str,
+                    builder_image: str | None = None) -> list[dict]:
     """The catalog's triggers, made ready for one namespace: RBAC subjects, the image repository
-    binding, and TriggerTemplate defaults for the e2e registry."""
+    binding, and TriggerTemplate defaults for the e2e registry and (``builder_image``) the
+    executor image under test."""
     rel = "triggers/build-and-push/0.1"
     objs = []
     for f in ("rbac.yaml", "github-push.yaml", "gitlab-push.yaml", "build-and-push-run.yaml",
@@ -262,6 +264,8 @@ def trigger_objects(namespace: str, image_repo: str, builder_extra_arg: str, ser
                     p["default"] = "false"
                 elif p["name"] == "service-account":
                     p["default"] = service_account
+                elif p["name"] == "builder-image" and builder_image:
+                    p["default"] = builder_image
         out.append(o)
     out.append({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "build-and-push-webhook", "namespace": namespace},
                 "type": "Opaque", "stringData": {"secret": WEBHOOK_SECRET}})
@@ -269,9 +273,18 @@ def trigger_objects(namespace: str, image_repo: str, builder_extra_arg: str, ser
 
 
 def github_push_payload(clone_url: str, sha: str, ref: str = "refs/heads/main") -> bytes:
-    body = {"ref": ref, "before": "0" * 40, "after": sha,
+    body = {"ref": ref, "before": "0" * 40, "after": sha, "created": True, "deleted": False,
             "repository": {"name": "app", "full_name": "e2e/app", "clone_url": clone_url},
             "head_commit": {"id": sha, "message": "e2e"}, "pusher": {"name": "e2e"}}
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def github_delete_payload(clone_url: str, before: str, ref: str = "refs/heads/gone") -> bytes:
+    """The push event GitHub sends when a branch is deleted: ``deleted`` true, all-zero ``after``,
+    no head commit. The listener's cel filter must drop it."""
+    body = {"ref": ref, "before": before, "after": "0" * 40, "created": False, "deleted": True,
+            "repository": {"name": "app", "full_name": "e2e/app", "clone_url": clone_url},
+            "head_commit": None, "pusher": {"name": "e2e"}}
     return json.dumps(body, separators=(",", ":")).encode()
 
 

@@ -117,7 +117,8 @@ def test_4_eventlistener_builds_on_a_signed_push(e2e):
         e2e.kube.apply(lib.git_server(ns, e2e.base_image))
         e2e.kube.apply([{"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "build-bot", "namespace": ns}}])
         repo = f"{lib.REGISTRY_NAME}:5000/e2e/triggered"
-        e2e.kube.apply(lib.trigger_objects(ns, repo, f"--insecure-registry={INSECURE[0]}", "build-bot"))
+        e2e.kube.apply(lib.trigger_objects(ns, repo, f"--insecure-registry={INSECURE[0]}", "build-bot",
+                                           builder_image=e2e.executor_image))
         e2e.kube.kubectl("wait", "--for=condition=Ready", "pod/git-server", "-n", ns, "--timeout=180s", timeout=200)
         deadline = time.monotonic() + 300
         while not e2e.kube.items("deployments", ns, "eventlistener=build-and-push-listener"):
@@ -139,6 +140,10 @@ def test_4_eventlistener_builds_on_a_signed_push(e2e):
                     break
                 except httpx.TransportError:
                     time.sleep(2)
+            # a correctly signed branch deletion is filtered out by the cel interceptor
+            gone = lib.github_delete_payload(lib.git_url(ns), sha)
+            deleted = httpx.post(f"http://127.0.0.1:{port}", content=gone,
+                                 headers=lib.github_headers(lib.WEBHOOK_SECRET, gone), timeout=30)
             r = httpx.post(f"http://127.0.0.1:{port}", content=body,
                            headers=lib.github_headers(lib.WEBHOOK_SECRET, body), timeout=30)
         finally:
@@ -149,7 +154,12 @@ def test_4_eventlistener_builds_on_a_signed_push(e2e):
         while not (runs := e2e.kube.items("pipelineruns", ns)):
             assert time.monotonic() < deadline, "no PipelineRun created by the EventListener"
             time.sleep(3)
-        assert len(runs) == 1, f"the badly signed delivery ({bad.status_code}) must not create a run"
+        time.sleep(10)  # give a wrongly accepted delivery time to show up as a second run
+        runs = e2e.kube.items("pipelineruns", ns)
+        assert len(runs) == 1, (f"the badly signed delivery ({bad.status_code}) and the branch deletion "
+                                f"({deleted.status_code}) must not create a run")
+        revision = {p["name"]: p["value"] for p in runs[0]["spec"]["params"]}["git-revision"]
+        assert revision == sha
         run = e2e.kube.wait_succeeded("pipelinerun", runs[0]["metadata"]["name"], ns, timeout=1200)
         res = _results(run)
         assert res["IMAGE_URL"] == f"{repo}:{sha}"

@@ -60,6 +60,22 @@ def test_push_payload_feeds_the_github_binding():
     assert values["git-url"] == "$(body.repository.clone_url)" and payload["repository"]["clone_url"] == "git://g/app"
 
 
+def test_delete_payload_is_what_the_github_filter_drops():
+    """lib's deletion payload carries GitHub's deletion markers (the e2e case 4 sends it signed)."""
+    gone = json.loads(lib.github_delete_payload("git://g/app", "c" * 40))
+    assert gone["deleted"] is True and gone["after"] == "0" * 40 and gone["head_commit"] is None
+    push = json.loads(lib.github_push_payload("git://g/app", "c" * 40))
+    assert push["deleted"] is False and push["after"] == "c" * 40
+    celpy = pytest.importorskip("celpy")
+    el = yaml.safe_load((lib.CATALOG / "triggers/build-and-push/0.1/build-and-push-listener.yaml").read_text())
+    gh = next(t for t in el["spec"]["triggers"] if t["name"] == "github-push")
+    expr = next(i for i in gh["interceptors"] if i["ref"]["name"] == "cel")["params"][0]["value"]
+    env = celpy.Environment()
+    prog = env.program(env.compile(expr))
+    assert not prog.evaluate({"body": celpy.json_to_cel(gone)})
+    assert prog.evaluate({"body": celpy.json_to_cel(push)})
+
+
 def test_hosts_toml_points_pulls_at_the_registry_container():
     hosts = lib.node_registry_hosts()
     assert set(hosts) == {"localhost:5001", "kind-registry:5000"}
@@ -111,7 +127,8 @@ def test_pipelinerun_object_matches_the_pipeline():
 
 
 def test_trigger_objects_are_namespaced_and_valid():
-    objs = lib.trigger_objects("e2e-trigger", "kind-registry:5000/e2e/triggered", "--insecure-registry=x:5000", "build-bot")
+    objs = lib.trigger_objects("e2e-trigger", "kind-registry:5000/e2e/triggered", "--insecure-registry=x:5000", "build-bot",
+                               builder_image="kind-registry:5000/executor:e2e")
     crb = [o for o in objs if o["kind"] == "ClusterRoleBinding"][0]
     assert crb["metadata"]["name"].endswith("-e2e-trigger") and "namespace" not in crb["metadata"]
     assert crb["subjects"][0]["namespace"] == "e2e-trigger"
@@ -120,6 +137,7 @@ def test_trigger_objects_are_namespaced_and_valid():
     tt = [o for o in objs if o["kind"] == "TriggerTemplate"][0]
     defaults = {p["name"]: p.get("default") for p in tt["spec"]["params"]}
     assert defaults["build-extra-arg"] == "--insecure-registry=x:5000" and defaults["tls-verify"] == "false"
+    assert defaults["builder-image"] == "kind-registry:5000/executor:e2e"
     cat = Catalog.from_paths(yaml_files(lib.CATALOG))
     for o in objs:
         cat.add(o)
@@ -159,4 +177,4 @@ def test_release_urls_are_pinned():
 
 def test_catalog_files_to_apply():
     names = sorted(p.stem for p in lib.catalog_files())
-    assert names == ["build-and-push", "git-clone", "kaniko-build"]
+    assert names == ["build-and-push", "build-multiarch", "git-clone", "kaniko-build"]

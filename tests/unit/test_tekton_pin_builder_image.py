@@ -1,5 +1,6 @@
-"""scripts/pin-builder-image.sh rewrites the kaniko-build Task's BUILDER_IMAGE default to
-IMAGE@sha256:... (the release step in tekton/README.md), on a temp copy of the real Task."""
+"""scripts/pin-builder-image.sh rewrites the executor image default to IMAGE@sha256:... (the release
+step in tekton/README.md) in every copy of it -- the kaniko-build Task's BUILDER_IMAGE, the
+Pipelines' and the TriggerTemplate's builder-image -- on temp copies of the real catalog."""
 
 from __future__ import annotations
 
@@ -93,7 +94,7 @@ def test_a_file_without_the_param_is_refused(tmp_path):
     before = other.read_text()
     p = pin(PINNED, str(other))
     assert p.returncode == 1
-    assert "no single BUILDER_IMAGE param" in p.stderr
+    assert "no single BUILDER_IMAGE/builder-image param" in p.stderr
     assert other.read_text() == before
     assert list(tmp_path.iterdir()) == [other]  # no temp file left behind
 
@@ -102,3 +103,105 @@ def test_usage_and_missing_file(tmp_path):
     assert pin().returncode == 1 and "usage:" in pin().stderr
     p = pin(PINNED, str(tmp_path / "nope.yaml"))
     assert p.returncode == 1 and "no such file" in p.stderr
+
+
+# ------------------------------------------------------------------ every copy, one pass
+CATALOG = REPO / "tekton"
+PARAMS = ("BUILDER_IMAGE", "builder-image")
+PLACEHOLDER = builder_default(TASK)
+
+
+def image_defaults(root: Path) -> dict[str, str]:
+    """``relative path: default`` of every BUILDER_IMAGE/builder-image param declared under ``root``
+    (Task and Pipeline spec.params, TriggerTemplate spec.params)."""
+    out = {}
+    for f in sorted(root.rglob("*.yaml")):
+        for doc in yaml.safe_load_all(f.read_text()):
+            if not isinstance(doc, dict) or doc.get("kind") not in ("Task", "Pipeline", "TriggerTemplate"):
+                continue
+            for p in doc.get("spec", {}).get("params", []):
+                if p["name"] in PARAMS and "default" in p:
+                    assert str(f.relative_to(root)) not in out, f"{f}: two executor image params"
+                    out[str(f.relative_to(root))] = p["default"]
+    return out
+
+
+@pytest.fixture
+def tree(tmp_path) -> Path:
+    dst = tmp_path / "tekton"
+    shutil.copytree(CATALOG, dst)
+    return dst
+
+
+def test_every_copy_of_the_default_is_the_same_placeholder():
+    """Task, Pipeline(s) and TriggerTemplate carry one value, so one pin covers them all."""
+    defaults = image_defaults(CATALOG)
+    kinds = {Path(k).parts[0] for k in defaults}
+    assert {"tasks", "pipelines", "triggers"} <= kinds, defaults
+    assert set(defaults.values()) == {PLACEHOLDER}, defaults
+
+
+def test_one_pass_pins_every_copy_and_leaves_nothing_unpinned(tree):
+    before = {f: f.read_text() for f in tree.rglob("*.yaml")}
+    p = pin(PINNED, str(tree))
+    assert p.returncode == 0, p.stderr
+    defaults = image_defaults(tree)
+    assert defaults and set(defaults.values()) == {PINNED}, defaults
+    # nothing unpinned is left in any YAML (samples and tests included; READMEs are updated by hand)
+    for f in tree.rglob("*.yaml"):
+        text = f.read_text()
+        assert PLACEHOLDER not in text.replace(PINNED, ""), f"{f.relative_to(tree)} still names {PLACEHOLDER}"
+    # exactly the default line of each file changed, nothing else
+    for f, old in before.items():
+        new = f.read_text()
+        diff = [(a, b) for a, b in zip(old.splitlines(), new.splitlines(), strict=True) if a != b]
+        if str(f.relative_to(tree)) in defaults:
+            assert len(diff) == 1 and diff[0][1].strip() == f"default: {PINNED}", (f, diff)
+        else:
+            assert not diff, f
+    again = pin(PINNED, str(tree))
+    assert again.returncode == 0 and again.stdout.count("already has") == len(defaults)
+
+
+def test_the_values_thread_trigger_to_pipeline_to_task(tree):
+    """The pinned TriggerTemplate default reaches the Task: TriggerTemplate -> PipelineRun
+    builder-image -> Pipeline builder-image -> BUILDER_IMAGE of the kaniko-build task."""
+    assert pin(PINNED, str(tree)).returncode == 0
+    tt = yaml.safe_load((tree / "triggers/build-and-push/0.1/build-and-push-run.yaml").read_text())
+    run = tt["spec"]["resourcetemplates"][0]
+    assert {"name": "builder-image", "value": "$(tt.params.builder-image)"} in run["spec"]["params"]
+    pl = yaml.safe_load((tree / "pipelines/build-and-push/0.1/build-and-push.yaml").read_text())
+    build = next(t for t in pl["spec"]["tasks"] if t.get("taskRef", {}).get("name") == "kaniko-build")
+    assert {"name": "BUILDER_IMAGE", "value": "$(params.builder-image)"} in build["params"]
+
+
+def test_released_versions_are_left_alone(tree):
+    assert pin(PINNED, str(tree)).returncode == 0
+    new_version = tree / "tasks/kaniko-build/0.2"
+    shutil.copytree(tree / "tasks/kaniko-build/0.1", new_version)
+    task2 = new_version / "kaniko-build.yaml"
+    task2.write_text(task2.read_text().replace(PINNED, PLACEHOLDER))
+    other = "ghcr.io/executor-project/executor:0.2.0@sha256:" + "e" * 64
+    p = pin(other, str(tree))
+    assert p.returncode == 0, p.stderr
+    assert builder_default(task2) == other
+    assert builder_default(tree / "tasks/kaniko-build/0.1/kaniko-build.yaml") == PINNED
+    assert "leaving" in p.stdout and "tasks/kaniko-build/0.1/kaniko-build.yaml" in p.stdout
+    # nothing unpinned left -> nothing to do is an error (a release step that pinned nothing)
+    p = pin("ghcr.io/x/executor@sha256:" + "d" * 64, str(tree))
+    assert p.returncode == 1 and "found no unpinned" in p.stderr
+
+
+def test_all_files_or_none(tree):
+    """One file it cannot rewrite (two executor image defaults) stops the run before any file changes."""
+    bad = tree / "pipelines/zz-bad/0.1/zz-bad.yaml"
+    bad.parent.mkdir(parents=True)
+    bad.write_text("apiVersion: tekton.dev/v1\nkind: Pipeline\nmetadata:\n  name: zz-bad\nspec:\n  params:\n"
+                   f"    - name: builder-image\n      default: {PLACEHOLDER}\n"
+                   "  tasks: []\n---\napiVersion: tekton.dev/v1\nkind: Pipeline\nmetadata:\n  name: zz-bad2\n"
+                   f"spec:\n  params:\n    - name: builder-image\n      default: {PLACEHOLDER}\n  tasks: []\n")
+    before = {f: f.read_text() for f in tree.rglob("*.yaml")}
+    p = pin(PINNED, str(tree))
+    assert p.returncode == 1 and "more than one" in p.stderr
+    assert {f: f.read_text() for f in tree.rglob("*.yaml")} == before
+    assert not [f for f in tree.rglob("*.yaml.*")], "temp files left behind"
