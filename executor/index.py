@@ -51,14 +51,13 @@ from typing import List, Optional
 import typer
 
 from .errors import UserError
+from .oci.index import IndexEntry, index_bytes, platform_of
+from .outputs import write_digest_files
 from .reference import Reference, parse_reference
 from .registry.mediatypes import (
-    DOCKER_MANIFEST,
-    DOCKER_MANIFEST_LIST,
     IMAGE_MANIFEST_TYPES,
     INDEX_TYPES,
     MAX_CONFIG_BYTES,
-    OCI_INDEX,
 )
 
 log = logging.getLogger("executor.index")
@@ -100,14 +99,6 @@ class SourceImage:
         return [self.manifest["config"], *layers]
 
 
-def _platform_key(p: dict) -> tuple:
-    """Equality of platforms for the duplicate check: arm64 without variant is arm64/v8."""
-    variant = p.get("variant") or None
-    if p["architecture"] == "arm64" and variant == "v8":
-        variant = None
-    return p["os"], p["architecture"], variant, p.get("os.version") or None
-
-
 def read_source(client, text: str) -> SourceImage:
     """Fetch manifest and config of the single-platform image ``text``.
 
@@ -141,36 +132,25 @@ def read_source(client, text: str) -> SourceImage:
     if not isinstance(os_, str) or not os_ or not isinstance(arch, str) or not arch:
         raise UserError(f"executor index: source {text}: its config names no os/architecture, so its platform "
                         "is unknown; rebuild it with a platform (e.g. --custom-platform linux/amd64)")
-    platform: dict = {"architecture": arch, "os": os_}
-    if isinstance(config.get("variant"), str) and config["variant"]:
-        platform["variant"] = config["variant"]
-    if isinstance(config.get("os.version"), str) and config["os.version"]:
-        platform["os.version"] = config["os.version"]
-    if isinstance(config.get("os.features"), list) and config["os.features"]:
-        platform["os.features"] = [str(f) for f in config["os.features"]]
+    platform = platform_of(config)
     return SourceImage(ref=ref, manifest_bytes=data, media_type=media_type, digest=digest, manifest=manifest,
                        platform=platform)
 
 
 def index_document(sources: list[SourceImage]) -> tuple[bytes, str]:
-    """The index bytes and media type: a Docker manifest list when every source is Docker schema 2,
-    else an OCI image index. Raises UserError when two sources share a platform."""
-    seen: dict[tuple, SourceImage] = {}
-    for s in sources:
-        key = _platform_key(s.platform)
-        if key in seen:
-            other = seen[key]
-            raise UserError(f"executor index: {other.ref} and {s.ref} are both {s.platform_text}; an index holds "
-                            "one image per platform")
-        seen[key] = s
-    media_type = DOCKER_MANIFEST_LIST if all(s.media_type == DOCKER_MANIFEST for s in sources) else OCI_INDEX
-    doc = {
-        "schemaVersion": 2,
-        "mediaType": media_type,
-        "manifests": [{"mediaType": s.media_type, "size": len(s.manifest_bytes), "digest": s.digest,
-                       "platform": s.platform} for s in sources],
-    }
-    return json.dumps(doc, indent=3).encode() + b"\n", media_type
+    """The index bytes and media type (:func:`executor.oci.index.index_bytes`: a Docker manifest
+    list when every source is Docker schema 2, else an OCI image index). Raises UserError when
+    two sources share a platform."""
+    entries = [IndexEntry(media_type=s.media_type, digest=s.digest, size=len(s.manifest_bytes), platform=s.platform)
+               for s in sources]
+    try:
+        return index_bytes(entries)
+    except ValueError as e:
+        by_digest = {s.digest: str(s.ref) for s in sources}
+        text = str(e)
+        for digest, ref in by_digest.items():
+            text = text.replace(digest, ref)
+        raise UserError(f"executor index: {text}") from None
 
 
 def _copy_blob(client, src: Reference, dest: Reference, desc: dict) -> str:
@@ -278,28 +258,9 @@ def index_command(
                               image_download_retry)
     with RegistryClient(ropts, Keychain.from_environment()) as client:
         digest = assemble_index(client, list(sources), list(destination))
-    _write_digest_files(digest, list(destination), digest_file, image_name_with_digest_file,
+    write_digest_files(digest, list(destination), digest_file, image_name_with_digest_file,
                         image_name_tag_with_digest_file)
     print(digest)
-
-
-def _write_digest_files(digest: str, destinations: list[str], digest_file: Path | None, name_file: Path | None,
-                        name_tag_file: Path | None) -> None:
-    """Kaniko's formats (as the build writes them): the bare digest; ``repo@digest`` lines;
-    ``repo:tag@digest`` lines. Kept here so the command does not load the build engine."""
-    refs = [parse_reference(d) for d in destinations]
-    outputs = [("--digest-file", digest_file, digest),
-               ("--image-name-with-digest-file", name_file, "".join(f"{r.name}@{digest}\n" for r in refs)),
-               ("--image-name-tag-with-digest-file", name_tag_file,
-                "".join(f"{r.name}:{r.tag or 'latest'}@{digest}\n" for r in refs))]
-    for flag, path, text in outputs:
-        if path is None:
-            continue
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-        except OSError as e:
-            raise UserError(f"{flag} {path}: cannot write it: {e.strerror or e}") from None
 
 
 def run(argv: list[str]) -> None:

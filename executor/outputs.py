@@ -11,13 +11,16 @@ import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from pathlib import Path
 
-from .engine.build import BuildResult
 from .errors import RegistryError, UserError
 from .oci.image import Layer, manifest_bytes, sha256_digest
 from .reference import Reference, parse_reference
 from .registry.client import RegistryClient
+
+if TYPE_CHECKING:  # the engine is not loaded by commands that only write outputs (executor index)
+    from .engine.build import BuildResult
 
 log = logging.getLogger("executor.push")
 
