@@ -320,6 +320,15 @@ def pod_security_violations(pod: dict) -> list[str]:
     return out
 
 
+def step_security_levels(pod: dict) -> dict[str, str]:
+    """Pod Security level (restricted/baseline/privileged) each step container of a TaskRun pod meets,
+    as Tekton created it (tests/tekton_schemas/pod_security.py)."""
+    from tests.tekton_schemas.pod_security import level
+    pod_sc = pod.get("spec", {}).get("securityContext") or {}
+    return {c["name"]: level(c.get("securityContext") or {}, pod_sc)
+            for c in pod.get("spec", {}).get("containers", []) if c["name"].startswith("step-")}
+
+
 def step_run_as_users(pod: dict) -> dict[str, int | None]:
     return {c["name"]: (c.get("securityContext") or {}).get("runAsUser")
             for c in pod.get("spec", {}).get("containers", []) if c["name"].startswith("step-")}

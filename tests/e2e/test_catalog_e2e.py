@@ -68,6 +68,13 @@ def test_2_pipeline_clones_from_an_in_cluster_git_server(e2e):
         run = e2e.kube.wait_succeeded("pipelinerun", "from-git", ns, timeout=1200)
         res = _results(run)
         assert res["COMMIT"] == sha
+        # issue 15 item 5: the clone and the digest check ran non-root under "restricted" rules,
+        # the build as root under "baseline" (tekton/README.md "Pod Security")
+        levels = {}
+        for task in ("fetch-source", "build", "verify-digest"):
+            pod = e2e.kube.items("pods", ns, f"tekton.dev/pipelineRun=from-git,tekton.dev/pipelineTask={task}")[0]
+            levels[task] = set(lib.step_security_levels(pod).values())
+        assert levels == {"fetch-source": {"restricted"}, "build": {"baseline"}, "verify-digest": {"restricted"}}
         assert res["IMAGE_URL"] == image
         assert res["IMAGE_DIGEST"] == e2e.registry_digest("e2e/from-git", sha[:12])
 

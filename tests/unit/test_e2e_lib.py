@@ -178,3 +178,15 @@ def test_release_urls_are_pinned():
 def test_catalog_files_to_apply():
     names = sorted(p.stem for p in lib.catalog_files())
     assert names == ["build-and-push", "build-multiarch", "git-clone", "kaniko-build"]
+
+
+def test_step_security_levels_of_a_pod():
+    pod = {"spec": {"securityContext": {"runAsNonRoot": True},
+                    "initContainers": [{"name": "prepare"}],
+                    "containers": [
+                        {"name": "step-clone", "securityContext": {
+                            "runAsUser": 65534, "allowPrivilegeEscalation": False,
+                            "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}},
+                        {"name": "step-build", "securityContext": {"runAsUser": 0, "privileged": False}},
+                        {"name": "sidecar-x", "securityContext": {"privileged": True}}]}}
+    assert lib.step_security_levels(pod) == {"step-clone": "restricted", "step-build": "baseline"}

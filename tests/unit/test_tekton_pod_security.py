@@ -1,0 +1,78 @@
+"""Pod Security levels of the catalog's steps (project issue 15, item 5): git-clone and the
+Pipeline's digest check meet "restricted"; the build step needs root and meets "baseline"; the
+README states each level (tekton/README.md "Pod Security")."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.tekton_schemas.checker import CATALOG_ROOT, Catalog, yaml_files
+from tests.tekton_schemas.pod_security import level, restricted_violations, step_security_context
+
+CATALOG = Catalog.from_paths(yaml_files(CATALOG_ROOT))
+README = (CATALOG_ROOT / "README.md").read_text()
+
+
+def verify_digest_task() -> dict:
+    pl = CATALOG.pipelines["build-and-push"]
+    return next(t for t in pl["spec"]["tasks"] if t["name"] == "verify-digest")["taskSpec"]
+
+
+def env(task: dict, step: str) -> dict:
+    s = next(s for s in task["spec"]["steps"] if s["name"] == step) if "spec" in task else \
+        next(s for s in task["steps"] if s["name"] == step)
+    return {e["name"]: e.get("value") for e in s.get("env", [])}
+
+
+@pytest.mark.parametrize("what,task,step,expected", [
+    ("git-clone", lambda: CATALOG.tasks["git-clone"], "clone", "restricted"),
+    ("verify-digest", lambda: {"spec": verify_digest_task()}, "check", "restricted"),
+    ("kaniko-build", lambda: CATALOG.tasks["kaniko-build"], "build-and-push", "baseline"),
+])
+def test_step_levels(what, task, step, expected):
+    sc = step_security_context(task(), step)
+    assert level(sc) == expected, (what, sc, restricted_violations(sc))
+
+
+@pytest.mark.parametrize("task,step", [
+    (lambda: CATALOG.tasks["git-clone"], "clone"),
+    (lambda: {"spec": verify_digest_task()}, "check"),
+])
+def test_non_root_steps_have_exactly_the_issue_fields(task, step):
+    sc = step_security_context(task(), step)
+    assert sc["runAsNonRoot"] is True and sc["runAsUser"] != 0
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    # a uid without a home directory gets Tekton's writable home, where creds-init copies credentials
+    assert env(task(), step)["HOME"] == "/tekton/home"
+
+
+def test_build_step_is_root_but_never_privileged():
+    sc = step_security_context(CATALOG.tasks["kaniko-build"], "build-and-push")
+    assert sc.get("runAsUser") == 0 and not sc.get("privileged")
+    assert not (sc.get("capabilities") or {}).get("add")
+
+
+def test_readme_states_each_level_and_why_root():
+    rows = {}
+    for line in README.splitlines():
+        m = re.match(r"\|\s*(Task|Pipeline) `([^`]+)`\s*\|[^|]*\|\s*(restricted|baseline|privileged)\s*\|", line)
+        if m:
+            rows[m.group(2)] = m.group(3)
+    assert rows == {"git-clone": "restricted", "build-and-push": "restricted", "kaniko-build": "baseline"}
+    assert "Why the build step needs root today" in README
+    assert "set-security-context" in README          # Tekton's init containers and "restricted"
+
+
+def test_checker_rejects_weaker_contexts():
+    good = step_security_context(CATALOG.tasks["git-clone"], "clone")
+    assert level(good) == "restricted"
+    for key, value in [("allowPrivilegeEscalation", True), ("runAsNonRoot", False), ("runAsUser", 0),
+                       ("seccompProfile", {"type": "Unconfined"}), ("capabilities", {"drop": ["NET_RAW"]})]:
+        assert level(dict(good, **{key: value})) != "restricted", key
+    assert level({"privileged": True}) == "privileged"
+    assert level({"capabilities": {"add": ["SYS_ADMIN"]}}) == "privileged"
+    assert level({"runAsUser": 0, "capabilities": {"add": ["CHOWN"]}}) == "baseline"
