@@ -2,7 +2,8 @@
 
 Environment:
   E2E_KIND_CLUSTER   reuse this existing kind cluster (not created, not deleted)
-  E2E_KEEP_CLUSTER=1 keep the cluster this run created; E2E_KEEP_NAMESPACES=1 keep case namespaces
+  E2E_KEEP_CLUSTER=1 keep the cluster this run created (CI does, for its failure diagnostics, and
+                     deletes it in a last step); E2E_KEEP_NAMESPACES=1 keep case namespaces
   E2E_PIPELINES_VERSION / E2E_TRIGGERS_VERSION   Tekton releases (pinned defaults in lib.py)
   E2E_EXECUTOR_IMAGE use this already-pushed executor image instead of building one
 """
@@ -129,13 +130,13 @@ def e2e(tmp_path_factory) -> E2E:
         _start_registries(tmp_path_factory.mktemp("registry"))
         _configure_nodes(cluster)
         kube.apply(str(lib.MANIFESTS / "local-registry-hosting.yaml"))
-        urls = lib.release_urls()
-        kube.apply(urls["pipelines"])
-        kube.wait_deployments("tekton-pipelines")
-        kube.wait_deployments("tekton-pipelines-resolvers")
-        kube.apply(urls["triggers"])
-        kube.apply(urls["interceptors"])
-        kube.wait_deployments("tekton-pipelines")
+        for action, arg in lib.tekton_install_plan():
+            if action == "apply":
+                kube.apply(arg)
+            elif action == "wait_crd":
+                kube.wait_crd(arg)
+            else:
+                kube.wait_deployments(arg)
         # base image for the test Dockerfiles, served by the local registry
         base_host = f"localhost:{lib.REGISTRY_HOST_PORT}/e2e/busybox:1.36.1"
         sh(["docker", "pull", BASE_SOURCE])

@@ -47,6 +47,11 @@ class Kube:
         self.kubectl("wait", "--for=condition=Available", "deployment", "--all", "-n", namespace,
                      f"--timeout={timeout}s", timeout=timeout + 30)
 
+    def wait_crd(self, name: str, timeout: int = 120) -> None:
+        """Wait until the CustomResourceDefinition ``name`` is Established (its kind is served)."""
+        self.kubectl("wait", "--for=condition=Established", f"crd/{name}", f"--timeout={timeout}s",
+                     timeout=timeout + 30)
+
     def wait_succeeded(self, kind: str, name: str, namespace: str, timeout: int = 900) -> dict:
         """Poll a TaskRun/PipelineRun until its Succeeded condition is set; fail on False/timeout."""
         deadline = time.monotonic() + timeout

@@ -23,9 +23,12 @@ CATALOG = REPO / "tekton"
 KIND_CONFIG = REPO / "kind-config.yaml"
 MANIFESTS = Path(__file__).with_name("manifests")
 
-# Pinned versions (override with the environment variables of the same purpose).
-PIPELINES_VERSION = os.environ.get("E2E_PIPELINES_VERSION", "v1.12.0")
-TRIGGERS_VERSION = os.environ.get("E2E_TRIGGERS_VERSION", "v0.37.0")
+# Pinned versions, the one place they are set (the CI workflow does not repeat them; override with
+# the environment variables of the same purpose). Pipelines: the v1.15 LTS line.
+PIPELINES_VERSION_PINNED = "v1.15.0"
+TRIGGERS_VERSION_PINNED = "v0.37.0"
+PIPELINES_VERSION = os.environ.get("E2E_PIPELINES_VERSION", PIPELINES_VERSION_PINNED)
+TRIGGERS_VERSION = os.environ.get("E2E_TRIGGERS_VERSION", TRIGGERS_VERSION_PINNED)
 RELEASES = "https://infra.tekton.dev/tekton-releases"
 GIT_IMAGE = "docker.io/alpine/git:v2.49.1"
 REGISTRY_IMAGE = "docker.io/library/registry:2"
@@ -46,6 +49,29 @@ def release_urls() -> dict[str, str]:
         "triggers": f"{RELEASES}/triggers/previous/{TRIGGERS_VERSION}/release.yaml",
         "interceptors": f"{RELEASES}/triggers/previous/{TRIGGERS_VERSION}/interceptors.yaml",
     }
+
+
+#: The CRD that interceptors.yaml's ClusterInterceptor objects need (from the Triggers release.yaml).
+INTERCEPTOR_CRD = "clusterinterceptors.triggers.tekton.dev"
+TEKTON_NAMESPACE = "tekton-pipelines"      # Pipelines and Triggers controllers and webhooks
+
+
+def tekton_install_plan() -> list[tuple[str, str]]:
+    """How the session installs Tekton, in order: ``("apply", url)``, ``("wait_deployments", ns)``,
+    ``("wait_crd", name)``. interceptors.yaml is applied only once the ClusterInterceptor CRD is
+    Established and the Triggers webhook (which admits ClusterInterceptors) is available: applied
+    right after release.yaml it fails with 'no matches for kind "ClusterInterceptor"'."""
+    urls = release_urls()
+    return [
+        ("apply", urls["pipelines"]),
+        ("wait_deployments", TEKTON_NAMESPACE),
+        ("wait_deployments", "tekton-pipelines-resolvers"),
+        ("apply", urls["triggers"]),
+        ("wait_crd", INTERCEPTOR_CRD),
+        ("wait_deployments", TEKTON_NAMESPACE),
+        ("apply", urls["interceptors"]),
+        ("wait_deployments", TEKTON_NAMESPACE),
+    ]
 
 
 # ------------------------------------------------------------------ prerequisites / skip logic

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from base64 import b64decode
 from pathlib import Path
 
@@ -190,3 +191,53 @@ def test_step_security_levels_of_a_pod():
                         {"name": "step-build", "securityContext": {"runAsUser": 0, "privileged": False}},
                         {"name": "sidecar-x", "securityContext": {"privileged": True}}]}}
     assert lib.step_security_levels(pod) == {"step-clone": "restricted", "step-build": "baseline"}
+
+
+# ------------------------------------------------------------------ install order, versions, CI workflow
+WORKFLOW = lib.REPO / ".github/workflows/e2e.yml"
+
+
+def test_interceptors_are_applied_after_their_crd_and_the_triggers_webhook():
+    plan = lib.tekton_install_plan()
+    urls = lib.release_urls()
+    i_triggers = plan.index(("apply", urls["triggers"]))
+    i_crd = plan.index(("wait_crd", lib.INTERCEPTOR_CRD))
+    i_interceptors = plan.index(("apply", urls["interceptors"]))
+    assert i_triggers < i_crd < i_interceptors
+    assert ("wait_deployments", lib.TEKTON_NAMESPACE) in plan[i_triggers + 1:i_interceptors]
+    assert plan.index(("apply", urls["pipelines"])) < i_triggers
+    assert lib.INTERCEPTOR_CRD == "clusterinterceptors.triggers.tekton.dev"
+
+
+def test_pipelines_pinned_to_the_v1_15_lts_line_in_one_place():
+    assert lib.PIPELINES_VERSION_PINNED.startswith("v1.15.")
+    text = WORKFLOW.read_text()
+    assert "E2E_PIPELINES_VERSION" not in text and "E2E_TRIGGERS_VERSION" not in text
+    assert lib.PIPELINES_VERSION_PINNED not in text and "v1.12" not in text
+    assert "PIPELINES_VERSION_PINNED" in (lib.REPO / "tekton/README.md").read_text()
+
+
+def test_workflow_reads_the_cluster_before_deleting_it():
+    wf = yaml.safe_load(WORKFLOW.read_text())
+    assert wf["env"]["E2E_CLUSTER"] == lib.CLUSTER_NAME
+    steps = wf["jobs"]["kind"]["steps"]
+    names = [s.get("name", s.get("uses")) for s in steps]
+    e2e = next(i for i, s in enumerate(steps) if s.get("name") == "e2e")
+    diag = next(i for i, s in enumerate(steps) if s.get("if") == "failure()")
+    delete = next(i for i, s in enumerate(steps) if "kind delete cluster" in s.get("run", ""))
+    assert e2e < diag < delete == len(steps) - 1, names
+    assert steps[delete]["if"] == "always()"
+    assert steps[e2e]["env"]["E2E_KEEP_CLUSTER"] == "1"      # the suite itself must not delete it
+    assert "$E2E_CLUSTER" in steps[diag]["run"]
+
+
+def test_workflow_actions_keep_version_tags_with_a_pinning_note():
+    """Offline, no commit SHA can be looked up: actions keep their tags (no made-up SHAs) and the
+    file says that pinning by SHA is still to do."""
+    lines = [ln for ln in WORKFLOW.read_text().splitlines() if ln.lstrip().startswith(("uses:", "- uses:"))]
+    assert lines
+    for ln in lines:
+        ref = ln.split("uses:", 1)[1].split("#", 1)[0].strip()
+        assert "@" in ref and not re.fullmatch(r".*@[0-9a-f]{40}", ref), ln
+        assert ref.split("@", 1)[1].startswith("v"), ln
+        assert "pin by commit SHA" in ln, ln
