@@ -2,6 +2,7 @@
 
 ``executor [flags]`` builds and pushes; ``executor warm`` fills a base-image cache;
 ``executor index --destination REF SRC...`` joins pushed single-platform images into one index;
+``executor push --tar-path FILE|--oci-layout-path DIR --destination REF`` pushes an image built earlier;
 ``executor version`` prints the version. Go-style ``--flag=true|false`` booleans are accepted.
 """
 
@@ -172,6 +173,16 @@ def build(
                             help="gzip|zstd (default gzip)."),
     compression_level: int = _opt(-1, "--compression-level", panel=P_OUTPUT, metavar="N",
                                   help="gzip 1-9 or zstd 1-22 (default: the compressor's own)."),
+    sbom: bool = _opt(False, "--sbom", panel=P_OUTPUT,
+                      help="Attach an SBOM of the image's packages (dpkg, apk, Python, npm) as an OCI referrer."),
+    sbom_format: str = _opt("spdx", "--sbom-format", panel=P_OUTPUT, metavar="FMT",
+                            help="spdx (SPDX 2.3 JSON) | cyclonedx (CycloneDX 1.6 JSON) (default spdx)."),
+    sbom_path: Optional[Path] = _opt(None, "--sbom-path", panel=P_OUTPUT, metavar="FILE",
+                                     help="Also write the SBOM here (with --no-push too)."),
+    provenance: bool = _opt(False, "--provenance", panel=P_OUTPUT,
+                            help="Attach SLSA v1 provenance (in-toto statement) as an OCI referrer."),
+    provenance_path: Optional[Path] = _opt(None, "--provenance-path", panel=P_OUTPUT, metavar="FILE",
+                                           help="Also write the provenance statement here (with --no-push too)."),
     # -- build
     custom_platform: Optional[str] = _opt(None, "--custom-platform", "--platform", panel=P_BUILD, metavar="PLATS",
                                           help="os/arch[/variant] of the image (default: this machine); several, "
@@ -197,6 +208,9 @@ def build(
                            help="text|color|json (default color)."),
     log_timestamp: bool = _opt(False, "--log-timestamp", panel=P_LOG,
                                help="Prefix text log lines with a UTC timestamp."),
+    progress: str = _opt("auto", "--progress", panel=P_LOG, metavar="MODE",
+                         help="auto|tty|plain: a live view of stages, pulls and pushes (tty), or log lines "
+                              "(plain); auto = tty when stderr is a terminal and --log-format is not json."),
     version: bool = _opt(False, "--version", panel=P_LOG, help="Print the version and exit.", is_eager=True),
     # -- Kaniko flags without effect (NO_OP_FLAGS)
     snapshot_mode: str = _opt("full", "--snapshot-mode", panel=P_COMPAT, metavar="MODE",
@@ -223,13 +237,13 @@ def build(
 ) -> None:
     """Build the Dockerfile in CONTEXT and push the image to every --destination.
 
-    Other commands: `executor warm --image REF --cache-dir DIR` (base-image cache), `executor version`.
+    Other commands: `executor warm --image REF --cache-dir DIR` (base-image cache), `executor push --tar-path FILE|--oci-layout-path DIR -d REF` (push an image built with --no-push), `executor version`.
     """
     if version:
         print(f"executor {__version__}")
         return
     try:
-        setup_logging(verbosity, log_format, log_timestamp)
+        setup_logging(verbosity, log_format, log_timestamp, progress)
     except ValueError as e:
         raise UserError(str(e)) from None
     for note in _spelling_notes:
@@ -265,6 +279,8 @@ def build(
     if oci_format is False and compression == "zstd":
         raise UserError("--image-format=docker with --compression=zstd: Docker v2 schema 2 has no zstd layer "
                         "type; use --image-format=oci or --compression=gzip")
+    if sbom_format not in ("spdx", "cyclonedx"):
+        raise UserError(f"--sbom-format={sbom_format}: use spdx or cyclonedx")
     from .contexts import parse_git_options, prepare_context
     git_options = parse_git_options(git)
     from .engine.platforms import default_platform
@@ -300,11 +316,17 @@ def build(
             run_cache_dir=run_cache_dir.resolve() if run_cache_dir else None, jobs=_jobs(jobs),
             annotations=annotations, image_format=oci_format,
             context_source=prepared.source if prepared.kind != "dir" else None,
-            source_commit=prepared.commit,
+            source_commit=prepared.commit, sbom=sbom, sbom_format=sbom_format,
+            sbom_path=sbom_path.resolve() if sbom_path else None, provenance=provenance,
+            provenance_path=provenance_path.resolve() if provenance_path else None,
         )
         from .outputs import check_destinations, check_output_paths
         check_output_paths(opts)
+        from .attest import check_paths
+        check_paths(opts)
         with RegistryClient(ropts, Keychain.from_environment()) as client:
+            from .progress import watch_client
+            watch_client(client)
             if not no_push and not skip_push_permission_check:
                 check_destinations(client, opts.destinations)
             run_build(opts, client)
@@ -351,9 +373,13 @@ def _jobs(value: int) -> int | None:
 def _run_app(app: typer.Typer, argv: list[str], prog: str) -> None:
     debug = any(a in ("--verbosity=debug", "--verbosity=trace", "-v=debug") for a in argv) or (
         "debug" in argv and any(a in ("--verbosity", "-v") for a in argv))
+    from .progress import stop as stop_progress
     try:
-        app(args=argv, prog_name=prog, standalone_mode=False)
-        check_interrupted()
+        try:
+            app(args=argv, prog_name=prog, standalone_mode=False)
+            check_interrupted()
+        finally:
+            stop_progress()  # the live view's final state, then any error line below it
     except UserError as e:
         if debug:
             traceback.print_exc()
@@ -404,6 +430,10 @@ def _main(argv: list[str] | None) -> None:
     if args and args[0] == "index":
         from .index import run as run_index
         run_index(args[1:])
+        return
+    if args and args[0] == "push":
+        from .pushcmd import run as run_push
+        run_push(args[1:])
         return
     if args and args[0] == "warm":
         from .warm import warm_app

@@ -74,19 +74,29 @@ class TextFormatter(logging.Formatter):
         return f"{stamp}{level}[{record.name.removeprefix('executor.') or 'executor'}] {_prefixed(record)}"
 
 
-def setup_logging(verbosity: str = "info", fmt: str = "color", timestamps: bool = False) -> None:
-    """Configure the ``executor`` logger tree on stderr. Raises ValueError for unknown values."""
+def setup_logging(verbosity: str = "info", fmt: str = "color", timestamps: bool = False,
+                  progress: str = "plain") -> None:
+    """Configure the ``executor`` logger tree on stderr. Raises ValueError for unknown values.
+
+    ``progress`` (``--progress``): ``plain`` logs lines (text, color or json); ``tty`` draws a
+    live view instead (:mod:`executor.progress`; warnings still as lines); ``auto`` is tty when
+    stderr is a terminal and ``fmt`` is not json."""
     if verbosity not in LEVELS:
         raise ValueError(f"--verbosity={verbosity}: use one of {', '.join(LEVELS)}")
     if fmt not in ("text", "color", "json"):
         raise ValueError(f"--log-format={fmt}: use text, color or json")
+    from . import progress as live
+    mode = live.resolve_mode(progress, fmt, sys.stderr.isatty())
+    live.stop()
     logging.addLevelName(5, "TRACE")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(StageFilter())
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
+    handler: logging.Handler
+    if mode == "tty":
+        handler = live.make_handler(TextFormatter(False, timestamps))
     else:
-        handler.setFormatter(TextFormatter(fmt == "color" and sys.stderr.isatty(), timestamps))
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter() if fmt == "json" else
+                             TextFormatter(fmt == "color" and sys.stderr.isatty(), timestamps))
+    handler.addFilter(StageFilter())
     root = logging.getLogger("executor")
     root.handlers[:] = [handler]
     root.setLevel(LEVELS[verbosity])

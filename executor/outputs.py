@@ -11,11 +11,11 @@ import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 from pathlib import Path
 
 from .errors import RegistryError, UserError
-from .oci.image import Layer, manifest_bytes, sha256_digest
+from .oci.image import manifest_bytes, sha256_digest
 from .reference import Reference, parse_reference
 from .registry.client import RegistryClient
 
@@ -40,28 +40,45 @@ def local_blob_paths(result: BuildResult) -> list[Path]:
     return [result.source.fetch(layer) for layer in result.image.layers]
 
 
-def _push_layer(client: RegistryClient, result: BuildResult, dest: Reference, layer: Layer) -> str:
-    if client.blob_exists(dest, layer.digest):
+@dataclass(frozen=True)
+class BlobToPush:
+    """One blob of an image to push: ``fetch()`` gives its local file (or bytes) when it must be
+    uploaded; ``source`` ("registry/repo") a repository it may be mounted from, or None."""
+
+    digest: str
+    size: int
+    fetch: Callable[[], Path | bytes]
+    source: str | None = None
+
+
+def _push_blob(client: RegistryClient, dest: Reference, blob: BlobToPush) -> str:
+    if client.blob_exists(dest, blob.digest):
         return "exists"
-    if layer.source:
-        src = parse_reference(layer.source)
+    if blob.source:
+        src = parse_reference(blob.source)
         if src.registry == dest.registry and src.repository != dest.repository:
-            if client.mount_blob(dest, layer.digest, src.repository):
+            if client.mount_blob(dest, blob.digest, src.repository):
                 return "mounted"
-    path = result.source.fetch(layer)
-    client.upload_blob(dest, path, layer.digest, layer.size)
+    client.upload_blob(dest, blob.fetch(), blob.digest, blob.size)
     return "uploaded"
 
 
-def push(client: RegistryClient, result: BuildResult, destinations: list[str]) -> PushedImage:
-    """Push the image to every destination; returns the manifest digest.
+def _layer_blob(result: BuildResult, layer) -> BlobToPush:
+    return BlobToPush(layer.digest, layer.size, lambda: result.source.fetch(layer), layer.source)
 
-    Blobs first (HEAD, then cross-repository mount, then upload), config, manifest last.
-    Raises RegistryError (naming the registry) on failure; no manifest is put then.
-    """
-    image = result.image
-    cfg = image.config_bytes()
-    manifest = manifest_bytes(image.manifest(cfg))
+
+def _push_layer(client: RegistryClient, result: BuildResult, dest: Reference, layer) -> str:
+    """``exists``, ``mounted`` or ``uploaded``: one built layer made present in ``dest``'s repository."""
+    return _push_blob(client, dest, _layer_blob(result, layer))
+
+
+def push_manifest(client: RegistryClient, manifest: bytes, media_type: str, layers: list[BlobToPush],
+                  config: BlobToPush, destinations: list[str]) -> PushedImage:
+    """Push ``manifest`` (sent byte for byte) with its blobs to every destination.
+
+    Blobs first, per repository (HEAD, then cross-repository mount, then upload; the config
+    last of them), manifests last. Raises RegistryError (naming the registry) on failure; no
+    manifest is put then."""
     digest = sha256_digest(manifest)
     refs = [parse_reference(d) for d in destinations]
     seen_repos: set[tuple[str, str]] = set()
@@ -71,14 +88,24 @@ def push(client: RegistryClient, result: BuildResult, destinations: list[str]) -
             if key in seen_repos:
                 continue
             seen_repos.add(key)
-            outcomes = list(pool.map(lambda layer, r=ref: _push_layer(client, result, r, layer), image.layers))
-            client.upload_blob(ref, cfg, sha256_digest(cfg), len(cfg))
+            outcomes = list(pool.map(lambda blob, r=ref: _push_blob(client, r, blob), layers))
+            client.upload_blob(ref, config.fetch(), config.digest, config.size)
             log.info("pushed blobs to %s/%s: %s", ref.registry, ref.repository,
                      ", ".join(f"{outcomes.count(k)} {k}" for k in ("uploaded", "mounted", "exists") if outcomes.count(k)))
     for ref in refs:
-        client.put_manifest(ref, manifest, image.manifest_media_type())
+        client.put_manifest(ref, manifest, media_type)
         log.info("pushed %s@%s", ref, digest)
     return PushedImage(digest=digest, references=refs)
+
+
+def push(client: RegistryClient, result: BuildResult, destinations: list[str]) -> PushedImage:
+    """Push the built image to every destination; returns the manifest digest (see push_manifest)."""
+    image = result.image
+    cfg = image.config_bytes()
+    layers = [_layer_blob(result, layer) for layer in image.layers]
+    config = BlobToPush(sha256_digest(cfg), len(cfg), lambda: cfg)
+    return push_manifest(client, manifest_bytes(image.manifest(cfg)), image.manifest_media_type(), layers, config,
+                         destinations)
 
 
 def image_digest(result: BuildResult) -> str:
