@@ -20,7 +20,7 @@ BOOL_FLAGS = {
     "--cache-run-layers", "--cache-copy-layers", "--no-push-cache", "--reproducible", "--cleanup",
     "--single-snapshot", "--skip-default-registry-fallback", "--log-timestamp", "--force",
     "--skip-unused-stages", "--compressed-caching", "--use-new-run", "--ignore-var-run",
-    "--skip-push-permission-check", "--force-build-metadata",
+    "--skip-push-permission-check", "--force-build-metadata", "--sbom", "--provenance",
 }
 # Flags whose default is true: "--flag=false" becomes "--no-<flag>" for typer.
 TRUE_DEFAULT = {"--cache-run-layers", "--cache-copy-layers", "--cleanup", "--compressed-caching", "--ignore-var-run",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 
+from . import attest
 from .errors import UserError
 from .interrupts import check_interrupted
 from .options import BuildOptions
@@ -54,11 +55,13 @@ def run_build(opts: BuildOptions, client) -> str:
                 write_oci_layout(opts.oci_layout_path, result.image, paths, ref_name=tag)
                 log.info("wrote OCI layout %s", opts.oci_layout_path)
         check_interrupted()  # a swallowed interruption must never lead to a push or a tag
+        docs = attest.prepare(opts, [result], attest.image_descriptor(result)) if attest.wanted(opts) else []
         if opts.no_push:
             digest = image_digest(result)
             log.info("skipping push (--no-push); image digest %s", digest)
         else:
             digest = push(client, result, opts.destinations).digest
+            attest.attach_all(client, opts, docs)
         write_digest_files(digest, opts.destinations if not opts.no_push else opts.destinations,
                            opts.digest_file, opts.image_name_with_digest_file, opts.image_name_tag_with_digest_file)
         log.info("done in %.2fs: %s", time.monotonic() - t0, digest)
@@ -86,12 +89,18 @@ def run_multi_platform_build(opts: BuildOptions, client) -> str:
         for r in results:
             apply_manifest_options(r.image, opts)
         check_interrupted()  # a swallowed interruption must never lead to a push or a tag
+        docs = []
+        if attest.wanted(opts):
+            index, media_type, _ = image_index(results)
+            docs = attest.prepare(opts, results, {"mediaType": media_type, "digest": attest.sha256_digest(index),
+                                                  "size": len(index)})
         if opts.no_push:
             from .oci.image import sha256_digest
             digest = sha256_digest(image_index(results)[0])
             log.info("skipping push (--no-push); index digest %s", digest)
         else:
             digest = push_index(client, results, opts.destinations).digest
+            attest.attach_all(client, opts, docs)
         write_digest_files(digest, opts.destinations, opts.digest_file, opts.image_name_with_digest_file,
                            opts.image_name_tag_with_digest_file)
         log.info("done in %.2fs: %s", time.monotonic() - t0, digest)

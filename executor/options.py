@@ -52,6 +52,12 @@ class BuildOptions:
     # outputs
     annotations: dict[str, str] = field(default_factory=dict)  # manifest annotations (--annotation)
     image_format: bool | None = None      # True: OCI manifest, False: Docker v2.2, None: the base image's
+    # supply chain (executor.attest): attach as OCI referrers when pushing; the paths also write files
+    sbom: bool = False
+    sbom_format: str = "spdx"             # spdx (SPDX 2.3 JSON) | cyclonedx (CycloneDX 1.6 JSON)
+    sbom_path: Path | None = None
+    provenance: bool = False
+    provenance_path: Path | None = None
     # provenance of the build context (--context): the source as given (credentials redacted; None
     # for a local directory) and, for a git context, the commit that was checked out
     context_source: str | None = None

@@ -53,6 +53,7 @@ class BuildResult:
     record: BuildRecord = field(default_factory=BuildRecord)
     stages_built: list[int] = field(default_factory=list)
     platform: str = ""
+    bases: dict[str, str] = field(default_factory=dict)  # base image reference -> manifest digest
 
 
 def _epoch(opts: BuildOptions) -> int | None:
@@ -144,6 +145,8 @@ class Build:
         run_graph(work.order, work.deps, build_unit, jobs, on_abort=b.abort)
         self._warn_unused(b.used_build_args)
         results = []
+        bases = {ref: resolved.digest for src in list(b._sources.values())
+                 for ref, (resolved, _) in list(src._resolved.items())}
         for p in platforms:
             plan = plans[p]
             target = b.state_for(p, plan.target)
@@ -156,7 +159,8 @@ class Build:
             if b.cache is not None:
                 b.cache.finalize(target, opts.labels)
             results.append(BuildResult(image=img, store=self.store, source=b.source(plan.nodes[plan.target].platform),
-                                       record=b.record, stages_built=plan.order, platform=p))
+                                       record=b.record, stages_built=plan.order, platform=p,
+                                       bases=dict(bases)))
         b.record.finished = time.time()
         return results
 
