@@ -1,0 +1,193 @@
+"""SBOM and provenance end to end: real builds through the CLI against the loopback
+docker-registry (no referrers API there, so the referrers tag schema is exercised), the
+documents read back from the image digest alone, checked with their own validators, and the
+image itself unchanged by attaching them."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.tools import run_executor, skopeo_inspect
+
+pytestmark = pytest.mark.integration
+
+NPM_TOKEN = "npm_T0kenValue4242deadbeef"
+SECRET = "s3cr3t-Value-xyz-9876"
+DPKG_STATUS = """Package: libfake1
+Status: install ok installed
+Priority: optional
+Architecture: amd64
+Maintainer: Fake Maintainers <fake@example.org>
+Version: 1.2.3-4
+Description: a fake library
+
+Package: fake-tool
+Status: install ok installed
+Architecture: amd64
+Source: fake-src (2.0-1)
+Version: 2.0-1+deb12u1
+Description: a fake tool
+
+"""
+METADATA = "Metadata-Version: 2.1\nName: fake_py\nVersion: 0.9.1\nLicense-Expression: MIT\n"
+DOCKERFILE = """\
+FROM {base}
+ARG NPM_TOKEN
+ARG FLAVOUR=plain
+COPY os-release /etc/os-release
+COPY status /var/lib/dpkg/status
+COPY site/ /usr/lib/python3/dist-packages/
+COPY node_modules/ /app/node_modules/
+RUN --mount=type=secret,id=mysecret test -s /run/secrets/mysecret && echo "$FLAVOUR" > /flavour
+"""
+
+
+def make_context(ctx: Path, base: str) -> Path:
+    files = {
+        "Dockerfile": DOCKERFILE.format(base=base),
+        "os-release": 'ID=debian\nVERSION_ID="12"\nPRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\n',
+        "status": DPKG_STATUS,
+        "site/fake_py-0.9.1.dist-info/METADATA": METADATA,
+        "node_modules/leftpad/package.json": json.dumps({"name": "leftpad", "version": "1.3.0", "license": "WTFPL"}),
+        "node_modules/leftpad/lib/package.json": json.dumps({"name": "not-a-package", "version": "0.0.0"}),
+    }
+    for name, text in files.items():
+        (ctx / name).parent.mkdir(parents=True, exist_ok=True)
+        (ctx / name).write_text(text)
+    return ctx
+
+
+def build(host: str, ctx: Path, dest: str, out: Path, *extra: str):
+    digest_file = out / f"digest-{uuid.uuid4().hex[:6]}"
+    t0 = time.monotonic()
+    p = run_executor(["--context", str(ctx), "--destination", dest, "--insecure-registry", host,
+                      "--build-arg", f"NPM_TOKEN={NPM_TOKEN}", "--secret", "id=mysecret,env=MYSECRET",
+                      "--cache", "--cache-repo", f"oci:{out / 'cache'}", "--log-format", "text",
+                      "--digest-file", str(digest_file), *extra], env={"MYSECRET": SECRET})
+    return digest_file.read_text(), p, time.monotonic() - t0
+
+
+def registry_get(host: str, repo: str, kind: str, ident: str, accept: str = "*/*") -> httpx.Response:
+    r = httpx.get(f"http://{host}/v2/{repo}/{kind}/{ident}", headers={"Accept": accept})
+    r.raise_for_status()
+    return r
+
+
+def referrers(host: str, repo: str, digest: str) -> dict[str, bytes]:
+    """artifactType -> document, found from ``digest`` alone through the referrers tag."""
+    tag = "sha256-" + digest.split(":", 1)[1]
+    index = registry_get(host, repo, "manifests", tag, "application/vnd.oci.image.index.v1+json").json()
+    assert index["mediaType"] == "application/vnd.oci.image.index.v1+json"
+    out = {}
+    for d in index["manifests"]:
+        man = registry_get(host, repo, "manifests", d["digest"], d["mediaType"]).json()
+        assert man["subject"]["digest"] == digest and man["artifactType"] == d["artifactType"]
+        assert man["config"]["mediaType"] == "application/vnd.oci.empty.v1+json" and man["config"]["size"] == 2
+        assert len(man["layers"]) == 1
+        out[d["artifactType"]] = registry_get(host, repo, "blobs", man["layers"][0]["digest"]).content
+    return out
+
+
+@pytest.fixture(scope="module")
+def first(registry, busybox, tmp_path_factory):
+    """The first build (cold cache): SPDX SBOM and provenance, attached and written as files."""
+    work = tmp_path_factory.mktemp("supply")
+    ctx = make_context(work / "ctx", busybox)
+    dest = f"{registry.host}/supply/app:v1"
+    digest, p, secs = build(registry.host, ctx, dest, work, "--sbom", "--provenance",
+                            "--sbom-path", str(work / "sbom.spdx.json"), "--provenance-path", str(work / "prov.json"))
+    return {"work": work, "ctx": ctx, "dest": dest, "digest": digest, "log": p.stdout + p.stderr, "seconds": secs}
+
+
+def test_spdx_sbom_lists_the_packages_with_their_layers(first, registry, tmp_path):
+    from spdx_tools.spdx.parser.parse_anything import parse_file
+    from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
+    path = first["work"] / "sbom.spdx.json"
+    assert validate_full_spdx_document(parse_file(str(path))) == []
+    doc = json.loads(path.read_text())
+    pkgs = {p["name"]: p for p in doc["packages"]}
+    purls = {n: p["externalRefs"][0]["referenceLocator"] for n, p in pkgs.items()}
+    assert purls["libfake1"] == "pkg:deb/debian/libfake1@1.2.3-4?arch=amd64&distro=debian-12"
+    assert purls["fake-tool"] == "pkg:deb/debian/fake-tool@2.0-1%2Bdeb12u1?arch=amd64&distro=debian-12&upstream=fake-src"
+    assert purls["fake_py"] == "pkg:pypi/fake-py@0.9.1" and pkgs["fake_py"]["licenseDeclared"] == "MIT"
+    assert purls["leftpad"] == "pkg:npm/leftpad@1.3.0" and pkgs["leftpad"]["licenseDeclared"] == "WTFPL"
+    assert "not-a-package" not in pkgs
+    assert pkgs[f"{registry.host}/supply/app"]["versionInfo"] == first["digest"]
+    # each package names the layer its COPY made: the manifest's layers after busybox's, in order
+    layers = [d["digest"] for d in skopeo_inspect(first["dest"], raw=True)["layers"]]
+    layer_of = {p["name"]: p["annotations"][0]["comment"].split()[0].removeprefix("layer=")
+                for p in doc["packages"] if "annotations" in p}
+    assert layer_of["libfake1"] == layer_of["fake-tool"] == layers[-4]
+    assert layer_of["fake_py"] == layers[-3] and layer_of["leftpad"] == layers[-2]
+
+
+def test_provenance_names_the_image_its_base_and_context(first, registry, busybox):
+    st = json.loads((first["work"] / "prov.json").read_text())
+    assert st["_type"] == "https://in-toto.io/Statement/v1"
+    assert st["predicateType"] == "https://slsa.dev/provenance/v1"
+    assert st["subject"] == [{"name": f"{registry.host}/supply/app",
+                              "digest": {"sha256": first["digest"].split(":")[1]}}]
+    pred = st["predicate"]
+    deps = {d["name"]: d for d in pred["buildDefinition"]["resolvedDependencies"]}
+    base_digest = skopeo_inspect(busybox)["Digest"]
+    assert deps[f"base-image:{busybox}"]["digest"] == {"sha256": base_digest.split(":")[1]}
+    assert len(deps["context"]["digest"]["sha256"]) == 64
+    ext = pred["buildDefinition"]["externalParameters"]
+    assert ext["dockerfile"]["path"] == "Dockerfile" and ext["buildArgs"] == {}
+    assert pred["runDetails"]["builder"]["version"]["executor"]
+    assert pred["runDetails"]["metadata"]["startedOn"] <= pred["runDetails"]["metadata"]["finishedOn"]
+    steps = pred["buildDefinition"]["internalParameters"]["steps"]
+    assert [s["cache"] for s in steps if s["instruction"].startswith(("COPY", "RUN"))] == ["miss"] * 5
+
+
+def test_documents_are_found_from_the_digest_alone_and_keep_no_secret(first, registry):
+    before = skopeo_inspect(first["dest"])["Digest"]
+    docs = referrers(registry.host, "supply/app", first["digest"])
+    assert set(docs) == {"application/spdx+json", "application/vnd.in-toto+json"}
+    assert docs["application/spdx+json"] == (first["work"] / "sbom.spdx.json").read_bytes()
+    assert docs["application/vnd.in-toto+json"] == (first["work"] / "prov.json").read_bytes()
+    assert before == first["digest"] == skopeo_inspect(first["dest"])["Digest"]  # the tag still names the image
+    for data in docs.values():
+        assert NPM_TOKEN.encode() not in data and SECRET.encode() not in data
+
+
+def test_a_cached_rebuild_records_hits_and_cyclonedx(first, registry):
+    from cyclonedx.schema import SchemaVersion
+    from cyclonedx.validation.json import JsonStrictValidator
+    work = first["work"]
+    digest, p, secs = build(registry.host, first["ctx"], f"{registry.host}/supply/app:v2", work, "--sbom",
+                            "--sbom-format", "cyclonedx", "--provenance",
+                            "--sbom-path", str(work / "sbom.cdx.json"), "--provenance-path", str(work / "prov2.json"))
+    assert digest == first["digest"]  # same image from the cache; its referrers tag now holds 4 artifacts
+    cdx = (work / "sbom.cdx.json").read_text()
+    assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(cdx) is None
+    comps = {c["name"]: c for c in json.loads(cdx)["components"]}
+    assert {n: c["version"] for n, c in comps.items()} == {"libfake1": "1.2.3-4", "fake-tool": "2.0-1+deb12u1",
+                                                           "fake_py": "0.9.1", "leftpad": "1.3.0"}
+    steps = json.loads((work / "prov2.json").read_text())["predicate"]["buildDefinition"]["internalParameters"]["steps"]
+    assert [s["cache"] for s in steps if s["instruction"].startswith(("COPY", "RUN"))] == ["hit"] * 5
+    docs = referrers(registry.host, "supply/app", digest)
+    assert "application/vnd.cyclonedx+json" in docs
+    for data in docs.values():
+        assert NPM_TOKEN.encode() not in data and SECRET.encode() not in data
+    # timings for the report: the same build without the documents
+    _, _, plain = build(registry.host, first["ctx"], f"{registry.host}/supply/app:v3", work)
+    print(f"\nfirst build {first['seconds']:.2f}s, cached with sbom+provenance {secs:.2f}s, cached plain {plain:.2f}s")
+    print([line for line in p.stderr.splitlines() if "sbom" in line or "provenance:" in line or "attached" in line])
+
+
+def test_no_push_writes_the_files(registry, busybox, tmp_path):
+    ctx = make_context(tmp_path / "ctx", busybox)
+    p = run_executor(["--context", str(ctx), "--no-push", "--insecure-registry", registry.host,
+                      "--build-arg", f"NPM_TOKEN={NPM_TOKEN}", "--secret", "id=mysecret,env=MYSECRET",
+                      "--sbom-path", str(tmp_path / "s.json"), "--provenance-path", str(tmp_path / "p.json")],
+                     env={"MYSECRET": SECRET})
+    assert json.loads((tmp_path / "s.json").read_text())["spdxVersion"] == "SPDX-2.3"
+    assert json.loads((tmp_path / "p.json").read_text())["subject"][0]["name"] == "unnamed"
+    assert p.returncode == 0
