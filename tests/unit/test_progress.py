@@ -1,0 +1,175 @@
+"""``--progress auto|tty|plain`` through the CLI (``python -m executor``), and the live view's
+model fed with the engine's log lines; plus ``executor push`` usage errors (no registry)."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import pty
+import re
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from executor.progress import ProgressHandler, resolve_mode
+
+REPO = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "100"}
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
+
+
+def _executor(args: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "executor", *args], capture_output=True, text=True, timeout=120,
+                          cwd=REPO, env=ENV, stdin=subprocess.DEVNULL)
+
+
+def _ctx(tmp_path: Path) -> Path:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM scratch AS base\nCOPY a.txt /a.txt\n"
+                                    "FROM scratch AS final\nCOPY --from=base /a.txt /b.txt\nCOPY a.txt /c.txt\n")
+    (ctx / "a.txt").write_text("a\n")
+    return ctx
+
+
+def _in_pty(args: list[str], timeout: float = 120) -> tuple[int, str]:
+    """Run ``executor ARGS`` with stdout and stderr on a pseudo-terminal; (exit code, text without ANSI)."""
+    master, slave = pty.openpty()
+    p = subprocess.Popen([sys.executable, "-m", "executor", *args], stdin=subprocess.DEVNULL, stdout=slave,
+                         stderr=slave, cwd=REPO, env=ENV)
+    os.close(slave)
+    out, deadline = b"", time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.5)
+            if ready:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            elif p.poll() is not None:
+                break
+        code = p.wait(timeout=max(1.0, deadline - time.monotonic()))
+    finally:
+        os.close(master)
+        if p.poll() is None:
+            p.kill()
+    return code, ANSI.sub("", out.decode(errors="replace"))
+
+
+def _normalise(text: str) -> list[str]:
+    """Log lines with times and temp paths made comparable."""
+    text = re.sub(r"\d+\.\d+s", "Ts", text)
+    return [line for line in text.splitlines() if line]
+
+
+def test_progress_plain_is_todays_lines(tmp_path):
+    ctx = _ctx(tmp_path)
+    common = ["--context", str(ctx), "--no-push", "--log-format", "text", "--reproducible"]
+    default = _executor(common)
+    plain = _executor(common + ["--progress", "plain"])
+    assert default.returncode == 0 and plain.returncode == 0, plain.stderr
+    assert _normalise(plain.stderr) == _normalise(default.stderr)  # auto off a terminal = plain
+    assert "INFO[engine] [base] stage 0 AS base: FROM scratch" in plain.stderr
+    assert all(re.match(r"^(INFO|WARN|DEBUG)\[", line) for line in _normalise(plain.stderr))
+
+
+def test_progress_plain_json_unchanged(tmp_path):
+    p = _executor(["--context", str(_ctx(tmp_path)), "--no-push", "--log-format", "json", "--progress", "plain"])
+    assert p.returncode == 0, p.stderr
+    import json
+    assert all(isinstance(json.loads(line), dict) for line in p.stderr.splitlines() if line)
+
+
+def test_progress_tty_under_a_pty_shows_the_final_view(tmp_path):
+    code, out = _in_pty(["--context", str(_ctx(tmp_path)), "--no-push", "--progress", "tty",
+                         "--digest-file", str(tmp_path / "digest")])
+    assert code == 0, out
+    digest = (tmp_path / "digest").read_text()
+    final = out[out.rindex("stage base"):]  # the last drawing of the view, then the closing line
+    assert "stage final" in final
+    assert re.search(r"stage base .*done", final) and re.search(r"stage final .*done", final), final
+    assert "done in " in final and digest in final
+    assert "INFO[" not in out  # the view replaces the lines
+
+
+def test_progress_auto_under_a_pty_is_the_view_but_json_stays_lines(tmp_path):
+    ctx = _ctx(tmp_path)
+    code, out = _in_pty(["--context", str(ctx), "--no-push"])
+    assert code == 0, out
+    assert "stage final" in out and "INFO[" not in out
+    code, out = _in_pty(["--context", str(ctx), "--no-push", "--log-format", "json"])
+    assert code == 0, out
+    assert '"msg": "stage 0 AS base: FROM scratch"' in out
+
+
+@pytest.mark.parametrize("argv", [["--context", "/nonexistent", "--no-push", "--progress", "bogus"],
+                                  ["push", "--oci-layout-path", "/nonexistent", "-d", "r.example/a:1",
+                                   "--progress", "bogus"]])
+def test_progress_bogus_is_a_one_line_usage_error(argv):
+    p = _executor(argv)
+    assert p.returncode != 0
+    assert p.stderr.strip() == "error: --progress=bogus: use auto, tty or plain"
+
+
+def test_resolve_mode():
+    assert resolve_mode("auto", "color", True) == "tty"
+    assert resolve_mode("auto", "json", True) == "plain"
+    assert resolve_mode("auto", "text", False) == "plain"
+    assert resolve_mode("tty", "text", False) == "tty"
+    with pytest.raises(ValueError):
+        resolve_mode("fancy", "text", True)
+
+
+def test_view_model_from_log_lines():
+    buf = io.StringIO()
+    h = ProgressHandler(Console(file=buf, width=100, force_terminal=False))
+
+    def rec(msg: str, stage: str = "", name: str = "executor.engine", level: int = logging.INFO) -> None:
+        r = logging.LogRecord(name, level, "", 0, msg, None, None)
+        r.stage = stage
+        h.handle(r)
+
+    rec("stage 0 AS base: FROM 127.0.0.1:5000/busybox:latest", "base")
+    rec("pulling base image 127.0.0.1:5000/busybox:latest", "base")
+    rec("stage base: unpacked 1 layers in 0.20s", "base")
+    rec("RUN echo hi > /hi", "base")
+    rec("layer 1255471d6256: 1 paths changed, 0 deleted, 1500 bytes", "base")
+    rec("stage 1: FROM base", "1")
+    rec("COPY Dockerfile /d", "1")
+    rec("built image in 0.74s", name="executor")
+    rec("uploaded blob sha256:99 (2500 bytes) to 127.0.0.1:5000/live/app", name="executor.registry")
+    rec("pushed blobs to 127.0.0.1:5000/live/app: 1 uploaded, 2 exists", name="executor.push")
+    rec("pushed 127.0.0.1:5000/live/app:2@sha256:d7b91bb455aa1d2e", name="executor.push")
+    rec("something odd", name="executor", level=logging.WARNING)
+    rec("done in 0.53s: sha256:d7b91bb455aa1d2e", name="executor")
+    h.stop()
+    out = buf.getvalue()
+    lines = {line.split()[1] + " " + line.split()[2]: line for line in out.splitlines() if line.startswith("✓")}
+    assert "1 layers unpacked" in lines["pull 127.0.0.1:5000/busybox"]
+    assert "1.5kB" in lines["stage base"] and lines["stage base"].rstrip().endswith("done")
+    assert "1 steps" in lines["stage 1"]
+    assert "2.5kB" in lines["push 127.0.0.1:5000/live/app"] and "pushed" in lines["push 127.0.0.1:5000/live/app"]
+    assert "something odd" in out
+    assert out.rstrip().endswith("done in 0.53s: sha256:d7b91bb455aa1d2e")
+
+
+def test_push_needs_exactly_one_source_and_a_destination(tmp_path):
+    p = _executor(["push", "-d", "r.example/a:1"])
+    assert p.returncode == 1
+    assert p.stderr.strip() == "error: executor push: give exactly one of --tar-path FILE or --oci-layout-path DIR"
+    p = _executor(["push", "--oci-layout-path", str(tmp_path)])
+    assert p.stderr.strip().startswith("error: executor push: no --destination given")
+    p = _executor(["push", "--oci-layout-path", str(tmp_path), "-d", "r.example/a:1"])
+    assert p.returncode == 1 and p.stderr.strip().endswith("no index.json; not an OCI image layout")
+    p = _executor(["push", "--tar-path", str(tmp_path / "nope.tar"), "-d", "r.example/a:1"])
+    assert p.returncode == 1 and p.stderr.strip().endswith("nope.tar: no such file")
