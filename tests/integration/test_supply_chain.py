@@ -191,3 +191,21 @@ def test_no_push_writes_the_files(registry, busybox, tmp_path):
     assert json.loads((tmp_path / "s.json").read_text())["spdxVersion"] == "SPDX-2.3"
     assert json.loads((tmp_path / "p.json").read_text())["subject"][0]["name"] == "unnamed"
     assert p.returncode == 0
+
+
+def test_several_platforms_one_sbom_each_provenance_on_the_index(registry, tmp_path):
+    ctx = tmp_path / "ctx"
+    (ctx / "node_modules/x").mkdir(parents=True)
+    (ctx / "Dockerfile").write_text("FROM scratch\nCOPY node_modules /node_modules\n")
+    (ctx / "node_modules/x/package.json").write_text('{"name":"x","version":"1.0.0"}')
+    run_executor(["--context", str(ctx), "--destination", f"{registry.host}/supply/mp:v1", "--insecure-registry",
+                  registry.host, "--custom-platform", "linux/amd64,linux/arm64", "--sbom", "--provenance",
+                  "--sbom-path", str(tmp_path / "s.json"), "--digest-file", str(tmp_path / "d")])
+    index_digest = (tmp_path / "d").read_text()
+    assert set(referrers(registry.host, "supply/mp", index_digest)) == {"application/vnd.in-toto+json"}
+    index = registry_get(registry.host, "supply/mp", "manifests", index_digest,
+                         "application/vnd.oci.image.index.v1+json").json()
+    for m in index["manifests"]:
+        docs = referrers(registry.host, "supply/mp", m["digest"])
+        assert json.loads(docs["application/spdx+json"])["packages"][1]["name"] == "x"
+    assert {p.name for p in tmp_path.glob("s-*.json")} == {"s-linux-amd64.json", "s-linux-arm64.json"}
