@@ -9,6 +9,9 @@ Every cacheable instruction result is stored as a single-layer OCI image
   build made, same digest), or is empty when the instruction changed no file;
 * config: an OCI image config with ``created`` (RFC 3339, for ``--cache-ttl``), the layer's
   ``diff_id`` and a one-entry ``history`` (its ``created_by``);
+* ``dev.executor.cache.components``: what the key was made of (the named key components,
+  shortened and secret-free, and the previous chain key; :mod:`.explain`), read only to
+  explain a miss;
 * manifest annotations repeat what a hit needs (``dev.executor.cache.diff-id``,
   ``dev.executor.cache.created-by``, ``org.opencontainers.image.created``) so a lookup is a
   single ``GET /v2/<cache-repo>/manifests/<key>``; the config blob is never downloaded.
@@ -23,6 +26,11 @@ A final-config entry ``<cache-repo>:<image key>`` (same format, no layer) record
 image config of the target stage. When every instruction of the target stage hit, and the
 stored config equals the new one in everything except ``created`` timestamps, the stored
 one is reused, so a no-change rebuild gives the byte-identical image (same digest).
+
+A trail entry ``<cache-repo>:trail-<32 hex>`` (kind ``trail``, no layer) lists each step's
+position -> key of the last successful build of one pipeline (annotation
+``dev.executor.cache.trail``; :mod:`.explain`): a miss is compared with the same step's entry
+of that build.
 
 On-disk layer cache
 -------------------
@@ -46,6 +54,7 @@ from ..errors import UserError
 from ..oci import mediatypes as mt
 from ..oci.image import Layer, canonical_json, manifest_bytes, sha256_digest
 from ..reference import parse_reference
+from .explain import ANN_RECORD, ANN_TRAIL  # what a step's key was made of; the per-build trail
 
 ANN_KEY = "dev.executor.cache.key"
 ANN_DIFF_ID = "dev.executor.cache.diff-id"
@@ -97,11 +106,15 @@ class CacheHit:
 
 
 def entry_documents(key: str, layer: Layer | None, created_by: str, platform: str, now: float,
-                    config: dict | None = None) -> tuple[bytes, bytes]:
+                    config: dict | None = None, record: str | None = None,
+                    trail: str | None = None) -> tuple[bytes, bytes]:
     """(config bytes, manifest bytes) of the cache entry for ``key``.
 
     ``layer``: the layer to store (its descriptor is copied, media type made OCI) or None for
     an empty result. ``config``: a whole image config to store instead (final-config entry).
+    ``record``: the JSON text of the step's key record (annotation ``dev.executor.cache.components``,
+    :func:`executor.cache.explain.record`). ``trail``: the JSON text of a build trail; the
+    entry is then a trail entry (kind ``trail``, annotation ``dev.executor.cache.trail``).
     """
     os_name, _, rest = platform.partition("/")
     arch = rest.split("/")[0] or "amd64"
@@ -114,8 +127,12 @@ def entry_documents(key: str, layer: Layer | None, created_by: str, platform: st
     else:
         cfg = config
     cfg_bytes = canonical_json(cfg)
-    ann = {ANN_KEY: key, ANN_CREATED: created, ANN_CREATED_BY: created_by,
-           ANN_KIND: "config" if config is not None else ("layer" if layer else "empty")}
+    kind = "trail" if trail is not None else "config" if config is not None else ("layer" if layer else "empty")
+    ann = {ANN_KEY: key, ANN_CREATED: created, ANN_CREATED_BY: created_by, ANN_KIND: kind}
+    if record is not None:
+        ann[ANN_RECORD] = record
+    if trail is not None:
+        ann[ANN_TRAIL] = trail
     layers = []
     if layer is not None:
         d = dict(layer.descriptor)

@@ -45,6 +45,7 @@ from ..oci.layout import (LAYOUT_VERSION, REF_NAME, add_index_entry, blob_path a
                           read_index, tmp_name as _tmp_name)
 from .background import BackgroundWriter
 from .entry import ANN_CREATED, ANN_KIND, CacheHit, entry_documents, expired, parse_entry, parse_rfc3339
+from .explain import ANN_RECORD, ANN_TRAIL, parse_record, parse_trail
 
 def file_digest(path: Path) -> str:
     """``sha256:<hex>`` of the file at ``path``, read in 1 MiB chunks."""
@@ -170,18 +171,38 @@ class LayoutLayerCache:
             return None
         return cfg if isinstance(cfg, dict) else None
 
-    def store(self, key: str, layer: Layer | None, created_by: str, config: dict | None = None) -> None:
-        """Write the entry for ``key`` in the background (no-op with ``push=False``).
+    def lookup_record(self, key: str) -> dict | None:
+        """The key record of entry ``key`` (:func:`executor.cache.explain.parse_record`), or None."""
+        found = self._manifest(key)
+        return parse_record((found[0].get("annotations") or {}).get(ANN_RECORD)) if found else None
+
+    def read_trail(self, name: str) -> dict | None:
+        """The trail entry named ``name`` (:func:`executor.cache.explain.parse_trail`), or None."""
+        found = self._manifest(name)
+        return parse_trail((found[0].get("annotations") or {}).get(ANN_TRAIL)) if found else None
+
+    def write_trail(self, name: str, trail: str) -> None:
+        """Write the trail JSON text ``trail`` as entry ``name`` in the background (no-op with
+        ``push=False``); it replaces the earlier one of that name."""
+        if self.push:
+            self._bg.submit(name, self._write_entry, name, None, "build trail", None, None, trail)
+
+    def store(self, key: str, layer: Layer | None, created_by: str, config: dict | None = None,
+              record: str | None = None) -> None:
+        """Write the entry for ``key`` in the background (no-op with ``push=False``); ``record``:
+        the JSON text of its key record.
 
         ``layer.path`` must stay on disk until :meth:`wait` returns.
         """
         if not self.push:
             return
-        self._bg.submit(key, self._write_entry, key, layer, created_by, config)
+        self._bg.submit(key, self._write_entry, key, layer, created_by, config, record)
 
-    def _write_entry(self, key: str, layer: Layer | None, created_by: str, config: dict | None) -> None:
+    def _write_entry(self, key: str, layer: Layer | None, created_by: str, config: dict | None,
+                     record: str | None = None, trail: str | None = None) -> None:
         now = time.time()
-        cfg_bytes, man = entry_documents(key, layer, created_by, self.platform, now, config)
+        cfg_bytes, man = entry_documents(key, layer, created_by, self.platform, now, config, record=record,
+                                         trail=trail)
         if layer is not None:
             if layer.path is None or not layer.path.is_file():
                 raise OSError(f"layer {layer.digest} has no local blob to store")

@@ -19,6 +19,7 @@ from ..reference import Reference, parse_reference
 from ..registry.client import RegistryClient
 from .background import BackgroundWriter
 from .entry import ANN_CREATED, ANN_KIND, CacheHit, entry_documents, expired, parse_entry, parse_rfc3339
+from .explain import ANN_RECORD, ANN_TRAIL, parse_record, parse_trail
 
 log = logging.getLogger("executor.cache")
 
@@ -97,17 +98,39 @@ class LayerCache:
             return None
         return cfg if isinstance(cfg, dict) else None
 
-    def store(self, key: str, layer: Layer | None, created_by: str, config: dict | None = None) -> None:
-        """Push the entry for ``key`` in the background (no-op with ``push=False``).
+    def lookup_record(self, key: str) -> dict | None:
+        """The key record of entry ``key`` (:func:`executor.cache.explain.parse_record`), or None
+        (absent, unreadable, written before records existed). One request, any age."""
+        doc = self._get(key)
+        return parse_record((doc.get("annotations") or {}).get(ANN_RECORD)) if doc else None
+
+    def read_trail(self, name: str) -> dict | None:
+        """The trail stored as ``<repo>:<name>`` (:func:`executor.cache.explain.parse_trail`), or
+        None. One request."""
+        doc = self._get(name)
+        return parse_trail((doc.get("annotations") or {}).get(ANN_TRAIL)) if doc else None
+
+    def write_trail(self, name: str, trail: str) -> None:
+        """Push the trail JSON text ``trail`` as ``<repo>:<name>`` in the background (no-op with
+        ``push=False``)."""
+        if self.push:
+            self._bg.submit(name, self._push_entry, name, None, "build trail", None, None, trail)
+
+    def store(self, key: str, layer: Layer | None, created_by: str, config: dict | None = None,
+              record: str | None = None) -> None:
+        """Push the entry for ``key`` in the background (no-op with ``push=False``); ``record``:
+        the JSON text of its key record.
 
         ``layer.path`` must stay on disk until :meth:`wait` returns.
         """
         if self.push:
-            self._bg.submit(key, self._push_entry, key, layer, created_by, config)
+            self._bg.submit(key, self._push_entry, key, layer, created_by, config, record)
 
-    def _push_entry(self, key: str, layer: Layer | None, created_by: str, config: dict | None) -> None:
+    def _push_entry(self, key: str, layer: Layer | None, created_by: str, config: dict | None,
+                    record: str | None = None, trail: str | None = None) -> None:
         ref = self._ref(key)
-        cfg_bytes, man = entry_documents(key, layer, created_by, self.platform, time.time(), config)
+        cfg_bytes, man = entry_documents(key, layer, created_by, self.platform, time.time(), config,
+                                         record=record, trail=trail)
         if layer is not None:
             if layer.path is None:
                 raise RegistryError(f"layer {layer.digest} has no local blob to push")

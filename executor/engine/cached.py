@@ -7,15 +7,30 @@ components, its config changes and its ``execute``. Keys chain from the stage's 
 is only downloaded if a later step needs the files), a miss runs the step and stores its
 layer in the background. A cache must never break a build: a stored layer that cannot be
 fetched is a miss, with a warning.
+
+A miss explains itself (:mod:`executor.cache.explain`): every entry records its named key
+components (secret-free) and the previous key; a successful build stores a *trail* (each
+step's position -> key) for its destination, target and platform, read back once when the
+next build starts. A miss logs one more line after ``cache miss <key>: <instruction>``::
+
+    cache miss at <instruction> (<file>:<line>): <reason>
+
+where ``<reason>`` names the step's changed components (``source 0 app.txt changed``,
+``build arg VERSION changed (1.2 -> 1.3)``, ``instruction changed``), or says the chain
+changed before it (``the previous step missed (its result changed)``, with ``; it follows
+from <first changed step>`` when the first change is further back), or ``no earlier build of
+this step recorded``. Components are fetched only on a miss (one request per miss).
 """
 
 from __future__ import annotations
 
 import copy
 import logging
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
+from ..cache import explain as ex
 from ..cache.entry import CacheHit, default_cache_repo, strip_created
 from ..cache.keys import chain_key, short
 from ..cache.store import LayerStore
@@ -23,6 +38,7 @@ from ..errors import LayerError, RegistryError
 from ..options import BuildOptions
 from ..reference import parse_reference
 from ..registry.client import RegistryClient
+from .plan import _PUBLIC_NAME, _SECRET_NAME
 from .state import StageState
 from .step import CacheUse, Prepared, StepRecord
 
@@ -30,6 +46,22 @@ if TYPE_CHECKING:
     from .stage import StageBuilder
 
 log = logging.getLogger("executor.cache")
+
+
+def secret_name(name: str) -> bool:
+    """True for an ARG/ENV name that looks like a credential (the build's secret-name warning rule)."""
+    return bool(_SECRET_NAME.search(name)) and not _PUBLIC_NAME.search(name)
+
+
+@dataclass
+class _Stage:
+    """What the cache saw of one stage state: its label, FROM word, root key and steps in order."""
+
+    label: str
+    base: str
+    parent: str | None
+    root: str
+    steps: list[StepRecord] = field(default_factory=list)
 
 
 def image_config_key(stage_key: str, labels: dict[str, str]) -> str:
@@ -46,9 +78,144 @@ class StepCache:
     copy_layers: bool = True
     hits: int = 0
     misses: int = 0
+    destination: str = ""     # first --destination repository (or the cache repo): names trails
+    target: str = ""
+    trails: dict[str, dict | None] = field(default_factory=dict)  # platform -> previous build's trail
+    _stages: dict[int, _Stage] = field(default_factory=dict)      # id(StageState) -> what was seen
+    _services: Any = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def chain(self, prev: str, components: dict[str, str]) -> str:
         return chain_key(prev, components)
+
+    # ------------------------------------------------------------------ trail
+    def read_trails(self, destination: str, target: str, platforms: list[str]) -> None:
+        """Read the previous build's trail of each platform (one request each; absent = None)."""
+        self.destination, self.target = destination, target
+        for p in platforms:
+            self.trails[p] = self.store.read_trail(ex.trail_name(destination, target, p))
+
+    def stage_started(self, sb: "StageBuilder", state: StageState) -> None:
+        """Note a stage's root key (call before its first step)."""
+        node = sb.node
+        parent = sb.plan.nodes[node.parent].label if node.parent is not None else None
+        with self._lock:
+            self._services = sb.build
+            self._stages[id(state)] = _Stage(node.label, node.base, parent, state.key)
+
+    def note_step(self, state: StageState, rec: StepRecord) -> None:
+        """Note a step of ``state`` (config-only steps; :meth:`run` notes its own)."""
+        seen = self._stages.get(id(state))
+        if seen is not None and not any(r is rec for r in seen.steps):
+            seen.steps.append(rec)
+
+    def _trail_for(self, sb: "StageBuilder") -> dict | None:
+        unit = getattr(sb, "unit", None)
+        if unit and unit[0] in self.trails:
+            return self.trails[unit[0]]
+        return next((t for t in self.trails.values() if t is not None), None)
+
+    def _explain(self, sb: "StageBuilder", state: StageState, prev: str, components: dict[str, str],
+                 rec: StepRecord, unusable: bool) -> None:
+        """Log why the step of ``rec`` missed (one line); at most one request (its earlier entry)."""
+        seen = self._stages.get(id(state))
+        if seen is None:
+            return
+        try:
+            reason = self._reason(sb, state, seen, prev, components, rec, unusable)
+        except Exception as e:  # noqa: BLE001 - an explanation must never break a build
+            reason = f"cannot tell ({e})"
+        log.info("cache miss at %s (%s): %s", rec.text, rec.location, reason)
+
+    def _reason(self, sb: "StageBuilder", state: StageState, seen: _Stage, prev: str, components: dict[str, str],
+                rec: StepRecord, unusable: bool) -> str:
+        trail = self._trail_for(sb)
+        n = next(i for i, r in enumerate(seen.steps) if r is rec)
+        old_key = (trail or {}).get("steps", {}).get(ex.position(seen.label, n, rec.keyword))
+        if not old_key:
+            return "no earlier build of this step recorded"
+        if old_key == rec.key:
+            if unusable:
+                return "its cached layer could not be used"
+            return "the earlier build's entry for this step is gone or older than --cache-ttl"
+        env_names = frozenset(state.env())
+        old = self.store.lookup_record(old_key)
+        new = ex.record(prev, components, secret_name)
+        if old is not None and "components" in old and "components" in new:
+            changes = ex.explain_components(old["components"], new["components"], env_names=env_names,
+                                            secret=secret_name)
+            if changes:
+                return changes
+        old_prev = old["prev"] if old else self._trail_prev(trail, seen, n)
+        if old_prev is not None and old_prev != prev:
+            return self._chain_reason(trail, seen, n)
+        if old is None:
+            return "the earlier build's entry for this step is gone (expired or deleted)"
+        hidden = ex.hidden_names(old.get("components") or {}, new.get("components") or {})
+        if hidden:
+            return ex.explain_hidden(hidden, env_names)
+        return "its key changed for a reason the cache does not record (another executor version?)"
+
+    @staticmethod
+    def _trail_prev(trail: dict, seen: _Stage, n: int) -> str | None:
+        if n == 0:
+            return trail["roots"].get(seen.label)
+        return trail["steps"].get(ex.position(seen.label, n - 1, seen.steps[n - 1].keyword))
+
+    @staticmethod
+    def _chain_reason(trail: dict, seen: _Stage, n: int) -> str:
+        """The chain before step ``n`` changed: say how, naming the first changed step."""
+        def ref(i: int) -> str:
+            r = seen.steps[i]
+            return f"{r.text} ({r.location})" if r.cache in (CacheUse.HIT, CacheUse.MISS) else f"{r.keyword} ({r.location})"
+
+        origin = (f"the stage it is built on ({seen.parent}) changed" if seen.parent
+                  else f"the base image changed (FROM {seen.base})")
+        if n == 0:
+            return origin
+        first = -1 if trail["roots"].get(seen.label) != seen.root else next(
+            (i for i in range(n) if trail["steps"].get(ex.position(seen.label, i, seen.steps[i].keyword))
+             != seen.steps[i].key), n - 1)
+        last = seen.steps[n - 1]
+        if first == n - 1 or first >= 0 and last.cache == CacheUse.MISS:
+            lead = {CacheUse.MISS: "the previous step missed (its result changed)",
+                    CacheUse.HIT: "the previous step's key changed (it hit an older cache entry)"}.get(
+                last.cache, f"the previous instruction changed: {last.keyword} ({last.location})")
+            return lead if first == n - 1 else f"{lead}; it follows from {ref(first)}"
+        if first < 0:
+            return f"an earlier step changed: {origin}"
+        what = {CacheUse.MISS: "an earlier step missed (its result changed)",
+                CacheUse.HIT: "an earlier step's key changed (it hit an older cache entry)"}.get(
+            seen.steps[first].cache, "an earlier instruction changed")
+        return f"{what}: {ref(first)}"
+
+    def save_trail(self, target: StageState) -> None:
+        """Store this build's trail for ``target``'s platform (background; skipped when it equals
+        the one read at the start, so a no-change rebuild writes nothing)."""
+        b = self._services
+        if b is None or not getattr(self.store, "push", True):
+            return
+        platform = next((p for p, pl in b.plans.items() if b.state_for(p, pl.target) is target), None)
+        if platform is None:
+            return
+        plan = b.plans[platform]
+        roots: dict[str, str] = {}
+        steps: list[tuple[str, str]] = []
+        for i in plan.order:
+            seen = self._stages.get(id(b.state_for(platform, i)))
+            if seen is None:
+                continue
+            roots[seen.label] = seen.root
+            steps += [(ex.position(seen.label, n, r.keyword), r.key) for n, r in enumerate(seen.steps) if r.key]
+        doc = ex.trail_document(self.destination, self.target, platform, roots, steps)
+        old = self.trails.get(platform)
+        if old is not None and old.get("roots") == doc["roots"] and old.get("steps") == doc["steps"]:
+            return
+        text = ex.encode(doc)
+        if len(text) > ex.MAX_TRAIL:
+            log.info("cache: the build trail is %d bytes, more than %d; not stored", len(text), ex.MAX_TRAIL)
+            return
+        self.store.write_trail(ex.trail_name(self.destination, self.target, platform), text)
 
     def _enabled(self, cache_class: str) -> bool:
         if cache_class == "run":
@@ -68,9 +235,11 @@ class StepCache:
             layer = sb.execute(state, p, keep_layer=True)
             state.key = chain_key(prev, {"result": layer.diff_id if layer else "empty"})
             rec.key, rec.layer_digest = state.key, layer.digest if layer else None
+            self.note_step(state, rec)
             return
         key = chain_key(prev, components)
         rec.key, rec.components = key, components
+        self.note_step(state, rec)
         enabled = self._enabled(p.cache_class)
         if enabled:
             hit = self.store.lookup(key)
@@ -84,6 +253,7 @@ class StepCache:
             rec.cache = CacheUse.MISS
             self.misses += 1
             log.info("cache miss %s: %s", short(key), rec.text)
+            self._explain(sb, state, prev, components, rec, unusable=hit is not None)
         else:
             rec.cache = CacheUse.SKIPPED
             log.info("cache skipped (--cache-%s-layers off)", p.cache_class or "?")
@@ -92,7 +262,8 @@ class StepCache:
         rec.layer_digest = layer.digest if layer else None
         if enabled:
             history = (state.image.config.get("history") or [{}])[-1]
-            self.store.store(key, layer, history.get("created_by", p.created_by))
+            self.store.store(key, layer, history.get("created_by", p.created_by),
+                             record=ex.encode(ex.record(prev, components, secret_name)))
         state.key = key
 
     def _use(self, sb: "StageBuilder", state: StageState, p: Prepared, hit: CacheHit) -> bool:
@@ -125,8 +296,10 @@ class StepCache:
             if cached is not None and strip_created(cached) == strip_created(image.config):
                 image.config = cached
                 log.info("cache: every step hit; reusing the image config %s (same image as before)", short(key))
+                self.save_trail(target)
                 return
         self.store.store(key, None, "image config", config=copy.deepcopy(image.config))
+        self.save_trail(target)
 
     def close(self) -> None:
         """Wait for the background cache writes (warnings only)."""
@@ -153,4 +326,7 @@ def open_step_cache(opts: BuildOptions, client: RegistryClient) -> StepCache | N
         name = parse_reference(repo).name  # validates; drops a tag if one was given
         store = LayerCache(client, name, opts.cache_ttl_seconds, push=not opts.no_push_cache,
                            platform=opts.platform)
-    return StepCache(store, run_layers=opts.cache_run_layers, copy_layers=opts.cache_copy_layers)
+    cache = StepCache(store, run_layers=opts.cache_run_layers, copy_layers=opts.cache_copy_layers)
+    destination = parse_reference(opts.destinations[0]).name if opts.destinations else repo
+    cache.read_trails(destination, opts.target or "", list(dict.fromkeys(opts.platforms or [opts.platform])))
+    return cache

@@ -349,6 +349,8 @@ class StageBuilder:
         state.meta = self.plan.meta
         state.platform = node.platform
         b.states[self.unit] = state
+        if b.cache is not None:
+            b.cache.stage_started(self, state)  # the root key, for cache-miss explanations
         instructions = list(node.stage.instructions)
         triggers = state.config.pop("OnBuild", None) or []
         if triggers:
@@ -427,6 +429,7 @@ class StageBuilder:
                 comps = p.components() or {}
                 state.key = b.cache.chain(state.key, comps)
                 rec.key, rec.components = state.key, comps
+                b.cache.note_step(state, rec)
             return
         if self.single:  # --single-snapshot: run now, one layer for the whole stage at its end
             self.materialize(state)

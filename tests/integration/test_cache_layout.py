@@ -67,13 +67,15 @@ def build(host: str, ctx: Path, dest: str, layout: Path, *extra: str):
     return digest_file.read_text(), steps_of(p.stdout + p.stderr), p
 
 
-def index_entries(layout: Path) -> dict[str, dict]:
-    """ref name -> descriptor of the layout's index.json (asserting names are unique)."""
+def index_entries(layout: Path, trails: bool = False) -> dict[str, dict]:
+    """ref name -> descriptor of the layout's index.json (asserting names are unique); the build
+    trails (``trail-<hex>``, one per destination/target/platform) only with ``trails``."""
     idx = json.loads((layout / "index.json").read_text())
     assert idx["schemaVersion"] == 2 and idx["mediaType"] == "application/vnd.oci.image.index.v1+json"
     names = [m["annotations"][REF_NAME] for m in idx["manifests"]]
     assert len(names) == len(set(names)), names
-    return {m["annotations"][REF_NAME]: m for m in idx["manifests"]}
+    return {m["annotations"][REF_NAME]: m for m in idx["manifests"]
+            if trails or not m["annotations"][REF_NAME].startswith("trail-")}
 
 
 def skopeo_layout(layout: Path, key: str) -> dict:
@@ -102,6 +104,7 @@ def test_layout_rebuild_hits_everything_offline_from_the_cache_and_pushes_its_bl
     assert json.loads((layout / "oci-layout").read_text()) == {"imageLayoutVersion": "1.0.0"}
     entries = index_entries(layout)
     assert len(entries) == 6
+    assert len([k for k in index_entries(layout, trails=True) if k.startswith("trail-")]) == 1
     for key in entries:
         assert re.fullmatch(r"[0-9a-f]{64}", key)
         info = skopeo_layout(layout, key)
