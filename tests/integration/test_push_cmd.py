@@ -85,3 +85,19 @@ def test_push_to_an_unreachable_registry_is_one_line_and_writes_no_digest_file(b
     assert p.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "127.0.0.1:9" in p.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "d").exists()
+
+
+def test_push_of_a_tarball_holding_an_oci_layout_is_byte_exact(registry, busybox, tmp_path):
+    """Docker 25+ ``docker save`` tarballs hold an OCI layout (index.json, blobs/) beside manifest.json:
+    its manifest is pushed as stored."""
+    import tarfile
+    digest, _, layout = _build(tmp_path, busybox)
+    tar = tmp_path / "docker25.tar"
+    with tarfile.open(tar, "w") as t:
+        for name in ("oci-layout", "index.json", "blobs"):
+            t.add(layout / name, arcname=name)
+        (tmp_path / "manifest.json").write_text("[]")
+        t.add(tmp_path / "manifest.json", arcname="manifest.json")
+    dest = f"{registry.host}/pushcmd/docker25:1"
+    p = run_executor(["push", "--tar-path", str(tar), "-d", dest, "--insecure-registry", registry.host])
+    assert p.stdout.strip() == digest == skopeo_inspect(dest)["Digest"]
