@@ -37,6 +37,7 @@ from ..cache.store import LayerStore
 from ..errors import LayerError, RegistryError
 from ..options import BuildOptions
 from ..reference import parse_reference
+from ..registry.cancel import Cancelled
 from ..registry.client import RegistryClient
 from .plan import _PUBLIC_NAME, _SECRET_NAME
 from .state import StageState
@@ -123,6 +124,8 @@ class StepCache:
             return
         try:
             reason = self._reason(sb, state, seen, prev, components, rec, unusable)
+        except Cancelled:
+            raise
         except Exception as e:  # noqa: BLE001 - an explanation must never break a build
             reason = f"cannot tell ({e})"
         log.info("cache miss at %s (%s): %s", rec.text, rec.location, reason)
