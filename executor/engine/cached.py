@@ -153,7 +153,7 @@ class StepCache:
         if old_prev is not None and old_prev != prev:
             return self._chain_reason(trail, seen, n)
         if old is None:
-            return "the earlier build's entry for this step is gone (expired or deleted)"
+            return "the earlier build's entry for this step is gone (expired or deleted) or records no key components"
         hidden = ex.hidden_names(old.get("components") or {}, new.get("components") or {})
         if hidden:
             return ex.explain_hidden(hidden, env_names)
