@@ -67,11 +67,6 @@ def _layer_blob(result: BuildResult, layer) -> BlobToPush:
     return BlobToPush(layer.digest, layer.size, lambda: result.source.fetch(layer), layer.source)
 
 
-def _push_layer(client: RegistryClient, result: BuildResult, dest: Reference, layer) -> str:
-    """``exists``, ``mounted`` or ``uploaded``: one built layer made present in ``dest``'s repository."""
-    return _push_blob(client, dest, _layer_blob(result, layer))
-
-
 def push_manifest(client: RegistryClient, manifest: bytes, media_type: str, layers: list[BlobToPush],
                   config: BlobToPush, destinations: list[str]) -> PushedImage:
     """Push ``manifest`` (sent byte for byte) with its blobs to every destination.
@@ -98,14 +93,18 @@ def push_manifest(client: RegistryClient, manifest: bytes, media_type: str, laye
     return PushedImage(digest=digest, references=refs)
 
 
-def push(client: RegistryClient, result: BuildResult, destinations: list[str]) -> PushedImage:
-    """Push the built image to every destination; returns the manifest digest (see push_manifest)."""
+def image_parts(result: BuildResult) -> tuple[bytes, list[BlobToPush], BlobToPush]:
+    """(manifest bytes, layer blobs, config blob) of a built image, as push_manifest takes them."""
     image = result.image
     cfg = image.config_bytes()
     layers = [_layer_blob(result, layer) for layer in image.layers]
-    config = BlobToPush(sha256_digest(cfg), len(cfg), lambda: cfg)
-    return push_manifest(client, manifest_bytes(image.manifest(cfg)), image.manifest_media_type(), layers, config,
-                         destinations)
+    return manifest_bytes(image.manifest(cfg)), layers, BlobToPush(sha256_digest(cfg), len(cfg), lambda: cfg)
+
+
+def push(client: RegistryClient, result: BuildResult, destinations: list[str]) -> PushedImage:
+    """Push the built image to every destination; returns the manifest digest (see push_manifest)."""
+    manifest, layers, config = image_parts(result)
+    return push_manifest(client, manifest, result.image.manifest_media_type(), layers, config, destinations)
 
 
 def image_digest(result: BuildResult) -> str:

@@ -9,13 +9,11 @@ image-index.md.
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 
 from .engine.build import BuildResult
-from .oci.image import manifest_bytes, sha256_digest
+from .oci.image import sha256_digest
 from .oci.index import entry_from_config, index_bytes
-from .outputs import PushedImage, _push_layer
+from .outputs import PushedImage, image_parts, push_manifest
 from .reference import parse_reference
 from .registry.client import RegistryClient
 
@@ -27,8 +25,7 @@ def image_index(results: list[BuildResult]) -> tuple[bytes, str, list[tuple[Buil
     manifests = []
     entries = []
     for r in results:
-        cfg = r.image.config_bytes()
-        man = manifest_bytes(r.image.manifest(cfg))
+        man = image_parts(r)[0]
         digest = sha256_digest(man)
         manifests.append((r, man, digest))
         entries.append(entry_from_config(r.image.manifest_media_type(), man, digest, r.image.config))
@@ -41,19 +38,13 @@ def push_index(client: RegistryClient, results: list[BuildResult], destinations:
     every destination; returns the index digest. Raises RegistryError naming the registry."""
     data, media_type, manifests = image_index(results)
     refs = [parse_reference(d) for d in destinations]
-    repos = {(r.registry, r.repository): r for r in refs}
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        for ref in repos.values():
-            for result, man, digest in manifests:
-                outcomes = list(pool.map(lambda layer, r=ref, res=result: _push_layer(client, res, r, layer),
-                                         result.image.layers))
-                cfg = result.image.config_bytes()
-                client.upload_blob(ref, cfg, sha256_digest(cfg), len(cfg))
-                # by digest only: no tag points at a single platform's image, not even for a moment
-                client.put_manifest(replace(ref, tag=None, digest=digest), man, result.image.manifest_media_type())
-                log.info("pushed %s image to %s/%s@%s (%s)", result.platform, ref.registry, ref.repository, digest,
-                         ", ".join(f"{outcomes.count(k)} {k}" for k in ("uploaded", "mounted", "exists")
-                                   if outcomes.count(k)))
+    repos = list(dict.fromkeys(r.name for r in refs))
+    for result, _, digest in manifests:
+        man, layers, config = image_parts(result)
+        # by digest only: no tag points at a single platform's image, not even for a moment
+        push_manifest(client, man, result.image.manifest_media_type(), layers, config,
+                      [f"{repo}@{digest}" for repo in repos])
+        log.info("pushed the %s image (%s)", result.platform, digest)
     digest = sha256_digest(data)
     for ref in refs:
         client.put_manifest(ref, data, media_type)

@@ -279,11 +279,7 @@ class StepCache:
                             hit.layer.digest[:19], e)
                 return False
             sb.apply_layer(state, hit.layer)
-        for k, v in p.config.items():
-            if v is None:
-                state.config.pop(k, None)
-            else:
-                state.config[k] = v
+        state.apply_config(p.config)
         if hit.layer is None:
             state.image.add_history(sb.build.history(hit.created_by))
         else:

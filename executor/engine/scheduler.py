@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import threading
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
@@ -65,7 +64,6 @@ def run_graph(order: Sequence[Hashable], deps: Mapping, work: Callable[[Hashable
     done: set[int] = set()
     running: dict[Future, int] = {}
     error: BaseException | None = None
-    stop = threading.Event()
     with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="stage") as pool:
         try:
             while pending or running:
@@ -82,7 +80,6 @@ def run_graph(order: Sequence[Hashable], deps: Mapping, work: Callable[[Hashable
                     if exc is not None:
                         if error is None:
                             error = exc
-                            stop.set()
                             if running and on_abort is not None:
                                 on_abort()
                     else:

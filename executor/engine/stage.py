@@ -32,24 +32,12 @@ from .images import BlobStore, ImageSource, apply_verified_layer
 from .isolation import Isolation
 from .plan import BuildPlan, StageNode
 from .state import StageState
-from .step import BuildRecord, CacheUse, Prepared, StepRecord
+from .step import BuildRecord, CacheUse, Prepared, StepRecord, shorten
 from .steps import step_for
 
 log = logging.getLogger("executor.engine")
 
 SNAPSHOT_EXCLUDE = ("proc", "sys", "dev")
-SHOWN_MAX = 200
-
-
-def shorten(text: str, limit: int = SHOWN_MAX) -> str:
-    """The first line of an instruction (or any text) cut to ``limit`` characters, for errors and logs."""
-    lines = text.strip().splitlines()
-    first = lines[0] if lines else ""
-    if len(first) > limit:
-        return first[:limit] + f"... ({len(first)} characters)"
-    return first
-
-
 @dataclass
 class BuildServices:
     """What every stage of one build shares. Thread-safe where stages meet (sources, records,
@@ -413,17 +401,10 @@ class StageBuilder:
             rec.seconds = time.monotonic() - t0
             b.record.add(rec)
 
-    def _apply_config(self, state: StageState, prepared: Prepared) -> None:
-        for k, v in prepared.config.items():
-            if v is None:
-                state.config.pop(k, None)
-            else:
-                state.config[k] = v
-
     def _run_prepared(self, state: StageState, ins: Instruction, p: Prepared, rec: StepRecord) -> None:
         b = self.build
         if p.execute is None:  # config only: no layer, no cache entry; the chain goes on
-            self._apply_config(state, p)
+            state.apply_config(p.config)
             state.image.add_history(b.history(p.created_by))
             if b.cache is not None:
                 comps = p.components() or {}
@@ -434,7 +415,7 @@ class StageBuilder:
         if self.single:  # --single-snapshot: run now, one layer for the whole stage at its end
             self.materialize(state)
             p.execute()
-            self._apply_config(state, p)
+            state.apply_config(p.config)
             state.image.add_history(b.history(p.created_by))
             return
         if b.cache is not None:
@@ -452,7 +433,7 @@ class StageBuilder:
         assert p.execute is not None
         self.materialize(state)
         changes = p.execute()
-        self._apply_config(state, p)
+        state.apply_config(p.config)
         return self.commit(state, changes, p.created_by, keep_layer=keep_layer)
 
     def commit(self, state: StageState, changes: ChangeSet, created_by: str, *, keep_layer: bool) -> Layer | None:

@@ -62,6 +62,14 @@ class StageState:
         env[key] = value
         self.config["Env"] = [f"{k}={v}" for k, v in env.items()]
 
+    def apply_config(self, fields) -> None:
+        """Set image-config fields (a mapping; a None value deletes the field)."""
+        for k, v in fields.items():
+            if v is None:
+                self.config.pop(k, None)
+            else:
+                self.config[k] = v
+
     def expansion_env(self) -> dict[str, str]:
         """Variables visible to word expansion: declared ARGs, overridden by ENV."""
         out = {k: v for k, v in self.args.items() if v is not None}

@@ -37,6 +37,18 @@ class CacheUse(enum.StrEnum):
     OFF = "off"              # no --cache, or a step that writes no files
 
 
+SHOWN_MAX = 200
+
+
+def shorten(text: str, limit: int = SHOWN_MAX) -> str:
+    """The first line of an instruction (or any text) cut to ``limit`` characters, for errors and logs."""
+    lines = text.strip().splitlines()
+    first = lines[0] if lines else ""
+    if len(first) > limit:
+        return first[:limit] + f"... ({len(first)} characters)"
+    return first
+
+
 @dataclass
 class Prepared:
     """One step, ready to run.

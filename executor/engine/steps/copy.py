@@ -164,13 +164,12 @@ class CopyStep:
         if not matches:
             return written
         if checksum:  # Docker: URLs only; a local file is verified the same way (a strict superset)
-            local = matches
-            if len(local) != 1:
+            if len(matches) != 1:
                 raise ctx.err("ADD --checksum needs exactly one source file")
             try:
-                verify_file_checksum(local[0].path, checksum)
+                verify_file_checksum(matches[0].path, checksum)
             except BuildError as e:
-                raise ctx.err(f"ADD {local[0].rel}: {e}") from None
+                raise ctx.err(f"ADD {matches[0].rel}: {e}") from None
         if self.is_add:
             archives = [m for m in matches if _is_archive(m.path)]
             for m in archives:

@@ -23,7 +23,7 @@ from ..isolation import IsolationMode
 from ..output import prefixed_streams
 from ..runroot import run_in_root
 from ..state import PROXY_ARGS
-from ..step import Prepared
+from ..step import Prepared, shorten
 from ..users import resolve_user
 from .config import command_words
 from .mounts import RunMounts, default_cache_dir, drop_setup_only_dirs, ssh_sockets
@@ -64,12 +64,6 @@ def build_run_command(shell: list[str], ins: di.Run) -> RunCommand:
     for h in ins.heredocs:
         text += "\n" + h.content + ("" if h.content.endswith("\n") or not h.content else "\n") + h.name
     return RunCommand(argv=shell + [text])
-
-
-def shorten(text: str, limit: int = 200) -> str:
-    lines = text.strip().splitlines()
-    first = lines[0] if lines else ""
-    return first[:limit] + f"... ({len(first)} characters)" if len(first) > limit else first
 
 
 @dataclass
