@@ -237,7 +237,7 @@ def build(
 ) -> None:
     """Build the Dockerfile in CONTEXT and push the image to every --destination.
 
-    Other commands: `executor warm --image REF --cache-dir DIR` (base-image cache), `executor push --tar-path FILE|--oci-layout-path DIR -d REF` (push an image built with --no-push), `executor version`.
+    Other commands: `executor warm --image REF --cache-dir DIR` (base-image cache), `executor push --tar-path FILE|--oci-layout-path DIR -d REF` (push an image built with --no-push), `executor index -d REF SRC...` (join pushed single-platform images into one index), `executor version`.
     """
     if version:
         print(f"executor {__version__}")

@@ -16,14 +16,14 @@ Each row shows bytes, the average rate and the elapsed time; finished rows say `
 Records of level WARNING and above are printed as lines above the view (the same format as
 ``--log-format=text``). The view is drawn with rich's :class:`~rich.progress.Progress` on
 stderr; :func:`stop` draws the final state and ends it (the CLI calls it before printing an
-error, and at exit). RUN output still goes straight to the terminal (it is the RUN's own).
+error, and at exit). RUN output is printed above the view too (:func:`active_line_printer`).
 """
 
 from __future__ import annotations
 
 import atexit
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
     from .progress_view import ProgressHandler
@@ -92,6 +92,13 @@ def watch_client(client: Any) -> None:
 
     client.fetch_blob = fetch_blob
     client._progress_watched = True
+
+
+def active_line_printer() -> "Callable[[str], None] | None":
+    """While a live view is on: a function printing one line above it (RUN output must go
+    through it, or the next redraw paints over it); else None."""
+    h = _active
+    return h.print_text if h is not None else None
 
 
 def make_handler(line_formatter: logging.Formatter) -> "ProgressHandler":

@@ -116,6 +116,11 @@ class ProgressHandler(logging.Handler):
         except Exception:  # a view must never break the build
             self.handleError(record)
 
+    def print_text(self, text: str) -> None:
+        """Print one line above the live view (RUN output), never over it."""
+        with self._lock:
+            self.console.print(Text(text), soft_wrap=True)
+
     def _print_line(self, record: logging.LogRecord) -> None:
         text = self.line_formatter.format(record) if self.line_formatter else record.getMessage()
         self.console.print(Text(text), soft_wrap=True)

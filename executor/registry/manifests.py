@@ -137,13 +137,13 @@ class ManifestOps(ClientCore):
             return self._transport.send(ep, "PUT", self._url(ep, ref, "manifests", ident), scopes,
                                         headers={"Content-Type": media_type}, content=data)
 
-        resp = self._call(ref.registry, False, f"pushing manifest {ref.name}:{ident}", once)
+        resp = self._call(ref.registry, False, f"pushing manifest {ref.name}{':' if ref.tag else '@'}{ident}", once)
         if resp.status_code not in (200, 201, 202):
             raise self._fail(ref, "the push", resp)
         got = resp.headers.get("Docker-Content-Digest")
         if got and got.startswith("sha256:") and got != digest:
             raise RegistryError(f"registry {ref.registry} stored manifest {ref} with digest {got}, expected {digest}")
-        log.info("pushed manifest %s:%s (%s)", ref.name, ident, digest)
+        log.info("pushed manifest %s%s%s (%s)", ref.name, ":" if ref.tag else "@", ident, digest)
         return digest
 
 

@@ -173,3 +173,36 @@ def test_push_needs_exactly_one_source_and_a_destination(tmp_path):
     assert p.returncode == 1 and p.stderr.strip().endswith("no index.json; not an OCI image layout")
     p = _executor(["push", "--tar-path", str(tmp_path / "nope.tar"), "-d", "r.example/a:1"])
     assert p.returncode == 1 and p.stderr.strip().endswith("nope.tar: no such file")
+
+
+def test_run_output_goes_above_the_live_view_when_it_is_on():
+    """With a view active, a RUN's output lines are printed through it (never raw onto the
+    terminal, where the next redraw would paint over them), prefixed when stages run together."""
+    import os
+
+    from executor import progress
+    from executor.engine.output import prefixed_streams
+
+    class FakeView:
+        def __init__(self):
+            self.lines: list[str] = []
+
+        def print_text(self, text: str) -> None:
+            self.lines.append(text)
+
+        def stop(self) -> None:
+            pass
+
+    view = FakeView()
+    progress.install(view)
+    try:
+        for label, want in (("", ["one", "two"]), ("build", ["[build] one", "[build] two"])):
+            view.lines.clear()
+            with prefixed_streams(label) as (out, err):
+                os.write(out, b"one\n")
+                os.write(err, b"two")
+            assert sorted(view.lines) == sorted(want), view.lines
+    finally:
+        progress.stop()
+    with prefixed_streams("") as (out, err):  # no view, one stage: the raw streams
+        assert (out, err) == (None, None)
