@@ -146,6 +146,55 @@ class ManifestOps(ClientCore):
         log.info("pushed manifest %s%s%s (%s)", ref.name, ":" if ref.tag else "@", ident, digest)
         return digest
 
+    def delete_manifest(self, ref: Reference) -> None:
+        """``DELETE /v2/<name>/manifests/<digest>`` (spec.md "Deleting manifests"); ``ref`` must
+        carry a digest (deleting by tag is not portable). The registry also drops the tags that
+        pointed at it; blobs stay until the registry's garbage collection.
+
+        Raises RegistryError with ``status``: 405 when the registry has deletion disabled
+        (docker-registry: ``storage: delete: enabled: true``), 401/403 for missing rights,
+        :class:`~executor.errors.NotFound` (404) when the manifest is already gone. Push retry
+        budget (``--push-retry``).
+        """
+        if not ref.digest:
+            raise RegistryError(f"deleting {ref}: a manifest is deleted by digest, not by tag")
+        scopes = (scope_for(ref.repository, "pull,push,delete"),)
+
+        def once(ep: Endpoint):
+            return self._transport.send(ep, "DELETE", self._url(ep, ref, "manifests", ref.digest), scopes)
+
+        resp = self._call(ref.registry, False, f"deleting manifest {ref.name}@{ref.digest}", once)
+        if resp.status_code == 404:
+            raise NotFound(f"registry {ref.registry}: repository '{ref.repository}' has no manifest {ref.digest}")
+        if resp.status_code not in (200, 202):
+            raise self._fail(ref, "the manifest deletion", resp)
+
+    def list_tags(self, ref: Reference, page_size: int = 1000) -> list[str]:
+        """Every tag of ``ref``'s repository: ``GET /v2/<name>/tags/list?n=<page_size>``,
+        following ``Link: <...>; rel="next"`` pages (spec.md "Listing tags"). An unknown
+        repository (404) has no tags. Raises RegistryError (with ``status``) otherwise."""
+        scopes = (scope_for(ref.repository, "pull"),)
+        tags: list[str] = []
+        path = f"/v2/{ref.repository}/tags/list?n={page_size}"
+        for _ in range(100000):
+            def once(ep: Endpoint, path=path):
+                resp = self._transport.send(ep, "GET", ep.base + path, scopes)
+                resp.read()
+                return resp
+
+            resp = self._call(ref.registry, True, f"listing tags of {ref.name}", once)
+            if resp.status_code == 404:
+                return tags
+            if resp.status_code != 200:
+                raise self._fail(ref, "the tag listing", resp)
+            doc = _parse_json(resp.content, f"tag list of {ref.name}")
+            tags += [t for t in doc.get("tags") or [] if isinstance(t, str)]
+            nxt = resp.links.get("next", {}).get("url")
+            if not nxt:
+                return tags
+            path = nxt if nxt.startswith("/") else "/" + str(httpx.URL(nxt).raw_path, "ascii")
+        return tags
+
 
 def _digest_of(data: bytes, digest: str) -> str | None:
     """``data`` hashed with ``digest``'s algorithm as ``algo:hex``; None for an algorithm we lack."""
