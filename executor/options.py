@@ -43,6 +43,7 @@ class BuildOptions:
     # cache
     cache: bool = False
     cache_repo: str | None = None
+    cache_from: list[str] = field(default_factory=list)  # read-only cache sources (--cache-from), in order
     cache_dir: Path | None = None
     cache_ttl_seconds: int = 336 * 3600
     cache_run_layers: bool = True
