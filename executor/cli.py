@@ -131,6 +131,9 @@ def build(
     cache_repo: Optional[str] = _opt(None, "--cache-repo", panel=P_CACHE, metavar="REPO",
                                      help="Layer cache: REGISTRY/REPO, or oci:/DIR for an on-disk OCI layout "
                                           "(default: <destination>/cache)."),
+    cache_from: List[str] = _opt([], "--cache-from", panel=P_CACHE, metavar="REPO",
+                                 help="Read-only layer cache checked after --cache-repo, in order (repeatable): "
+                                      "REGISTRY/REPO or oci:/DIR; works without --cache. Never written."),
     cache_dir: Optional[Path] = _opt(None, "--cache-dir", panel=P_CACHE, metavar="DIR",
                                      help="Local base-image cache (executor warm)."),
     cache_ttl: str = _opt("336h", "--cache-ttl", panel=P_CACHE, metavar="DUR",
@@ -311,7 +314,7 @@ def build(
             run_isolation=run_isolation, reproducible=reproducible, compression=compression,
             compression_level=None if compression_level < 0 else compression_level, single_snapshot=single_snapshot,
             ignore_paths=list(ignore_path), secrets=secrets, ssh=list(ssh),
-            cache=cache, cache_repo=cache_repo, cache_dir=cache_dir, cache_ttl_seconds=ttl,
+            cache=cache, cache_repo=cache_repo, cache_from=list(cache_from), cache_dir=cache_dir, cache_ttl_seconds=ttl,
             cache_run_layers=cache_run_layers, cache_copy_layers=cache_copy_layers, no_push_cache=no_push_cache,
             run_cache_dir=run_cache_dir.resolve() if run_cache_dir else None, jobs=_jobs(jobs),
             annotations=annotations, image_format=oci_format,
