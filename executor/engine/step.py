@@ -88,6 +88,7 @@ class StepRecord:
     text: str
     key: str = ""
     cache: CacheUse = CacheUse.OFF
+    cache_source: str = ""               # a hit's --cache-from source ('': --cache-repo or none)
     components: dict[str, str] | None = None
     started: float = 0.0
     seconds: float = 0.0
