@@ -438,6 +438,10 @@ def _main(argv: list[str] | None) -> None:
         from .pushcmd import run as run_push
         run_push(args[1:])
         return
+    if args and args[0] == "tekton-step":
+        from .tekton import main as run_tekton_step
+        run_tekton_step(args[1:])
+        return
     if args and args[0] == "warm":
         from .warm import warm_app
         _run_app(warm_app, normalise_argv(args[1:]), "executor warm")
