@@ -99,10 +99,12 @@ def expired(created: float | None, ttl_seconds: int, now: float) -> bool:
 
 @dataclass(frozen=True)
 class CacheHit:
-    """A found cache entry: ``layer`` (None = the instruction changed no file) and its history text."""
+    """A found cache entry: ``layer`` (None = the instruction changed no file), its history text
+    and ``origin``: the ``--cache-from`` source it came from ('' = the ``--cache-repo`` store)."""
 
     layer: Layer | None
     created_by: str
+    origin: str = ""
 
 
 def entry_documents(key: str, layer: Layer | None, created_by: str, platform: str, now: float,

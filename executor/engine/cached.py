@@ -8,6 +8,11 @@ is only downloaded if a later step needs the files), a miss runs the step and st
 layer in the background. A cache must never break a build: a stored layer that cannot be
 fetched is a miss, with a warning.
 
+``--cache-from`` sources (read-only, :class:`executor.cache.chain.StoreChain`) are asked after
+the ``--cache-repo`` store, in order; a hit from one logs
+``cache hit <key>: <instruction> (from --cache-from <source>)`` and sets
+``StepRecord.cache_source``. Entries and trails are written to the ``--cache-repo`` store only.
+
 A miss explains itself (:mod:`executor.cache.explain`): every entry records its named key
 components (secret-free) and the previous key; a successful build stores a *trail* (each
 step's position -> key) for its destination, target and platform, read back once when the
@@ -31,10 +36,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..cache import explain as ex
+from ..cache.chain import StoreChain
 from ..cache.entry import CacheHit, default_cache_repo, strip_created
 from ..cache.keys import chain_key, short
 from ..cache.store import LayerStore
-from ..errors import LayerError, RegistryError
+from ..errors import LayerError, RegistryError, UserError
 from ..options import BuildOptions
 from ..reference import parse_reference
 from ..registry.cancel import Cancelled
@@ -78,6 +84,7 @@ class StepCache:
     run_layers: bool = True
     copy_layers: bool = True
     hits: int = 0
+    hits_from: int = 0        # of which from a --cache-from source
     misses: int = 0
     destination: str = ""     # first --destination repository (or the cache repo): names trails
     target: str = ""
@@ -212,7 +219,7 @@ class StepCache:
             steps += [(ex.position(seen.label, n, r.keyword), r.key) for n, r in enumerate(seen.steps) if r.key]
         doc = ex.trail_document(self.destination, self.target, platform, roots, steps)
         old = self.trails.get(platform)
-        if old is not None and old.get("roots") == doc["roots"] and old.get("steps") == doc["steps"]:
+        if old is not None and not old.get("source") and old.get("roots") == doc["roots"] and old.get("steps") == doc["steps"]:
             return
         text = ex.encode(doc)
         if len(text) > ex.MAX_TRAIL:
@@ -248,10 +255,15 @@ class StepCache:
             hit = self.store.lookup(key)
             if hit is not None and self._use(sb, state, p, hit):
                 rec.cache = CacheUse.HIT
+                rec.cache_source = hit.origin
                 rec.layer_digest = hit.layer.digest if hit.layer else None
                 state.key = key
                 self.hits += 1
-                log.info("cache hit %s: %s", short(key), rec.text)
+                if hit.origin:
+                    self.hits_from += 1
+                    log.info("cache hit %s: %s (from --cache-from %s)", short(key), rec.text, hit.origin)
+                else:
+                    log.info("cache hit %s: %s", short(key), rec.text)
                 return
             rec.cache = CacheUse.MISS
             self.misses += 1
@@ -302,30 +314,53 @@ class StepCache:
 
     def close(self) -> None:
         """Wait for the background cache writes (warnings only)."""
-        log.info("cache: %d hits, %d misses", self.hits, self.misses)
+        sources = f" ({self.hits_from} from --cache-from)" if self.hits_from else ""
+        log.info("cache: %d hits%s, %d misses", self.hits, sources, self.misses)
         self.store.close()
 
 
-def open_step_cache(opts: BuildOptions, client: RegistryClient) -> StepCache | None:
-    """The StepCache for ``opts``, or None without ``--cache``.
-
-    ``--cache-repo oci:/path`` selects the on-disk OCI-layout store; anything else is a
-    registry repository (default ``<first destination>/cache``, as Kaniko).
-    """
-    if not opts.cache:
-        return None
-    repo = opts.cache_repo or default_cache_repo(opts.destinations)
-    store: LayerStore
+def _open_store(repo: str, opts: BuildOptions, client: RegistryClient, push: bool, flag: str) -> tuple[str, LayerStore]:
+    """(name, store) of one cache location: ``oci:/path`` (an OCI layout) or a registry repository."""
     if repo.startswith("oci:"):
         from ..cache.layout_store import LayoutLayerCache, parse_layout_repo
-        store = LayoutLayerCache(parse_layout_repo(repo), opts.cache_ttl_seconds, push=not opts.no_push_cache,
-                                 platform=opts.platform)
-    else:
-        from ..cache.registry_store import LayerCache
+        root = parse_layout_repo(repo)
+        if not push and not (root / "index.json").is_file():
+            log.warning("%s %s: no OCI image layout there (no index.json); nothing to read from it", flag, repo)
+        return f"oci:{root}", LayoutLayerCache(root, opts.cache_ttl_seconds, push=push, platform=opts.platform)
+    from ..cache.registry_store import LayerCache
+    try:
         name = parse_reference(repo).name  # validates; drops a tag if one was given
-        store = LayerCache(client, name, opts.cache_ttl_seconds, push=not opts.no_push_cache,
-                           platform=opts.platform)
+    except UserError as e:
+        raise UserError(f"{flag} {repo}: {e}") from None
+    return name, LayerCache(client, name, opts.cache_ttl_seconds, push=push, platform=opts.platform)
+
+
+def open_step_cache(opts: BuildOptions, client: RegistryClient) -> StepCache | None:
+    """The StepCache for ``opts``, or None without ``--cache`` and ``--cache-from``.
+
+    ``--cache-repo oci:/path`` selects the on-disk OCI-layout store; anything else is a
+    registry repository (default ``<first destination>/cache``, as Kaniko). Each
+    ``--cache-from`` (same two forms) is a read-only source asked after it, in order
+    (:class:`executor.cache.chain.StoreChain`); ``--cache-from`` without ``--cache`` reads
+    those sources and writes nothing.
+    """
+    if not opts.cache and not opts.cache_from:
+        return None
+    primary: LayerStore | None = None
+    repo = ""
+    if opts.cache:
+        repo, primary = _open_store(opts.cache_repo or default_cache_repo(opts.destinations), opts, client,
+                                    push=not opts.no_push_cache, flag="--cache-repo")
+    sources: list[tuple[str, LayerStore]] = []
+    for ref in opts.cache_from:
+        name, source = _open_store(ref, opts, client, push=False, flag="--cache-from")
+        if name != repo and name not in (n for n, _ in sources):
+            sources.append((name, source))
+    store: LayerStore = primary if primary is not None and not sources else StoreChain(primary, sources)
+    if sources:
+        log.info("cache: reading %s after %s (read-only)", ", ".join(n for n, _ in sources),
+                 repo or "no --cache-repo (--cache-from alone: nothing is stored)")
     cache = StepCache(store, run_layers=opts.cache_run_layers, copy_layers=opts.cache_copy_layers)
-    destination = parse_reference(opts.destinations[0]).name if opts.destinations else repo
+    destination = parse_reference(opts.destinations[0]).name if opts.destinations else (repo or sources[0][0])
     cache.read_trails(destination, opts.target or "", list(dict.fromkeys(opts.platforms or [opts.platform])))
     return cache
