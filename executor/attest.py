@@ -67,7 +67,7 @@ def sbom_for(opts, result, descriptor: dict) -> bytes:
     info = ImageInfo(name=dest.name if dest else "unnamed", digest=descriptor["digest"],
                      tag=dest.tag if dest else None, platform=result.platform or opts.platform)
     data = sbom_document(inv, info, opts.sbom_format)
-    counts = ", ".join(f"{inv.count(e)} {e}" for e in ("deb", "apk", "pypi", "npm") if inv.count(e))
+    counts = ", ".join(f"{inv.count(e)} {e}" for e in ("deb", "apk", "pypi", "npm", "golang") if inv.count(e))
     log.info("sbom (%s): %d packages (%s) in %d layers, %.2fs", opts.sbom_format, len(inv.packages),
              counts or "none", len(layers), time.monotonic() - t0)
     return data

@@ -45,9 +45,13 @@ from ..reference import parse_reference
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
 MEDIA_TYPE = "application/vnd.in-toto+json"
-PROJECT_URI = "https://executor.dev"
-BUILD_TYPE = f"{PROJECT_URI}/buildtypes/dockerfile/v1"
-BUILDER_ID = f"{PROJECT_URI}/executor@v{__version__}"
+#: The project publishes no web address of its own, so its identifiers are URNs in its own
+#: namespace rather than made-up URLs (SLSA v1 only asks for a URI: ``builder.id`` names the
+#: build platform, ``buildType`` the meaning of the parameters; the version is in
+#: ``builder.version``). A platform that runs the executor (e.g. Tekton Chains) writes its own id.
+PROJECT_URN = "urn:executor"
+BUILD_TYPE = f"{PROJECT_URN}:buildtype:dockerfile:v1"
+BUILDER_ID = f"{PROJECT_URN}:builder"
 _PROXY_ARGS = {"http_proxy", "https_proxy", "ftp_proxy", "no_proxy", "all_proxy"}
 
 

@@ -15,7 +15,7 @@ Formats read (each file parsed alone; the layer walk in :mod:`.scan` decides whi
   installed packages; an application's own package.json is not one); ``license`` string or
   object, or the old ``licenses`` list.
 
-Go build info embedded in binaries is not read.
+Go build info embedded in binaries is read by :mod:`.gobuild` (any executable ELF file).
 """
 
 from __future__ import annotations

@@ -56,7 +56,7 @@ def cyclonedx_document(inv: Inventory, image: ImageInfo, created: _dt.datetime |
         props = [Property(name="executor:layer_digest", value=p.layer), Property(name="executor:path", value="/" + p.path),
                  Property(name="executor:ecosystem", value=p.ecosystem)]
         supplier = OrganizationalEntity(name=p.supplier) if p.supplier else None
-        c = Component(name=p.name, version=p.version, type=ComponentType.LIBRARY, bom_ref=ref,
+        c = Component(name=p.name, version=p.version or None, type=ComponentType.LIBRARY, bom_ref=ref,
                       purl=PackageURL.from_string(p.purl), licenses=licenses, properties=props, supplier=supplier)
         comps.append(c)
         bom.components.add(c)

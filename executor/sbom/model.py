@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 class Package:
     """One installed package.
 
-    ``ecosystem``: ``deb`` | ``apk`` | ``pypi`` | ``npm`` (the purl type); ``purl``: its package
+    ``ecosystem``: ``deb`` | ``apk`` | ``pypi`` | ``npm`` | ``golang`` (the purl type); ``purl``: its package
     URL (purl-spec, built with packageurl-python); ``license``: the license as the package
     declares it (free text or an SPDX expression; None when undeclared); ``layer``: digest of the
     layer that brought this name and version; ``path``: the database or metadata file it was read

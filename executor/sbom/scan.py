@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..errors import LayerError
 from ..layers.decompress import open_decompressed
-from . import catalogers
+from . import catalogers, gobuild
 from .model import Inventory, Package
 
 log = logging.getLogger("executor.sbom")
@@ -106,6 +106,10 @@ def _apply(digest: str, blob: Path, files: dict[str, _File]) -> None:
 
                 kind = catalogers.kind_of(path)
                 if kind is None:
+                    if m.mode & 0o111 and m.size >= gobuild.HEADER:
+                        _go_binary(tf, m, path, digest, files, added)
+                    elif files.get(path) is not None and files[path].kind == "go":
+                        del files[path]  # a Go binary replaced by a file that is not executable
                     continue
                 limit = catalogers.MAX_DB_BYTES if kind in ("deb", "apk") else catalogers.MAX_META_BYTES
                 if m.size > limit:
@@ -123,3 +127,19 @@ def _apply(digest: str, blob: Path, files: dict[str, _File]) -> None:
                 dirs.update("/".join(path.split("/")[:i]) for i in range(1, path.count("/") + 1))
     except (tarfile.TarError, EOFError) as e:
         raise LayerError(f"sbom: layer {digest}: not a readable tar ({e})") from None
+
+
+def _go_binary(tf: tarfile.TarFile, m: tarfile.TarInfo, path: str, digest: str, files: dict[str, _File],
+               added: set[str]) -> None:
+    """Track ``path`` as a Go binary when its content holds Go build info, else stop tracking it."""
+    fobj = tf.extractfile(m)
+    found = gobuild.find_buildinfo(fobj, m.size) if fobj is not None else None
+    if found is None:
+        files.pop(path, None)
+        return
+    before = {p.identity: p.layer for p in files[path].packages} if path in files else {}
+    pkgs = gobuild.packages(found[0], found[1], path)
+    for p in pkgs:
+        p.layer = before.get(p.identity, digest)
+    files[path] = _File("go", digest, b"", pkgs)
+    added.add(path)

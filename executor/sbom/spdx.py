@@ -26,7 +26,9 @@ from .. import __version__
 from .model import ImageInfo, Inventory
 
 MEDIA_TYPE = "application/spdx+json"
-NAMESPACE_BASE = "https://executor.dev/spdx"
+#: documentNamespace prefix: a URN (SPDX 2.3 asks for a unique absolute URI, not a reachable
+#: one; the project has no web address to put there)
+NAMESPACE_BASE = "urn:executor:spdx"
 _ID_CHARS = re.compile(r"[^A-Za-z0-9.-]+")
 _licensing = None
 
@@ -88,6 +90,8 @@ def spdx_document(inv: Inventory, image: ImageInfo, created: _dt.datetime | None
             "annotations": [{"annotator": tool, "annotationDate": when, "annotationType": "OTHER",
                              "comment": f"layer={p.layer} path=/{p.path}"}],
         }
+        if not p.version:
+            del pkg["versionInfo"]  # a Go main package built outside module mode has none
         if p.license and not lic:
             pkg["licenseComments"] = f"declared license (not an SPDX expression): {p.license}"
         if p.supplier:
@@ -98,10 +102,10 @@ def spdx_document(inv: Inventory, image: ImageInfo, created: _dt.datetime | None
     doc = {
         "spdxVersion": "SPDX-2.3", "dataLicense": "CC0-1.0", "SPDXID": "SPDXRef-DOCUMENT",
         "name": f"{image.name}@{image.digest}",
-        "documentNamespace": f"{NAMESPACE_BASE}/{image.name}/{image.digest}/{uuid.uuid4()}",
+        "documentNamespace": f"{NAMESPACE_BASE}:{image.name}@{image.digest}:{uuid.uuid4()}",
         "creationInfo": {"created": when, "creators": [tool],
-                         "comment": "packages found in the image's layers (dpkg, apk, Python, npm); "
-                                    "Go build info is not read"},
+                         "comment": "packages found in the image's layers (dpkg, apk, Python, npm, "
+                                    "Go binaries' build info)"},
         "packages": packages, "relationships": relationships,
     }
     if inv.distro.get("PRETTY_NAME"):
