@@ -3,6 +3,7 @@
 ``executor [flags]`` builds and pushes; ``executor warm`` fills a base-image cache;
 ``executor index --destination REF SRC...`` joins pushed single-platform images into one index;
 ``executor push --tar-path FILE|--oci-layout-path DIR --destination REF`` pushes an image built earlier;
+``executor cache prune --cache-repo REF --older-than DURATION`` deletes expired layer-cache entries;
 ``executor version`` prints the version. Go-style ``--flag=true|false`` booleans are accepted.
 """
 
@@ -197,7 +198,8 @@ def build(
     ignore_path: List[str] = _opt([], "--ignore-path", panel=P_BUILD, metavar="PATH",
                                   help="Path excluded from snapshots (repeatable)."),
     run_isolation: str = _opt("auto", "--run-isolation", panel=P_BUILD, metavar="MODE",
-                              help="auto|namespace|chroot (default auto)."),
+                              help="auto|namespace|userns|chroot (default auto: the strongest this "
+                                   "environment allows)."),
     single_snapshot: bool = _opt(False, "--single-snapshot", panel=P_BUILD,
                                  help="Accepted for Kaniko compatibility (every step is snapshotted exactly)."),
     kaniko_dir: Optional[Path] = _opt(None, "--kaniko-dir", panel=P_BUILD, metavar="DIR",
@@ -240,7 +242,7 @@ def build(
 ) -> None:
     """Build the Dockerfile in CONTEXT and push the image to every --destination.
 
-    Other commands: `executor warm --image REF --cache-dir DIR` (base-image cache), `executor push --tar-path FILE|--oci-layout-path DIR -d REF` (push an image built with --no-push), `executor index -d REF SRC...` (join pushed single-platform images into one index), `executor version`.
+    Other commands: `executor warm --image REF --cache-dir DIR` (base-image cache), `executor push --tar-path FILE|--oci-layout-path DIR -d REF` (push an image built with --no-push), `executor index -d REF SRC...` (join pushed single-platform images into one index), `executor cache prune --cache-repo REF --older-than DURATION` (delete expired layer-cache entries), `executor version`.
     """
     if version:
         print(f"executor {__version__}")
@@ -268,6 +270,8 @@ def build(
         raise UserError("no --destination given: pass --destination REGISTRY/REPO:TAG, or --no-push to build only")
     if compression not in ("gzip", "zstd"):
         raise UserError(f"--compression={compression}: use gzip or zstd")
+    if run_isolation not in ("auto", "namespace", "userns", "chroot"):
+        raise UserError(f"--run-isolation={run_isolation}: use auto, namespace, userns or chroot")
     top = 9 if compression == "gzip" else 22
     if compression_level != -1 and not 1 <= compression_level <= top:
         raise UserError(f"--compression-level={compression_level}: {compression} levels are 1..{top} "
@@ -437,6 +441,10 @@ def _main(argv: list[str] | None) -> None:
     if args and args[0] == "push":
         from .pushcmd import run as run_push
         run_push(args[1:])
+        return
+    if args and args[0] == "cache":
+        from .cacheprune import run as run_cache
+        run_cache(args[1:])
         return
     if args and args[0] == "tekton-step":
         from .tekton import main as run_tekton_step
