@@ -23,6 +23,7 @@ KINDS: dict[tuple[str, str], tuple[str, str]] = {
     ("tekton.dev/v1", "Pipeline"): ("urn:executor:schema:tekton-v1", "Pipeline"),
     ("tekton.dev/v1", "TaskRun"): ("urn:executor:schema:tekton-v1", "TaskRun"),
     ("tekton.dev/v1", "PipelineRun"): ("urn:executor:schema:tekton-v1", "PipelineRun"),
+    ("tekton.dev/v1beta1", "StepAction"): ("urn:executor:schema:tekton-v1beta1", "StepAction"),
     ("triggers.tekton.dev/v1beta1", "EventListener"): ("urn:executor:schema:triggers-v1beta1", "EventListener"),
     ("triggers.tekton.dev/v1beta1", "TriggerBinding"): ("urn:executor:schema:triggers-v1beta1", "TriggerBinding"),
     ("triggers.tekton.dev/v1beta1", "ClusterTriggerBinding"): ("urn:executor:schema:triggers-v1beta1", "TriggerBinding"),
@@ -36,11 +37,18 @@ KINDS: dict[tuple[str, str], tuple[str, str]] = {
     ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): ("urn:executor:schema:k8s", "ClusterRoleBinding"),
 }
 # Kinds whose single-document file must be named after metadata.name.
-NAMED_KINDS = {"Task", "Pipeline", "TriggerBinding", "TriggerTemplate", "EventListener"}
+NAMED_KINDS = {"Task", "Pipeline", "StepAction", "TriggerBinding", "TriggerTemplate", "EventListener"}
 # Kinds that are catalog resources: they carry the version label and the catalog annotations.
-CATALOG_KINDS = {"Task", "Pipeline"}
+CATALOG_KINDS = {"Task", "Pipeline", "StepAction"}
 REQUIRED_ANNOTATIONS = ("tekton.dev/pipelines.minVersion", "tekton.dev/categories", "tekton.dev/tags",
-                        "tekton.dev/displayName", "tekton.dev/platforms")
+                        "tekton.dev/displayName", "tekton.dev/platforms", "artifacthub.io/category",
+                        "artifacthub.io/license", "artifacthub.io/links", "artifacthub.io/maintainers",
+                        "artifacthub.io/provider", "artifacthub.io/changes")
+# Artifact Hub's Tekton annotations (artifacthub.io/docs/topics/annotations/tekton): one category
+# of this list; links, maintainers and changes are YAML lists in a string.
+ARTIFACTHUB_CATEGORIES = {"ai-machine-learning", "database", "integration-delivery", "monitoring-logging",
+                          "networking", "security", "storage", "streaming-messaging", "skip-prediction"}
+ARTIFACTHUB_CHANGE_KINDS = {"added", "changed", "deprecated", "removed", "fixed", "security"}
 VERSION_DIR = re.compile(r"^[0-9]+\.[0-9]+$")
 
 VAR = re.compile(r"\$\((?P<body>[^()]*)\)")
@@ -117,6 +125,7 @@ class Catalog:
     pipelines: dict[str, dict] = field(default_factory=dict)
     bindings: dict[str, dict] = field(default_factory=dict)
     templates: dict[str, dict] = field(default_factory=dict)
+    stepactions: dict[str, dict] = field(default_factory=dict)
 
     @classmethod
     def from_paths(cls, paths: Iterable[Path]) -> "Catalog":
@@ -137,7 +146,7 @@ class Catalog:
         if not name:
             return
         table = {"Task": self.tasks, "Pipeline": self.pipelines, "TriggerBinding": self.bindings,
-                 "TriggerTemplate": self.templates}.get(doc.get("kind"))
+                 "TriggerTemplate": self.templates, "StepAction": self.stepactions}.get(doc.get("kind"))
         if table is not None:
             table[name] = doc
 
@@ -161,7 +170,7 @@ def check_task_spec(spec: dict, where: str, report, *, script_policy: bool = Tru
     for key in ("steps", "stepTemplate", "sidecars", "volumes"):
         for path, text in walk_strings(spec.get(key), f"{where}.spec.{key}"):
             in_script = path.endswith(".script")
-            isolated = re.search(r"\.(args|command)\[\d+\]$", path) is not None
+            isolated = re.search(r"\.(args|command)\[\d+\]$|\.params\[\d+\]\.value\[\d+\]$", path) is not None
             for body in variables(text):
                 pr = param_ref(body)
                 if pr:
@@ -384,6 +393,35 @@ def _err_path(err) -> str:
 
 
 # ---------------------------------------------------------------- layout
+def check_artifacthub(ann: dict, where: str, report) -> None:
+    """Artifact Hub's Tekton annotations, when present, in the shape it parses: a known category,
+    links [{name, url}], maintainers [{name[, email]}], changes [{kind, description}] (YAML in a
+    string) and an SPDX-style license id."""
+    cat = ann.get("artifacthub.io/category")
+    if cat is not None and cat not in ARTIFACTHUB_CATEGORIES:
+        report(where, f"artifacthub.io/category '{cat}' is not one of {sorted(ARTIFACTHUB_CATEGORIES)}")
+    shapes = {"artifacthub.io/links": ({"name", "url"}, set()), "artifacthub.io/maintainers": ({"name"}, {"email"}),
+              "artifacthub.io/changes": ({"kind", "description"}, {"links"})}
+    for key, (required, optional) in shapes.items():
+        if key not in ann:
+            continue
+        try:
+            items = yaml.safe_load(ann[key]) if isinstance(ann[key], str) else None
+        except yaml.YAMLError:
+            items = None
+        if not isinstance(items, list) or not items or not all(
+                isinstance(x, dict) and required <= set(x) <= required | optional for x in items):
+            report(where, f"{key} must be a YAML list of {sorted(required)} maps in a string")
+            continue
+        if key == "artifacthub.io/changes":
+            bad = [x["kind"] for x in items if x["kind"] not in ARTIFACTHUB_CHANGE_KINDS]
+            if bad:
+                report(where, f"artifacthub.io/changes kinds {bad} not in {sorted(ARTIFACTHUB_CHANGE_KINDS)}")
+    lic = ann.get("artifacthub.io/license")
+    if lic is not None and not re.fullmatch(r"[A-Za-z0-9.+-]+", str(lic)):
+        report(where, f"artifacthub.io/license '{lic}' is not an SPDX license id")
+
+
 def check_layout(path: Path, docs: list[dict], report) -> None:
     parts = path.parts
     version = next((p for p in reversed(parts[:-1]) if VERSION_DIR.match(p)), None)
@@ -396,6 +434,7 @@ def check_layout(path: Path, docs: list[dict], report) -> None:
             for a in REQUIRED_ANNOTATIONS:
                 if a not in (meta.get("annotations") or {}):
                     report(f"doc[{i}].metadata.annotations", f"missing annotation {a}")
+            check_artifacthub(meta.get("annotations") or {}, f"doc[{i}].metadata.annotations", report)
             if not (d.get("spec") or {}).get("description"):
                 report(f"doc[{i}].spec", "missing description")
             if version is None:
@@ -412,6 +451,7 @@ def check_layout(path: Path, docs: list[dict], report) -> None:
 
 # ---------------------------------------------------------------- entry points
 def check_docs(path: Path, docs: list[dict], catalog: Catalog, rel: str) -> list[Problem]:
+    from tests.tekton_schemas.stepaction import check_step_refs, check_stepaction
     problems: list[Problem] = []
 
     def reporter(prefix: str):
@@ -438,11 +478,15 @@ def check_docs(path: Path, docs: list[dict], catalog: Catalog, rel: str) -> list
         if kind == "Task":
             check_task_spec(d["spec"], "", report)
             check_security(d["spec"], "", report)
+            check_step_refs(d["spec"], "", report, catalog.stepactions)
+        elif kind == "StepAction":
+            check_stepaction(d["spec"], report)
         elif kind == "Pipeline":
             check_pipeline_spec(d["spec"], "", report, catalog)
         elif kind in ("TaskRun", "PipelineRun"):
             if kind == "TaskRun" and "taskSpec" in d["spec"]:
                 check_task_spec(d["spec"]["taskSpec"], ".spec.taskSpec", report)
+                check_step_refs(d["spec"]["taskSpec"], ".spec.taskSpec", report, catalog.stepactions)
             check_run(d, "", report, catalog)
         elif kind == "TriggerTemplate":
             check_trigger_template(d, "", report, catalog)
