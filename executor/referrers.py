@@ -6,13 +6,23 @@ manifest with ``artifactType`` (e.g. ``application/spdx+json``), the empty confi
 ``subject`` = the descriptor of the image manifest (or index) it describes. It is pushed by
 digest, so attaching never changes the image or moves a tag.
 
-Discovery (OCI distribution-spec v1.1, spec.md "Listing Referrers" / "Referrers Tag Schema"):
-a registry with the referrers API (``GET /v2/<name>/referrers/<digest>`` answers an OCI index)
-indexes the subject itself. Otherwise (docker-registry 2.8, ...) the client keeps the index at
-the tag ``<alg>-<hex>`` of the subject digest (``sha256-<64 hex>``), read-modify-write: the
-existing index (if any) gains one descriptor (``mediaType``, ``digest``, ``size``,
-``artifactType``, ``annotations``). Writers racing on the same subject can lose an entry; the
-registry offers no conditional PUT to prevent it (the spec's ETag/If-Match is optional).
+Discovery (OCI distribution-spec v1.1, spec.md "Pushing Manifests with Subject", "Listing
+Referrers", "Referrers Tag Schema"): a registry with the referrers API indexes the subject
+itself; it says so by answering the artifact's PUT with an ``OCI-Subject`` header, and
+``GET /v2/<name>/referrers/<digest>`` answers an OCI index. Then nothing else is written.
+Otherwise (docker-registry 2.8, ...) the client keeps the index at the tag ``<alg>-<hex>`` of
+the subject digest (``sha256-<64 hex>``): read it (404: start empty), add one descriptor
+(``mediaType``, ``digest``, ``size``, ``artifactType``, ``annotations``) unless present, write it.
+
+Concurrent writers of one subject's tag: the update is conditional where the registry allows
+it -- the PUT carries ``If-Match`` with the ETag of the index it started from (``If-None-Match:
+*`` when there was none), and a 412 answer starts the read-merge-write again. Registries are
+not required to honour those headers (distribution 2.8 sends an ETag on GET but ignores
+``If-Match`` on PUT), so every write is also read back: when the entry is missing (another
+writer's index replaced ours) it is merged again, up to :data:`ATTEMPTS` times. On a registry
+that honours ``If-Match`` no entry is lost; on one that does not, a lost entry needs two
+writers to overwrite each other after both verified, which the read-back makes unlikely but
+cannot exclude.
 """
 
 from __future__ import annotations
@@ -86,16 +96,53 @@ def referrers_api(client: RegistryClient, repo: Reference, digest: str) -> dict 
     return index
 
 
+def _tag_get(client: RegistryClient, repo: Reference, digest: str) -> tuple[dict | None, str | None]:
+    """(index at the referrers tag of ``digest`` or None when absent, its ETag or None).
+    Raises RegistryError when the tag holds something that is not an OCI index."""
+    tag = referrers_tag(digest)
+    scopes = (scope_for(repo.repository, "pull"),)
+
+    def once(ep):
+        resp = client._transport.send(ep, "GET", client._url(ep, repo, "manifests", tag), scopes,
+                                      headers={"Accept": OCI_INDEX})
+        resp.read()
+        return resp
+
+    resp = client._call(repo.registry, True, f"fetching referrers tag {repo.name}:{tag}", once)
+    if resp.status_code == 404:
+        return None, None
+    if resp.status_code != 200:
+        raise client._fail(repo, f"the referrers tag {tag} fetch", resp)
+    try:
+        index = json.loads(resp.content)
+    except ValueError:
+        index = None
+    if not isinstance(index, dict) or index.get("mediaType") != OCI_INDEX or not isinstance(index.get("manifests"), list):
+        raise RegistryError(f"{repo.name}:{tag} is not an OCI index ({resp.headers.get('Content-Type')}); it cannot "
+                            "hold the referrers of that digest: delete or rename that tag")
+    return index, resp.headers.get("ETag")
+
+
 def _tag_index(client: RegistryClient, repo: Reference, digest: str) -> dict | None:
-    got = client.get_manifest_or_none(replace(repo, tag=referrers_tag(digest), digest=None), (OCI_INDEX,))
-    if got is None:
-        return None
-    data, media_type, _ = got
-    index = json.loads(data)
-    if media_type != OCI_INDEX or not isinstance(index.get("manifests"), list):
-        raise RegistryError(f"{repo.name}:{referrers_tag(digest)} is not an OCI index ({media_type}); it cannot hold "
-                            "the referrers of that digest: delete or rename that tag")
-    return index
+    return _tag_get(client, repo, digest)[0]
+
+
+def _put(client: RegistryClient, repo: Reference, ident: str, data: bytes, media_type: str,
+         headers: dict[str, str] | None = None):
+    """``PUT /v2/<name>/manifests/<ident>``; returns the response (2xx or 412), raises
+    RegistryError for any other answer."""
+    scopes = (scope_for(repo.repository, "pull,push"),)
+
+    def once(ep):
+        resp = client._transport.send(ep, "PUT", client._url(ep, repo, "manifests", ident), scopes,
+                                      headers={"Content-Type": media_type, **(headers or {})}, content=data)
+        resp.read()
+        return resp
+
+    resp = client._call(repo.registry, False, f"pushing manifest {repo.name}:{ident}", once)
+    if resp.status_code not in (200, 201, 202, 412):
+        raise client._fail(repo, "the push", resp)
+    return resp
 
 
 def list_referrers(client: RegistryClient, repo: Reference, digest: str, artifact_type: str | None = None) -> list[dict]:
@@ -105,27 +152,45 @@ def list_referrers(client: RegistryClient, repo: Reference, digest: str, artifac
     return [d for d in index["manifests"] if artifact_type is None or d.get("artifactType") == artifact_type]
 
 
+ATTEMPTS = 5
+
+
 def attach(client: RegistryClient, repo: Reference, subject: dict, document: bytes, artifact_type: str,
            annotations: dict[str, str] | None = None) -> str:
     """Push ``document`` as an artifact referring to ``subject`` in ``repo``'s repository (tag and
     digest of ``repo`` are ignored); returns the artifact manifest digest. Blobs first, then the
-    manifest by digest, then (without the referrers API) the referrers tag's index."""
+    manifest by digest, then -- unless the registry has the referrers API -- the referrers tag's
+    index (conditional update, read back; see the module docstring). Raises RegistryError."""
     repo = replace(repo, tag=None, digest=None)
     manifest = artifact_manifest(document, artifact_type, subject, annotations)
     digest = _digest(manifest)
     client.upload_blob(repo, EMPTY_JSON, EMPTY_DESCRIPTOR["digest"], 2)
     client.upload_blob(repo, document, _digest(document), len(document))
-    client.put_manifest(replace(repo, digest=digest), manifest, OCI_MANIFEST)
-    if referrers_api(client, repo, subject["digest"]) is not None:
+    resp = _put(client, repo, digest, manifest, OCI_MANIFEST)
+    got = resp.headers.get("Docker-Content-Digest")
+    if resp.status_code == 412 or (got and got.startswith("sha256:") and got != digest):
+        raise RegistryError(f"registry {repo.registry} did not store artifact {repo.name}@{digest} as sent "
+                            f"({resp.status_code}, digest {got})")
+    if resp.headers.get("OCI-Subject") == subject["digest"] or \
+            referrers_api(client, repo, subject["digest"]) is not None:
         log.info("attached %s %s to %s@%s (referrers API)", artifact_type, digest, repo.name, subject["digest"])
         return digest
     tag = referrers_tag(subject["digest"])
-    index = _tag_index(client, repo, subject["digest"]) or {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
     entry = {"mediaType": OCI_MANIFEST, "digest": digest, "size": len(manifest), "artifactType": artifact_type}
     if annotations:
         entry["annotations"] = dict(annotations)
-    if not any(d.get("digest") == digest for d in index["manifests"]):
-        index["manifests"].append(entry)
-        client.put_manifest(replace(repo, tag=tag), json.dumps(index, separators=(",", ":")).encode(), OCI_INDEX)
-    log.info("attached %s %s to %s@%s (referrers tag %s)", artifact_type, digest, repo.name, subject["digest"], tag)
-    return digest
+    index, etag = _tag_get(client, repo, subject["digest"])
+    for _ in range(ATTEMPTS):
+        if index is not None and any(d.get("digest") == digest for d in index["manifests"]):
+            log.info("attached %s %s to %s@%s (referrers tag %s)", artifact_type, digest, repo.name,
+                     subject["digest"], tag)
+            return digest
+        new = dict(index or {"schemaVersion": 2, "mediaType": OCI_INDEX})
+        new["manifests"] = [*(index or {}).get("manifests", []), entry]
+        cond = {"If-Match": etag} if etag else {"If-None-Match": "*"}
+        resp = _put(client, repo, tag, json.dumps(new, separators=(",", ":")).encode(), OCI_INDEX, cond)
+        if resp.status_code == 412:
+            log.info("referrers tag %s:%s changed while we updated it; merging again", repo.name, tag)
+        index, etag = _tag_get(client, repo, subject["digest"])  # read back: another writer may have replaced it
+    raise RegistryError(f"registry {repo.registry}: the referrers tag {repo.name}:{tag} kept changing under other "
+                        f"writers; artifact {digest} is pushed but not listed there: run the build again")
