@@ -30,7 +30,7 @@ class BuildOptions:
     platforms: list[str] = field(default_factory=list)  # several: one image each, pushed as one index
     work_dir: Path | None = None
     cleanup: bool = True
-    run_isolation: str = "auto"          # auto | namespace | chroot
+    run_isolation: str = "auto"          # auto | namespace | userns | chroot
     reproducible: bool = False
     source_date_epoch: int | None = None
     compression: str = "gzip"
