@@ -1,8 +1,11 @@
 """RUN isolation mode: chosen once per build, before stages run concurrently.
 
 ``namespace``: pivot_root into private mount/PID/UTS/IPC namespaces (needs CAP_SYS_ADMIN).
-``chroot``: plain chroot for pods with the default capabilities. See :mod:`.sandbox`.
-Detection forks probe children, so it runs in the main thread before any stage thread starts.
+``userns``: the same inside a new user namespace (no CAP_SYS_ADMIN, user namespaces allowed;
+see :mod:`.userns`). ``chroot``: plain chroot for pods where neither works. See :mod:`.sandbox`.
+Detection tries them strongest first in forked probe children, so it runs in the main thread
+before any stage thread starts, and logs one line: the mode and why each stronger one was
+impossible.
 """
 
 from __future__ import annotations
@@ -11,32 +14,61 @@ import enum
 import logging
 from dataclasses import dataclass
 
-from .sandbox import can_unshare_network, detect_mode
+from .sandbox import can_unshare_network
+from .userns import namespace_refusal, userns_refusal
 
 log = logging.getLogger("executor.engine")
 
 
 class IsolationMode(enum.StrEnum):
     NAMESPACE = "namespace"
+    USERNS = "userns"
     CHROOT = "chroot"
+
+    @property
+    def mounts(self) -> bool:
+        """True when the RUN runs in its own mount namespace (RUN --mount as real mounts)."""
+        return self != IsolationMode.CHROOT
+
+
+DESCRIPTION = {
+    IsolationMode.NAMESPACE: "pivot_root into private mount/PID/IPC/UTS namespaces",
+    IsolationMode.USERNS: "pivot_root into private user/mount/PID/IPC/UTS namespaces (ids mapped 1:1)",
+    IsolationMode.CHROOT: "plain chroot in the executor's PID namespace; a RUN can see and signal "
+                          "the executor's processes",
+}
 
 
 @dataclass(frozen=True)
 class Isolation:
-    """The build's RUN isolation: ``mode`` and whether a network namespace can be made
-    (``RUN --network=none`` in chroot mode needs it)."""
+    """The build's RUN isolation: ``mode``, whether a network namespace can be made
+    (``RUN --network=none`` in chroot mode needs it) and ``reason``, why stronger modes were
+    impossible ('' when the strongest was chosen or the mode was forced)."""
 
     mode: IsolationMode
     can_unshare_network: bool
+    reason: str = ""
 
     @classmethod
     def detect(cls, wanted: str, needs_network_probe: bool) -> "Isolation":
-        """Probe this process's privileges (``wanted``: auto | namespace | chroot) and log the choice."""
-        mode = IsolationMode(detect_mode() if wanted == "auto" else wanted)
-        if mode == IsolationMode.NAMESPACE:
-            log.info("RUN isolation: pivot_root into private mount/PID/UTS namespaces "
-                     "(/proc, /sys, /dev, resolv.conf, hosts mounted)")
+        """Probe this process's privileges (``wanted``: auto | namespace | userns | chroot) and
+        log the choice in one line. A forced mode is not probed (it fails at the first RUN)."""
+        if wanted == "auto":
+            mode, reason = choose()
         else:
-            log.info("RUN isolation: plain chroot (no CAP_SYS_ADMIN to mount; basic /dev nodes created and removed)")
+            mode, reason = IsolationMode(wanted), "forced with --run-isolation"
+        log.info("RUN isolation: %s (%s)%s", mode, DESCRIPTION[mode], f"; {reason}" if reason else "")
         net = can_unshare_network() if (needs_network_probe and mode == IsolationMode.CHROOT) else True
-        return cls(mode=mode, can_unshare_network=net)
+        return cls(mode=mode, can_unshare_network=net, reason=reason)
+
+
+def choose() -> tuple[IsolationMode, str]:
+    """The strongest mode available: namespace > userns > chroot, with the reasons the stronger
+    ones were refused (``"namespace: no CAP_SYS_ADMIN; userns: ..."``)."""
+    why_ns = namespace_refusal()
+    if why_ns is None:
+        return IsolationMode.NAMESPACE, ""
+    why_user = userns_refusal()
+    if why_user is None:
+        return IsolationMode.USERNS, f"not namespace: {why_ns}"
+    return IsolationMode.CHROOT, f"not namespace: {why_ns}; not userns: {why_user}"

@@ -12,7 +12,7 @@ only the very inodes it created, so nothing is created, changed or removed outsi
 
 Interruption: the sandbox runs in a new session; if waiting for it is interrupted
 (KeyboardInterrupt, :class:`executor.errors.Interrupted`, any exception) the session is
-killed with SIGKILL (namespace mode: the namespace's pid 1 dies with its parent through
+killed with SIGKILL (namespace and userns modes: the namespace's pid 1 dies with its parent through
 PR_SET_PDEATHSIG, taking the whole PID namespace), in chroot mode every process whose root
 is the stage root is killed too (also after a normal exit: background processes do not
 outlive their RUN, as in Docker), then the placed files are removed and the exception goes on.
@@ -229,9 +229,9 @@ def run_in_root(root: Path, argv: list[str], env: dict[str, str], *, cwd: str, u
                 stdout=None, stderr=None) -> int:
     """Run ``argv`` inside ``root`` with the given identity; returns the exit status.
 
-    ``mode`` is ``namespace`` or ``chroot`` (see :mod:`executor.engine.sandbox`); ``workdir``
+    ``mode`` is ``namespace``, ``userns`` or ``chroot`` (see :mod:`executor.engine.sandbox`); ``workdir``
     is a scratch directory owned by the executor (for the spec file and resolv.conf copies).
-    ``binds`` are extra mounts (RUN --mount), namespace mode only. ``files`` maps an in-root
+    ``binds`` are extra mounts (RUN --mount), namespace and userns modes only. ``files`` maps an in-root
     top-level name to content placed (mode 0755) for the command and removed afterwards
     (heredoc scripts). Every placed file is removed again, also when this call is
     interrupted; an exception while waiting kills every process of the RUN first and is
@@ -241,7 +241,7 @@ def run_in_root(root: Path, argv: list[str], env: dict[str, str], *, cwd: str, u
     extra = list(binds or [])
     binds = []
     try:
-        if mode == "namespace":
+        if mode != "chroot":  # namespace, userns: everything is mounted inside the sandbox
             for d in ("proc", "sys", "dev"):
                 ph.make_dir(canonical(root, "/" + d))
             for name, fallback in (("resolv.conf", ""), ("hosts", HOSTS_DEFAULT)):
@@ -298,7 +298,7 @@ def _run_sandbox(spec_path: str, root: Path, mode: str, stdout, stderr) -> int:
         kill_session(proc.pid)
         raise
     finally:
-        if mode != "namespace":
+        if mode == "chroot":
             kill_rooted(root)
         _reap(proc)
 

@@ -1,6 +1,6 @@
 """Run one command inside a stage's root directory: the RUN instruction's isolation.
 
-Two modes, chosen once per build by :func:`detect_mode`:
+Three modes, chosen once per build (strongest first, :mod:`executor.engine.isolation`):
 
 ``namespace``
     The process may mount (CAP_SYS_ADMIN). The command runs as pid 1 of new mount, PID, IPC
@@ -16,9 +16,13 @@ Two modes, chosen once per build by :func:`detect_mode`:
     stage root. Everything mounted disappears with the namespace, nothing of it reaches a layer.
     If pivot_root is refused (the executor itself runs in a chroot: EINVAL), the command is
     chrooted instead and treated as in ``chroot`` mode (no CAP_SYS_CHROOT).
+``userns``
+    No CAP_SYS_ADMIN, but user namespaces allowed (root in a pod with the default capabilities
+    and no seccomp profile, ``hostUsers: false``): ``namespace`` mode inside a new user
+    namespace whose ids map 1:1 onto the executor's (:mod:`executor.engine.userns`).
 ``chroot``
-    A Kubernetes pod with default capabilities (root, CAP_SYS_CHROOT, CAP_MKNOD, no
-    CAP_SYS_ADMIN): plain chroot; the parent creates the basic /dev nodes and a
+    Neither is possible (a pod with default capabilities whose seccomp profile refuses
+    unshare(CLONE_NEWUSER), or user namespaces disabled): plain chroot; the parent creates the basic /dev nodes and a
     resolv.conf beforehand and removes them afterwards (see :mod:`executor.engine.runroot`).
     Trade-off: pivot_root is impossible without CAP_SYS_ADMIN and a process that keeps
     CAP_SYS_CHROOT can leave a chroot (``mkdir x; chroot x; chdir("..")`` x N; ``chroot(".")``),
@@ -104,10 +108,11 @@ READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysr
 
 
 def caps_mask(mode: str) -> int:
-    """Bit mask of the capabilities a RUN keeps in ``mode`` (namespace|chroot); see DEFAULT_CAPS."""
+    """Bit mask of the capabilities a RUN keeps in ``mode`` (namespace|userns|chroot; in userns
+    mode they are capabilities in the RUN's own user namespace); see DEFAULT_CAPS."""
     mask = 0
     for bit in DEFAULT_CAPS.values():
-        if not (mode != "namespace" and bit == CAP_SYS_CHROOT):
+        if not (mode == "chroot" and bit == CAP_SYS_CHROOT):
             mask |= 1 << bit
     return mask
 
@@ -256,21 +261,25 @@ def can_unshare_network() -> bool:
 
 
 def detect_mode() -> str:
-    """``namespace`` when this process may create a mount namespace and mount in it, else ``chroot``.
+    """The strongest mode this process can use: ``namespace`` (may create a mount namespace and
+    mount in it), else ``userns`` (may create a user namespace and a fresh /proc in it), else
+    ``chroot``. Probes in forked children (:mod:`.userns`); the namespaces never change here."""
+    from .userns import namespace_refusal, userns_refusal
+    if namespace_refusal() is None:
+        return "namespace"
+    return "userns" if userns_refusal() is None else "chroot"
 
-    Probes in a forked child so the parent's namespaces are never changed.
-    """
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - child
-        try:
-            unshare(CLONE_NEWNS)
-            mount("none", "/", None, MS_REC | MS_PRIVATE)
-            mount("tmpfs", "/mnt", "tmpfs", 0, "size=4k") if os.path.isdir("/mnt") else None
-            os._exit(0)
-        except BaseException:
-            os._exit(1)
-    _, status = os.waitpid(pid, 0)
-    return "namespace" if os.waitstatus_to_exitcode(status) == 0 else "chroot"
+
+def _locked_flags(path: str) -> int:
+    """The mount flags of the mount holding ``path`` that a remount must keep: in a user
+    namespace, flags of a mount inherited from a more privileged namespace are locked and a
+    bind remount that drops them fails with EPERM (mount_namespaces(7))."""
+    try:
+        f = os.statvfs(path).f_flag
+    except OSError:
+        return 0
+    out = f & (MS_NOSUID | MS_NODEV | MS_NOEXEC | 1024 | 2048)  # ST_* = MS_* for these, NOATIME/NODIRATIME
+    return out | (1 << 21 if f & 4096 else 0)  # ST_RELATIME -> MS_RELATIME
 
 
 def _inside(root: str, rel: str, want_dir: bool | None = None) -> str:
@@ -325,7 +334,7 @@ def _harden_proc_sys(proc: str, sysfs: str | None) -> None:
             mount("/dev/null", path, None, MS_BIND)
 
 
-def _setup_mounts(spec: RunSpec) -> None:
+def _setup_mounts(spec: RunSpec, secrets: dict[str, bytes]) -> None:
     root = spec.root
     proc = _inside(root, "/proc", want_dir=True)
     mount("proc", proc, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
@@ -358,22 +367,33 @@ def _setup_mounts(spec: RunSpec) -> None:
             target = _inside(root, b.target, want_dir=True)
             mount("tmpfs", target, "tmpfs", MS_NOSUID | MS_NODEV, b.options or None)
         elif b.kind == "secret":
-            _mount_secret(root, b)
+            _mount_secret(root, b, secrets[b.target])
         else:
             target = _inside(root, b.target, want_dir=os.path.isdir(b.source))
             mount(b.source, target, None, MS_BIND | MS_REC)
             if b.readonly:
-                mount(b.source, target, None, MS_BIND | MS_REC | MS_REMOUNT | MS_RDONLY)
+                mount(b.source, target, None, MS_BIND | MS_REC | MS_REMOUNT | MS_RDONLY | _locked_flags(target))
 
 
-def _mount_secret(root: str, b: Bind) -> None:
-    """A secret held in a memfd of the executor (``b.source``, a /proc/PID/fd path): mount a
+def _read_secrets(spec: RunSpec) -> dict[str, bytes]:
+    """The bytes of each secret bind (target -> content), read from the executor's memfds
+    before any namespace is entered (a process in a new user namespace may not open
+    another's /proc/PID/fd)."""
+    out = {}
+    for b in spec.binds:
+        if b.kind == "secret":
+            with open(b.source, "rb") as f:
+                out[b.target] = f.read()
+    return out
+
+
+def _mount_secret(root: str, b: Bind, data: bytes) -> None:
+    """A secret held in a memfd of the executor (``b.source``, a /proc/PID/fd path, read as
+    ``data`` by :func:`_read_secrets`): mount a
     tmpfs on the executor's empty holder directory (``b.options`` = ``holder:uid:gid:mode``;
     the mount exists only in this namespace), write the secret there, bind it read-only at
     ``b.target``. No byte of it reaches a disk."""
     holder, uid, gid, mode = b.options.rsplit(":", 3)
-    with open(b.source, "rb") as f:
-        data = f.read()
     mount("tmpfs", holder, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, f"mode=0700,size={max(len(data), 1) + 4096}")
     path = os.path.join(holder, "secret")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
@@ -395,7 +415,7 @@ def _enter_root(spec: RunSpec) -> bool:
     CAP_SYS_CHROOT (pivot_root done), False when a plain chroot was used (chroot mode, or
     pivot_root refused because the executor itself runs in a chroot)."""
     root = spec.root
-    if spec.mode == "namespace":
+    if spec.mode != "chroot":
         os.chdir(root)
         try:
             pivot_root(".", ".")
@@ -428,7 +448,7 @@ def _enter(spec: RunSpec) -> None:
     os.setgroups(spec.groups)
     os.setgid(spec.gid)
     os.setuid(spec.uid)
-    if spec.mode == "namespace":
+    if spec.mode != "chroot":
         _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # again: a credential change cleared it (prctl(2))
     _close_inherited_fds()
     env = dict(e.split("=", 1) for e in spec.env if "=" in e)
@@ -468,10 +488,18 @@ def child_main(spec: RunSpec) -> int:
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != runner:
         return 137  # the runner died before the line above
+    secrets = _read_secrets(spec)
     flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
     if spec.network == "none":
         flags |= CLONE_NEWNET
-    unshare(flags)  # all or nothing: the hostname below is only ever set in the new UTS namespace
+    if spec.mode == "userns":  # the same namespaces, owned by a new user namespace (see .userns)
+        from .userns import enter_user_namespace
+        enter_user_namespace(flags)
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # kept across the credential change; be sure
+        if os.getppid() != runner:
+            return 137
+    else:
+        unshare(flags)  # all or nothing: the hostname below is only ever set in the new UTS namespace
     sethostname(HOSTNAME)
     mount("none", "/", None, MS_REC | MS_PRIVATE)
     if spec.network == "none":
@@ -489,9 +517,10 @@ def child_main(spec: RunSpec) -> int:
             except BlockingIOError:
                 pass
             os.close(alive_r)
+            os.setsid()  # its own session: "kill 0" / "kill -STOP $PPID" (PPID 0) reach only the RUN
             mount(spec.root, spec.root, None, MS_BIND | MS_REC)
             mount(None, spec.root, None, MS_REC | MS_PRIVATE)
-            _setup_mounts(spec)
+            _setup_mounts(spec, secrets)
             _enter(spec)
         except OSError as e:
             sys.stderr.write(f"executor: RUN setup failed: {e}\n")

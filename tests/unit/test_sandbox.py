@@ -17,6 +17,7 @@ import pytest
 
 from executor.engine.runroot import run_in_root
 from executor.engine.sandbox import DEFAULT_CAPS, caps_mask, detect_mode
+from executor.engine.userns import userns_refusal
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="RUN isolation needs root")
 
@@ -25,7 +26,12 @@ PROBES = Path(__file__).resolve().parents[1] / "support" / "probes"
 
 
 def _modes() -> list[str]:
-    return ["namespace", "chroot"] if os.geteuid() == 0 and detect_mode() == "namespace" else ["chroot"]
+    """Every mode this machine can run: namespace (CAP_SYS_ADMIN), userns (user namespaces
+    allowed; root may create one even with CAP_SYS_ADMIN), chroot (always)."""
+    if os.geteuid() != 0:
+        return ["chroot"]
+    modes = ["namespace"] if detect_mode() == "namespace" else []
+    return modes + (["userns"] if userns_refusal() is None else []) + ["chroot"]
 
 
 MODES = _modes()
@@ -136,11 +142,12 @@ def test_no_inherited_descriptor_reaches_the_command(tmp_path, mode):
         assert sorted(out.split()[:-1]) == ["0", "1", "2", "3"], out  # 3 = the ls's own directory fd
 
 
-@pytest.mark.skipif("namespace" not in MODES, reason="needs CAP_SYS_ADMIN")
-def test_namespace_mode_uts_proc_sys_hardening(tmp_path):
+@pytest.mark.parametrize("mode", [m for m in MODES if m != "chroot"] or
+                         [pytest.param("namespace", marks=pytest.mark.skip(reason="needs CAP_SYS_ADMIN or userns"))])
+def test_namespace_mode_uts_proc_sys_hardening(tmp_path, mode):
     root = make_root(tmp_path)
     host_name = os.uname().nodename
-    rc, out = run(root, tmp_path, ["/bin/sh", "-c", "hostname; echo ---; cat /proc/self/mountinfo"], "namespace")
+    rc, out = run(root, tmp_path, ["/bin/sh", "-c", "hostname; echo ---; cat /proc/self/mountinfo"], mode)
     assert rc == 0, out
     name, _, mountinfo = out.partition("---\n")
     assert name.strip() == "executor"

@@ -130,7 +130,8 @@ class RunStep:
         def tree_for(frm: str):
             return trees[frm].root() if frm else ctx.opts.context
 
-        run_mounts = RunMounts(specs=mounts, root=state.root, mode=str(iso.mode), scratch=scratch / "mounts",
+        run_mounts = RunMounts(specs=mounts, root=state.root, mode="namespace" if iso.mode.mounts else "chroot",
+                               scratch=scratch / "mounts",
                                cache_root=(default_cache_dir(ctx.opts, build.work)
                                            if any(m.type == "cache" for m in mounts) else build.work / "no-cache"),
                                secrets=ctx.opts.secrets,
