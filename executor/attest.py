@@ -2,9 +2,10 @@
 and the SLSA provenance (``--provenance``, ``--provenance-path``).
 
 Made after the build and before the push (the image digest is known then), so a failure costs
-no half-published image; files written at once; attached after the image is pushed, as OCI 1.1
-artifacts whose ``subject`` is the pushed manifest (:mod:`executor.referrers`), in every
-destination repository. Single platform: both refer to the image. Several platforms: one SBOM
+no half-published image; files written at once; written into the ``--oci-layout-path`` layout
+after the image (:func:`executor.outputs.write_layout_referrer`); attached after the image is
+pushed, as OCI 1.1 artifacts whose ``subject`` is the pushed manifest (:mod:`executor.referrers`),
+in every destination repository. Single platform: both refer to the image. Several platforms: one SBOM
 per platform image (subject: that image's manifest), the provenance refers to the index.
 """
 
@@ -113,14 +114,26 @@ def prepare(opts, results: list, subject: dict) -> list[Document]:
         docs.append(Document(PROV_TYPE, data, subject, _created()))
         if opts.provenance_path:
             _write("--provenance-path", opts.provenance_path, data)
+    if opts.oci_layout_path:
+        from .outputs import write_layout_referrer
+        for d in _chosen(opts, docs):
+            digest = write_layout_referrer(Path(opts.oci_layout_path), d.data, d.artifact_type, d.subject, d.annotations)
+            log.info("wrote %s %s referring to %s into OCI layout %s", d.artifact_type, digest, d.subject["digest"],
+                     opts.oci_layout_path)
     return docs
+
+
+def _chosen(opts, docs: list[Document]) -> list[Document]:
+    """The documents to attach: SBOMs with ``--sbom``, the provenance with ``--provenance``
+    (``--sbom-path`` / ``--provenance-path`` alone only write files)."""
+    from .sbom import MEDIA_TYPES
+    return [d for d in docs if (opts.sbom if d.artifact_type in MEDIA_TYPES.values() else opts.provenance)]
 
 
 def attach_all(client, opts, docs: list[Document]) -> None:
     """Attach the ``--sbom`` / ``--provenance`` documents in every destination repository."""
     from .referrers import attach
-    from .sbom import MEDIA_TYPES
-    chosen = [d for d in docs if (opts.sbom if d.artifact_type in MEDIA_TYPES.values() else opts.provenance)]
+    chosen = _chosen(opts, docs)
     if not chosen:
         return
     t0 = time.monotonic()
@@ -136,12 +149,14 @@ def attach_all(client, opts, docs: list[Document]) -> None:
 
 def check_paths(opts) -> None:
     """Before the build: ``--sbom-path`` / ``--provenance-path`` must not be directories; a lone
-    ``--sbom`` / ``--provenance`` with ``--no-push`` has nowhere to go (warned)."""
+    ``--sbom`` / ``--provenance`` with ``--no-push`` and no ``--oci-layout-path`` has nowhere to
+    go (warned)."""
     for flag, path in (("--sbom-path", opts.sbom_path), ("--provenance-path", opts.provenance_path)):
         if path is not None and Path(path).is_dir():
             raise UserError(f"{flag} {path}: is a directory; give a file path (e.g. {path}/{flag[2:-5]}.json)")
-    if opts.no_push:
+    if opts.no_push and not opts.oci_layout_path:
         for flag, on, path in (("--sbom", opts.sbom, opts.sbom_path), ("--provenance", opts.provenance,
                                                                        opts.provenance_path)):
             if on and path is None:
-                log.warning("%s with --no-push: nothing is attached; add %s-path FILE to keep the document", flag, flag)
+                log.warning("%s with --no-push: nothing is attached; add %s-path FILE or --oci-layout-path DIR to keep "
+                            "the document", flag, flag)

@@ -112,6 +112,33 @@ def image_digest(result: BuildResult) -> str:
     return sha256_digest(manifest_bytes(result.image.manifest(result.image.config_bytes())))
 
 
+def write_layout_referrer(root: Path, document: bytes, artifact_type: str, subject: dict,
+                          annotations: dict[str, str] | None = None) -> str:
+    """Put ``document`` into the OCI layout at ``root`` as an artifact referring to ``subject``
+    (an image already in that layout); returns the artifact manifest digest.
+
+    The same artifact manifest as a registry gets (:func:`executor.referrers.artifact_manifest`:
+    empty config, one layer, ``subject``); its blobs first, then its descriptor (``mediaType``,
+    ``digest``, ``size``, ``artifactType``, the annotations; no ``ref.name``) in ``index.json``,
+    replacing an entry of the same digest. Image-layout.md makes ``index.json`` the entry point
+    for every manifest of a layout; referrer-aware readers (ORAS's OCI store, regclient's
+    ocidir) find the artifacts there by their ``subject``.
+    """
+    from .oci.layout import add_index_entry, put_blob
+    from .referrers import EMPTY_DESCRIPTOR, EMPTY_JSON, artifact_manifest
+    manifest = artifact_manifest(document, artifact_type, subject, annotations)
+    digest = sha256_digest(manifest)
+    put_blob(root, EMPTY_DESCRIPTOR["digest"], data=EMPTY_JSON)
+    put_blob(root, sha256_digest(document), data=document)
+    put_blob(root, digest, data=manifest)
+    desc: dict = {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest, "size": len(manifest),
+                  "artifactType": artifact_type}
+    if annotations:
+        desc["annotations"] = dict(annotations)
+    add_index_entry(root, desc, replaces=lambda m: m.get("digest") == digest)
+    return digest
+
+
 def _write_output(flag: str, path: Path, text: str) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

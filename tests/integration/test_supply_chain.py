@@ -6,6 +6,7 @@ image itself unchanged by attaching them."""
 from __future__ import annotations
 
 import json
+import shutil
 import time
 import uuid
 from pathlib import Path
@@ -13,7 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.tools import run_executor, skopeo_inspect
+from packageurl import PackageURL
+
+from tests.support.tools import run, run_executor, skopeo_inspect
 
 pytestmark = pytest.mark.integration
 
@@ -41,6 +44,7 @@ FROM {base}
 ARG NPM_TOKEN
 ARG FLAVOUR=plain
 COPY os-release /etc/os-release
+COPY gobin/ /usr/local/bin/
 COPY status /var/lib/dpkg/status
 COPY site/ /usr/lib/python3/dist-packages/
 COPY node_modules/ /app/node_modules/
@@ -60,6 +64,8 @@ def make_context(ctx: Path, base: str) -> Path:
     for name, text in files.items():
         (ctx / name).parent.mkdir(parents=True, exist_ok=True)
         (ctx / name).write_text(text)
+    (ctx / "gobin").mkdir()
+    shutil.copy(shutil.which("umoci"), ctx / "gobin" / "umoci")  # a real Go binary (Debian's, GOPATH build)
     return ctx
 
 
@@ -101,7 +107,8 @@ def first(registry, busybox, tmp_path_factory):
     ctx = make_context(work / "ctx", busybox)
     dest = f"{registry.host}/supply/app:v1"
     digest, p, secs = build(registry.host, ctx, dest, work, "--sbom", "--provenance",
-                            "--sbom-path", str(work / "sbom.spdx.json"), "--provenance-path", str(work / "prov.json"))
+                            "--sbom-path", str(work / "sbom.spdx.json"), "--provenance-path", str(work / "prov.json"),
+                            "--oci-layout-path", str(work / "layout"))
     return {"work": work, "ctx": ctx, "dest": dest, "digest": digest, "log": p.stdout + p.stderr, "seconds": secs}
 
 
@@ -118,6 +125,11 @@ def test_spdx_sbom_lists_the_packages_with_their_layers(first, registry, tmp_pat
     assert purls["fake_py"] == "pkg:pypi/fake-py@0.9.1" and pkgs["fake_py"]["licenseDeclared"] == "MIT"
     assert purls["leftpad"] == "pkg:npm/leftpad@1.3.0" and pkgs["leftpad"]["licenseDeclared"] == "WTFPL"
     assert "not-a-package" not in pkgs
+    go = purls["stdlib"]  # Go build info of the umoci binary: the Go version it was built with
+    assert go.startswith("pkg:golang/stdlib@1.") and pkgs["stdlib"]["versionInfo"] == "go" + go.split("@")[1]
+    assert purls["github.com/opencontainers/umoci/cmd/umoci"] == "pkg:golang/github.com/opencontainers/umoci/cmd/umoci"
+    for purl in purls.values():
+        assert PackageURL.from_string(purl).to_string() == purl
     assert pkgs[f"{registry.host}/supply/app"]["versionInfo"] == first["digest"]
     # each package names the layer its COPY made: the manifest's layers after busybox's, in order
     layers = [d["digest"] for d in skopeo_inspect(first["dest"], raw=True)["layers"]]
@@ -143,7 +155,7 @@ def test_provenance_names_the_image_its_base_and_context(first, registry, busybo
     assert pred["runDetails"]["builder"]["version"]["executor"]
     assert pred["runDetails"]["metadata"]["startedOn"] <= pred["runDetails"]["metadata"]["finishedOn"]
     steps = pred["buildDefinition"]["internalParameters"]["steps"]
-    assert [s["cache"] for s in steps if s["instruction"].startswith(("COPY", "RUN"))] == ["miss"] * 5
+    assert [s["cache"] for s in steps if s["instruction"].startswith(("COPY", "RUN"))] == ["miss"] * 6
 
 
 def test_documents_are_found_from_the_digest_alone_and_keep_no_secret(first, registry):
@@ -157,6 +169,37 @@ def test_documents_are_found_from_the_digest_alone_and_keep_no_secret(first, reg
         assert NPM_TOKEN.encode() not in data and SECRET.encode() not in data
 
 
+def test_oci_layout_holds_the_image_and_its_referrers(first):
+    """--oci-layout-path: index.json lists the image (ref.name = the tag) and both artifacts
+    (artifactType, no ref.name), each an artifact manifest whose subject is the image; skopeo
+    still reads the image by its tag, and the documents are the ones written as files."""
+    layout = first["work"] / "layout"
+    index = json.loads((layout / "index.json").read_text())
+    blob = lambda d: (layout / "blobs" / "sha256" / d.split(":")[1]).read_bytes()  # noqa: E731
+    [image] = [m for m in index["manifests"] if "artifactType" not in m]
+    assert image["digest"] == first["digest"] and image["annotations"]["org.opencontainers.image.ref.name"] == "v1"
+    artifacts = {m["artifactType"]: m for m in index["manifests"] if "artifactType" in m}
+    assert set(artifacts) == {"application/spdx+json", "application/vnd.in-toto+json"}
+    for artifact_type, desc in artifacts.items():
+        assert "org.opencontainers.image.ref.name" not in desc.get("annotations", {})
+        data = blob(desc["digest"])
+        assert len(data) == desc["size"]
+        man = json.loads(data)
+        assert man["subject"] == {k: image[k] for k in ("mediaType", "digest", "size")}
+        assert man["artifactType"] == artifact_type and json.loads(blob(man["config"]["digest"])) == {}
+    assert blob(json.loads(blob(artifacts["application/spdx+json"]["digest"]))["layers"][0]["digest"]) == \
+        (first["work"] / "sbom.spdx.json").read_bytes()
+    assert blob(json.loads(blob(artifacts["application/vnd.in-toto+json"]["digest"]))["layers"][0]["digest"]) == \
+        (first["work"] / "prov.json").read_bytes()
+    # the same artifacts as the registry holds: the same manifest digests
+    tag = registry_get(first["dest"].split("/")[0], "supply/app", "manifests", "sha256-" + first["digest"].split(":")[1],
+                       "application/vnd.oci.image.index.v1+json").json()
+    assert {m["digest"] for m in artifacts.values()} <= {m["digest"] for m in tag["manifests"]}
+    out = json.loads(run(["skopeo", "inspect", "--raw", f"oci:{layout}:v1"]).stdout)
+    assert out["config"]["mediaType"] == "application/vnd.oci.image.config.v1+json"
+    assert json.loads(run(["skopeo", "inspect", f"oci:{layout}:v1"]).stdout)["Digest"] == first["digest"]
+
+
 def test_a_cached_rebuild_records_hits_and_cyclonedx(first, registry):
     from cyclonedx.schema import SchemaVersion
     from cyclonedx.validation.json import JsonStrictValidator
@@ -168,10 +211,12 @@ def test_a_cached_rebuild_records_hits_and_cyclonedx(first, registry):
     cdx = (work / "sbom.cdx.json").read_text()
     assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(cdx) is None
     comps = {c["name"]: c for c in json.loads(cdx)["components"]}
-    assert {n: c["version"] for n, c in comps.items()} == {"libfake1": "1.2.3-4", "fake-tool": "2.0-1+deb12u1",
-                                                           "fake_py": "0.9.1", "leftpad": "1.3.0"}
+    assert comps["stdlib"]["version"].startswith("go1.")
+    assert {n: c.get("version") for n, c in comps.items()} == {
+        "libfake1": "1.2.3-4", "fake-tool": "2.0-1+deb12u1", "fake_py": "0.9.1", "leftpad": "1.3.0",
+        "stdlib": comps["stdlib"]["version"], "github.com/opencontainers/umoci/cmd/umoci": None}
     steps = json.loads((work / "prov2.json").read_text())["predicate"]["buildDefinition"]["internalParameters"]["steps"]
-    assert [s["cache"] for s in steps if s["instruction"].startswith(("COPY", "RUN"))] == ["hit"] * 5
+    assert [s["cache"] for s in steps if s["instruction"].startswith(("COPY", "RUN"))] == ["hit"] * 6
     docs = referrers(registry.host, "supply/app", digest)
     assert "application/vnd.cyclonedx+json" in docs
     for data in docs.values():
