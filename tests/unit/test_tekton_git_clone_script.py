@@ -1,13 +1,20 @@
 """The git-clone Task's step script, run for real as the uid its securityContext names (65534, no
 capabilities) with Tekton's substitution applied: a non-root clone works into a world-writable
-workspace, with HOME=/tekton/home's stand-in or, when HOME is not writable, a temp HOME."""
+workspace, with HOME=/tekton/home's stand-in or, when HOME is not writable, a temp HOME; submodules
+and DEPTH over file://; the basic-auth workspace (Pipelines-as-Code's .git-credentials/.gitconfig)
+and the ssl-ca-directory workspace against `git http-backend` served over HTTPS with basic auth on
+loopback. Every run checks the CHAINS-GIT_* results. (ssh-directory has no server here: untested.)"""
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
+import ssl
 import subprocess
 import tempfile
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -19,6 +26,10 @@ from tests.tekton_schemas.substitute import render_step
 REPO = Path(__file__).resolve().parents[2]
 TASK = yaml.safe_load((REPO / "tekton/tasks/git-clone/0.1/git-clone.yaml").read_text())
 SC = step_security_context(TASK, "clone")
+GIT_ENV = dict(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@e", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@e")
+# git >= 2.38.1 refuses file:// for submodules unless told (CVE-2022-39253); a test-only setting.
+ALLOW_FILE = {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "protocol.file.allow", "GIT_CONFIG_VALUE_0": "always"}
+USER, TOKEN = "pac-bot", "s3cr3t-t0ken"
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("git") or not shutil.which("setpriv"),
@@ -34,53 +45,67 @@ def tmp_path():
     shutil.rmtree(d, ignore_errors=True)
 
 
+def git(*args, cwd=None, home=None) -> str:
+    env = dict(os.environ, **GIT_ENV, **ALLOW_FILE, HOME=str(home or "/tmp"))
+    return subprocess.run(["git", "-c", "safe.directory=*", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def make_repo(path: Path, files: dict[str, str], commits: int = 1) -> str:
+    git("init", "-q", "-b", "main", str(path))
+    for n in range(commits):
+        for name, text in files.items():
+            (path / name).write_text(f"{text}{n}\n" if n else text)
+        git("add", "-A", cwd=path)
+        git("commit", "-q", "-m", f"c{n}", cwd=path)
+    return git("rev-parse", "HEAD", cwd=path)
+
+
 @pytest.fixture
 def upstream(tmp_path) -> tuple[str, str]:
     src = tmp_path / "upstream"
     src.mkdir()
-    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@e", GIT_COMMITTER_NAME="t",
-               GIT_COMMITTER_EMAIL="t@e", HOME=str(tmp_path))
-    subprocess.run(["git", "init", "-q", "-b", "main", str(src)], check=True, env=env)
-    (src / "Dockerfile").write_text("FROM scratch\n")
-    subprocess.run(["git", "-C", str(src), "add", "Dockerfile"], check=True, env=env)
-    subprocess.run(["git", "-C", str(src), "commit", "-q", "-m", "one"], check=True, env=env)
-    sha = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], check=True, env=env,
-                         capture_output=True, text=True).stdout.strip()
+    sha = make_repo(src, {"Dockerfile": "FROM scratch\n"})
     # file:// makes git run upload-pack on the repository itself, which must then be the clone's
     # own (git's safe.directory rule); a real remote is a server and has no such check.
     subprocess.run(["chown", "-R", f"{SC['runAsUser']}:{SC['runAsGroup']}", str(src)], check=True)
     return f"file://{src}", sha
 
 
-def run_as_step(tmp_path: Path, url: str, revision: str, home: Path) -> tuple[subprocess.CompletedProcess, Path, Path]:
-    out = tmp_path / "output"
-    out.mkdir(mode=0o777)
-    os.chmod(out, 0o777)                      # a world-writable volume (kind's local-path does this)
-    results = tmp_path / "results"
-    results.mkdir(mode=0o777)
-    os.chmod(results, 0o777)
-    step = render_step(TASK, "clone", {"URL": url, "REVISION": revision}, {"output": str(out)},
-                       results_dir=str(results))
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **step.env, "HOME": str(home)}
+def world_writable(p: Path) -> Path:
+    p.mkdir(mode=0o777, exist_ok=True)
+    os.chmod(p, 0o777)
+    return p
+
+
+def run_as_step(tmp_path: Path, url: str, revision: str, home: Path, params: dict | None = None,
+                workspaces: dict | None = None, env: dict | None = None):
+    out = world_writable(tmp_path / "output")    # a world-writable volume (kind's local-path does this)
+    results = world_writable(tmp_path / "results")
+    step = render_step(TASK, "clone", {"URL": url, "REVISION": revision, **(params or {})},
+                       {"output": str(out), **(workspaces or {})}, results_dir=str(results))
+    step_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **step.env, "HOME": str(home), **(env or {})}
     script = tmp_path / "script.sh"
     script.write_text(step.script)
     script.chmod(0o755)
     uid, gid = SC["runAsUser"], SC["runAsGroup"]
     cmd = ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--inh-caps=-all",
            "--bounding-set=-all", "--no-new-privs", "sh", str(script)]
-    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60, cwd="/")
+    p = subprocess.run(cmd, env=step_env, capture_output=True, text=True, timeout=60, cwd="/")
     return p, out, results
+
+
+def assert_results(results: Path, url: str, sha: str) -> None:
+    assert (results / "COMMIT").read_text() == (results / "CHAINS-GIT_COMMIT").read_text() == sha
+    assert (results / "URL").read_text() == (results / "CHAINS-GIT_URL").read_text() == url
 
 
 def test_clone_as_the_step_uid_without_capabilities(tmp_path, upstream):
     url, sha = upstream
-    home = tmp_path / "tekton-home"
-    home.mkdir(mode=0o777)
-    os.chmod(home, 0o777)                     # Tekton's /tekton/home emptyDir
+    home = world_writable(tmp_path / "tekton-home")   # Tekton's /tekton/home emptyDir
     p, out, results = run_as_step(tmp_path, url, "main", home)
     assert p.returncode == 0, p.stderr
     assert (out / "Dockerfile").read_text() == "FROM scratch\n"
-    assert (results / "COMMIT").read_text() == sha
+    assert_results(results, url, sha)
     assert (out / ".git").stat().st_uid == SC["runAsUser"]
     assert f"directory = {out}" in (home / ".gitconfig").read_text()   # HOME was used
 
@@ -92,4 +117,156 @@ def test_unwritable_home_falls_back_to_a_temp_home(tmp_path, upstream):
     p, out, results = run_as_step(tmp_path, url, sha, home)
     assert p.returncode == 0, p.stderr
     assert "HOME is not writable" in p.stderr
-    assert (results / "COMMIT").read_text() == sha
+    assert_results(results, url, sha)
+
+
+def test_submodules_and_depth(tmp_path):
+    """A superproject (3 commits) with a submodule (2 commits), both over file://: DEPTH=1 fetches
+    one commit of each, the submodule's files are there; SUBMODULES=false leaves it empty."""
+    sub, top = tmp_path / "sub", tmp_path / "top"
+    sub.mkdir()
+    top.mkdir()
+    make_repo(sub, {"lib.txt": "lib\n"}, commits=2)
+    make_repo(top, {"Dockerfile": "FROM scratch\n"}, commits=2)
+    git("submodule", "add", "-q", f"file://{sub}", "vendor/lib", cwd=top)
+    git("commit", "-q", "-m", "add submodule", cwd=top)
+    sha = git("rev-parse", "HEAD", cwd=top)
+    subprocess.run(["chown", "-R", f"{SC['runAsUser']}:{SC['runAsGroup']}", str(sub), str(top)], check=True)
+    home = world_writable(tmp_path / "home")
+    p, out, results = run_as_step(tmp_path, f"file://{top}", "main", home, env=ALLOW_FILE)
+    assert p.returncode == 0, p.stderr
+    assert_results(results, f"file://{top}", sha)
+    assert (out / "vendor/lib/lib.txt").read_text() == "lib\n1\n"   # the submodule's second commit
+    assert git("rev-list", "--count", "HEAD", cwd=out, home=home) == "1"
+    assert git("-C", str(out / "vendor/lib"), "rev-list", "--count", "HEAD", home=home) == "1"
+
+    p, out, results = run_as_step(tmp_path, f"file://{top}", "main", home, env=ALLOW_FILE,
+                                  params={"SUBMODULES": "false", "DEPTH": "0"})
+    assert p.returncode == 0, p.stderr
+    assert not any((out / "vendor/lib").iterdir())
+    assert git("rev-list", "--count", "HEAD", cwd=out, home=home) == "3"
+
+
+@pytest.mark.parametrize("params,message", [({"DEPTH": "one"}, "DEPTH must be a number"),
+                                            ({"SUBMODULES": "yes"}, "SUBMODULES must be true or false")])
+def test_bad_params_are_one_line_errors(tmp_path, upstream, params, message):
+    p, _, results = run_as_step(tmp_path, upstream[0], "main", world_writable(tmp_path / "home"), params=params)
+    assert p.returncode == 1 and message in p.stderr
+    assert not list(results.iterdir())
+
+
+# ------------------------------------------------------------ https + basic auth (git http-backend)
+class GitHTTP(BaseHTTPRequestHandler):
+    """`git http-backend` as a CGI program behind HTTP basic auth (git's docs: git-http-backend)."""
+
+    root = ""
+
+    def log_message(self, *a):  # quiet
+        pass
+
+    def _serve(self):
+        want = "Basic " + base64.b64encode(f"{USER}:{TOKEN}".encode()).decode()
+        if self.headers.get("Authorization") != want:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="git"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        path, _, query = self.path.partition("?")
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        env = {"GIT_PROJECT_ROOT": self.root, "GIT_HTTP_EXPORT_ALL": "1", "PATH_INFO": path, "QUERY_STRING": query,
+               "REQUEST_METHOD": self.command, "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+               "CONTENT_LENGTH": str(len(body)), "REMOTE_USER": USER, "REMOTE_ADDR": "127.0.0.1",
+               "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""),
+               "GIT_PROTOCOL": self.headers.get("Git-Protocol", ""), "PATH": os.environ["PATH"]}
+        out = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True).stdout
+        head, _, payload = out.partition(b"\r\n\r\n")
+        status, headers = 200, []
+        for line in head.split(b"\r\n"):
+            k, _, v = line.decode().partition(":")
+            if k.lower() == "status":
+                status = int(v.split()[0])
+            elif k:
+                headers.append((k, v.strip()))
+        self.send_response(status)
+        for k, v in headers:
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = _serve
+
+
+@pytest.fixture(scope="module")
+def https_git():
+    """(url, sha, ca_dir): a repository served over HTTPS (a self-signed loopback certificate)."""
+    if not shutil.which("openssl"):
+        pytest.skip("openssl missing")
+    tmp_path = Path(tempfile.mkdtemp(prefix="git-clone-https-"))
+    os.chmod(tmp_path, 0o755)
+    root = tmp_path / "srv"
+    (root / "app.git").mkdir(parents=True)
+    sha = make_repo(root / "app.git", {"Dockerfile": "FROM scratch\n"})
+    ca = tmp_path / "ca"
+    ca.mkdir(mode=0o755)
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(tmp_path / "key.pem"),
+                    "-out", str(ca / "ca-bundle.crt")], check=True, capture_output=True)
+    os.chmod(ca / "ca-bundle.crt", 0o644)
+    handler = type("H", (GitHTTP,), {"root": str(root)})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(ca / "ca-bundle.crt", tmp_path / "key.pem")
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"https://127.0.0.1:{server.server_address[1]}/app.git", sha, ca
+    server.shutdown()
+    shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def basic_auth_workspace(tmp_path: Path, url: str, with_gitconfig: bool) -> Path:
+    ws = tmp_path / "basic-auth"
+    ws.mkdir(mode=0o755)
+    host = url.split("/")[2]
+    (ws / ".git-credentials").write_text(f"https://{USER}:{TOKEN}@{host}\n")
+    if with_gitconfig:   # what Pipelines-as-Code writes next to it
+        (ws / ".gitconfig").write_text(f'[credential "https://{host}"]\n  helper = store\n')
+    for f in ws.iterdir():
+        os.chmod(f, 0o644)
+    return ws
+
+
+@pytest.mark.parametrize("with_gitconfig", [True, False])
+def test_basic_auth_and_ca_workspaces_over_https(tmp_path, https_git, with_gitconfig):
+    url, sha, ca = https_git
+    home = world_writable(tmp_path / "home")
+    auth = basic_auth_workspace(tmp_path, url, with_gitconfig)
+    p, out, results = run_as_step(tmp_path, url, "main", home,
+                                  workspaces={"basic-auth": str(auth), "ssl-ca-directory": str(ca)})
+    assert p.returncode == 0, p.stderr
+    assert "credentials from the basic-auth workspace" in p.stdout
+    assert (out / "Dockerfile").read_text() == "FROM scratch\n"
+    assert_results(results, url, sha)
+    leaked = subprocess.run(["grep", "-rl", TOKEN, str(out), str(results)], capture_output=True, text=True).stdout
+    assert leaked == "" and TOKEN not in p.stdout + p.stderr
+
+
+def test_https_without_the_ca_or_the_credentials_fails(tmp_path, https_git):
+    url, _, ca = https_git
+    home = world_writable(tmp_path / "home")
+    p, _, results = run_as_step(tmp_path, url, "main", home, workspaces={"basic-auth": str(
+        basic_auth_workspace(tmp_path, url, True))})
+    assert p.returncode != 0 and "certificate" in p.stderr.lower(), p.stderr
+    p, _, results = run_as_step(tmp_path, url, "main", world_writable(tmp_path / "fresh-home"),
+                                workspaces={"ssl-ca-directory": str(ca)}, env={"GIT_TERMINAL_PROMPT": "0"})
+    assert p.returncode != 0 and not list(results.iterdir()), p.stderr
+
+
+def test_url_credentials_never_reach_the_results(tmp_path, https_git):
+    url, sha, ca = https_git
+    with_token = url.replace("https://", f"https://{USER}:{TOKEN}@")
+    p, _, results = run_as_step(tmp_path, with_token, "main", world_writable(tmp_path / "home"),
+                                workspaces={"ssl-ca-directory": str(ca)})
+    assert p.returncode == 0, p.stderr
+    assert_results(results, url, sha)
