@@ -3,7 +3,8 @@
 Two backends implement it: :class:`executor.cache.registry_store.LayerCache` (a registry
 repository, ``--cache-repo REGISTRY/REPO``) and
 :class:`executor.cache.layout_store.LayoutLayerCache` (an OCI image layout on disk,
-``--cache-repo oci:/path``).
+``--cache-repo oci:/path``). :class:`executor.cache.chain.StoreChain` puts several in a row
+(``--cache-repo`` then each read-only ``--cache-from``).
 """
 
 from __future__ import annotations

@@ -22,6 +22,8 @@ from typing import Callable
 
 import pytest
 
+from executor.reference import parse_reference
+from executor.registry.client import RegistryClient
 from tests.support.tools import run, run_executor
 
 pytestmark = pytest.mark.integration
@@ -83,6 +85,8 @@ def test_registry_prune_deletes_expired_entries_only(registry, busybox, tmp_path
     older = two_generations(registry.host, tmp_path, base, f"{registry.host}/{app}:1", cache)
     before = tags(registry.host, f"{app}/cache")
     assert len(before) == 1 + 4 + 3 + 1, before  # other tag; v1: 3 steps + config; v2: 2 steps + config; trail
+    with RegistryClient() as client:  # the client's tag list (docker-registry 2.8 ignores n=2: one page)
+        assert sorted(client.list_tags(parse_reference(cache), page_size=2)) == before
 
     p = prune("--cache-repo", cache, "--older-than", older(), "--dry-run")
     assert tags(registry.host, f"{app}/cache") == before
