@@ -10,7 +10,11 @@ RUN cache directory (``RUN --mount=type=cache`` content kept between builds)
     mode 0700; an existing cache directory must be a directory owned by this process's
     effective user and not writable by group or others, else :class:`UnsafeDirectory`.
 
-Work directories (``executor-XXXXXXXX`` under the temp directory, :func:`new_work_dir`)
+Work directories (``executor-XXXXXXXX``, :func:`new_work_dir`) are made in the temp directory
+    (``$TMPDIR``, else /tmp) when the executor is root, and in ``<cache home>/executor/work``
+    (``$XDG_CACHE_HOME`` or ``$HOME/.cache``, created 0700 and checked as the RUN cache is) when
+    it is not (a rootless or restricted build: its own directory, not a host-wide one; the temp
+    directory only when that one cannot be created).
     A build's work directory holds base layers, stage roots and, during a RUN, copies of
     secret-mount content. A killed executor (SIGKILL, OOM kill) cannot remove it, so every
     start removes those of earlier runs that are provably dead (:func:`remove_stale_work_dirs`).
@@ -137,6 +141,22 @@ def run_cache_dir(explicit: Path | None = None, environ: Mapping[str, str] | Non
     return path
 
 
+def default_work_parent(environ: Mapping[str, str] | None = None) -> Path:
+    """Where work directories go by default: the temp directory as root; otherwise
+    ``cache_home()/executor/work`` (created 0700; :class:`UnsafeDirectory` when it is another
+    user's or writable by others), or the temp directory when it cannot be created."""
+    if os.geteuid() == 0:
+        return Path(tempfile.gettempdir())
+    path = cache_home(environ) / "executor" / "work"
+    try:
+        make_private_dirs(path)
+    except OSError as e:
+        log.debug("work directory parent %s cannot be created (%s): using the temp directory", path, e.strerror)
+        return Path(tempfile.gettempdir())
+    check_private_dir(path, "work directory parent")
+    return path
+
+
 _held: dict[str, int] = {}  # work directory -> descriptor of its locked marker
 _held_lock = threading.Lock()
 
@@ -167,7 +187,7 @@ def new_work_dir(parent: Path | None = None, *, keep: bool = False, housekeeping
     start removes it if this process is killed before it removes it itself. With ``keep=True``
     (the work directory is to survive the run) no marker is made and no later start removes it.
     Raises OSError when the directory cannot be created."""
-    base = Path(parent) if parent is not None else Path(tempfile.gettempdir())
+    base = Path(parent) if parent is not None else default_work_parent()
     if housekeeping:
         try:
             remove_stale_work_dirs(base)

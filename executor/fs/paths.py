@@ -21,6 +21,7 @@ from typing import Iterable
 from dataclasses import dataclass, field
 
 from executor.errors import LayerError
+from executor.fs.owners import set_owner
 
 #: Linux's MAXSYMLINKS: more symlinks than this while resolving one path is a loop.
 MAX_SYMLINKS = 40
@@ -201,7 +202,7 @@ def make_dirs(root: Path, path: str, uid: int, gid: int, what: str) -> list[str]
             raise BuildError(f"{what}: cannot create directory {cur}: a file of another type exists there")
         os.mkdir(host, 0o755)
         os.chmod(host, 0o755)
-        os.lchown(host, uid, gid)
+        set_owner(host, uid, gid)  # chown(2), or recorded without root (fs/owners)
         created.append(relpath_in_root(root, host))
     return created
 

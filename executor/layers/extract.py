@@ -52,6 +52,7 @@ from typing import BinaryIO
 from executor.errors import LayerError
 
 from .compress import open_decompressed
+from ..fs.owners import OWNER_XATTR, record_owner
 from ..fs.paths import RootResolver, clean_name
 
 WHITEOUT_PREFIX = ".wh."
@@ -233,6 +234,9 @@ def _xattrs(m: tarfile.TarInfo) -> list[tuple[str, bytes]]:
 def _chown(target, m: tarfile.TarInfo, st: _State, follow: bool = False) -> None:
     if not st.same_owner:
         return
+    if not st.is_root:  # no chown(2) without root: the owner is recorded for the layer headers
+        record_owner(target, m.uid, m.gid, strict=False)
+        return
     try:
         if isinstance(target, int):
             os.fchown(target, m.uid, m.gid)
@@ -245,6 +249,8 @@ def _chown(target, m: tarfile.TarInfo, st: _State, follow: bool = False) -> None
 
 def _set_xattrs(target, m: tarfile.TarInfo) -> None:
     for name, value in _xattrs(m):
+        if name == OWNER_XATTR:
+            continue  # only ever set by this executor (fs/owners), never taken from a layer
         try:
             if isinstance(target, int):
                 os.setxattr(target, name, value)

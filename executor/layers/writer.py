@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from executor.fs.owners import layer_owner
 from executor.fs.snapshot import ChangeSet, path_sort_key
 from executor.errors import LayerError
 from executor.oci.mediatypes import layer_type
@@ -178,9 +179,11 @@ def _add_path(tw: tarfmt.TarWriter, root: str, rel: str, mtime: int | None,
     if fmt == stat.S_IFSOCK:
         return
     name = os.fsencode(rel)
-    mode, uid, gid = st.st_mode & 0o7777, st.st_uid, st.st_gid
+    mode = st.st_mode & 0o7777
     mt = _clamp(int(st.st_mtime), mtime)
     xa = _xattrs(hp)
+    uid, gid = layer_owner(st, xa)  # the recorded owner of a build without root (fs/owners)
+    xa = xa or None
     if fmt == stat.S_IFDIR:
         tw.add(tarfmt.header(name + b"/", mode, uid, gid, 0, mt, tarfmt.DIRTYPE, xattrs=xa))
         return

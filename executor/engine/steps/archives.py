@@ -24,6 +24,7 @@ from typing import BinaryIO
 import httpx
 
 from ...errors import BuildError
+from ...fs.owners import set_owner
 from ...fs.paths import relpath_in_root, resolve_in_root
 
 
@@ -146,7 +147,7 @@ def download_to(root: Path, url: str, dest: str, chown: tuple[int, int] | None, 
     os.replace(tmp, target)
     os.chmod(target, chmod if chmod is not None else 0o600)
     uid, gid = chown or (0, 0)
-    os.lchown(target, uid, gid)
+    set_owner(target, uid, gid)
     if last_modified:
         try:
             ts = email.utils.parsedate_to_datetime(last_modified).timestamp()

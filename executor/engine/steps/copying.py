@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ...context import Context, SourceMatch
 from ...errors import BuildError
+from ...fs.owners import OWNER_XATTR, recorded_owner, set_owner
 from ...fs.paths import make_dirs, relpath_in_root, resolve_in_root
 
 XATTR_PREFIXES = ("user.", "security.capability", "trusted.")
@@ -93,7 +94,7 @@ def _copy_xattrs(src: Path, dst: Path) -> None:
     except OSError:
         return
     for name in names:
-        if name.startswith(XATTR_PREFIXES):
+        if name.startswith(XATTR_PREFIXES) and name != OWNER_XATTR:
             try:
                 os.setxattr(dst, name, os.getxattr(src, name, follow_symlinks=False), follow_symlinks=False)
             except OSError:
@@ -113,18 +114,18 @@ def _remove_existing(dst: Path, new_is_dir: bool) -> None:
         dst.unlink()
 
 
-def _owner(state: _CopyState, st: os.stat_result) -> tuple[int, int]:
+def _owner(state: _CopyState, st: os.stat_result, src: Path) -> tuple[int, int]:
     if state.spec.chown is not None:
         return state.spec.chown
     if state.spec.keep_owner:
-        return st.st_uid, st.st_gid
+        return recorded_owner(src, st)  # the on-disk owner, or the one recorded without root
     return 0, 0
 
 
 def _copy_one(state: _CopyState, src: Path, dst: Path, st: os.stat_result) -> None:
     """Copy one non-directory entry ``src`` (lstat ``st``) to host path ``dst``."""
     mode = stat.S_IMODE(st.st_mode)
-    uid, gid = _owner(state, st)
+    uid, gid = _owner(state, st, src)
     key = (st.st_dev, st.st_ino)
     _remove_existing(dst, False)
     if stat.S_ISREG(st.st_mode) and st.st_nlink > 1 and key in state.links:
@@ -133,13 +134,13 @@ def _copy_one(state: _CopyState, src: Path, dst: Path, st: os.stat_result) -> No
         return
     if stat.S_ISLNK(st.st_mode):
         os.symlink(os.readlink(src), dst)
-        os.lchown(dst, uid, gid)
+        set_owner(dst, uid, gid)
     elif stat.S_ISREG(st.st_mode):
         fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         try:
             with open(src, "rb") as fsrc, os.fdopen(fd, "wb", closefd=False) as fdst:
                 shutil.copyfileobj(fsrc, fdst, 1 << 20)
-            os.fchown(fd, uid, gid)
+            set_owner(fd, uid, gid)
             os.fchmod(fd, state.spec.chmod if state.spec.chmod is not None else mode)
         finally:
             os.close(fd)
@@ -148,7 +149,7 @@ def _copy_one(state: _CopyState, src: Path, dst: Path, st: os.stat_result) -> No
             state.links[key] = dst
     elif stat.S_ISFIFO(st.st_mode) or stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
         os.mknod(dst, st.st_mode, st.st_rdev)
-        os.lchown(dst, uid, gid)
+        set_owner(dst, uid, gid)
     else:  # sockets are not copied (as Docker)
         return
     os.utime(dst, ns=(st.st_mtime_ns, st.st_mtime_ns), follow_symlinks=False)
@@ -176,7 +177,7 @@ def _copy_dir_contents(state: _CopyState, src_dir: Path, dst_dir: Path, rel_src:
         if is_dir:
             existed = os.path.lexists(dst)
             mark = len(state.written)
-            _make_dir(state, dst, st)
+            _make_dir(state, dst, st, Path(entry.path))
             _copy_dir_contents(state, Path(entry.path), dst, r_src, r_ctx)
             if ignored_dir and not existed and len(state.written) == mark + 1:
                 # Nothing inside was re-included: BuildKit's context walker creates an ignored
@@ -188,12 +189,12 @@ def _copy_dir_contents(state: _CopyState, src_dir: Path, dst_dir: Path, rel_src:
             _copy_one(state, Path(entry.path), dst, st)
 
 
-def _make_dir(state: _CopyState, dst: Path, st: os.stat_result) -> None:
+def _make_dir(state: _CopyState, dst: Path, st: os.stat_result, src: Path) -> None:
     _remove_existing(dst, True)
     if not dst.is_dir():
         os.mkdir(dst, 0o700)
-    uid, gid = _owner(state, st)
-    os.lchown(dst, uid, gid)
+    uid, gid = _owner(state, st, src)
+    set_owner(dst, uid, gid)
     os.chmod(dst, state.spec.chmod if state.spec.chmod is not None else stat.S_IMODE(st.st_mode))
     _copy_xattrs(Path(dst), dst)
     state.dir_times.append((dst, st.st_mtime_ns, st.st_mtime_ns))
@@ -274,7 +275,7 @@ def write_heredoc_file(root: Path, dest: str, name: str, content: str, chown: tu
     try:
         os.write(fd, content.encode())
         uid, gid = chown or (0, 0)
-        os.fchown(fd, uid, gid)
+        set_owner(fd, uid, gid)
         os.fchmod(fd, chmod if chmod is not None else 0o644)
     finally:
         os.close(fd)
