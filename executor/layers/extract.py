@@ -52,7 +52,7 @@ from typing import BinaryIO
 from executor.errors import LayerError
 
 from .compress import open_decompressed
-from ..fs.owners import OWNER_XATTR, record_owner
+from ..fs.owners import PRIVATE_XATTRS, record_owner
 from ..fs.paths import RootResolver, clean_name
 
 WHITEOUT_PREFIX = ".wh."
@@ -249,7 +249,7 @@ def _chown(target, m: tarfile.TarInfo, st: _State, follow: bool = False) -> None
 
 def _set_xattrs(target, m: tarfile.TarInfo) -> None:
     for name, value in _xattrs(m):
-        if name == OWNER_XATTR:
+        if name.startswith(PRIVATE_XATTRS):
             continue  # only ever set by this executor (fs/owners), never taken from a layer
         try:
             if isinstance(target, int):

@@ -182,7 +182,7 @@ def _add_path(tw: tarfmt.TarWriter, root: str, rel: str, mtime: int | None,
     mode = st.st_mode & 0o7777
     mt = _clamp(int(st.st_mtime), mtime)
     xa = _xattrs(hp)
-    uid, gid = layer_owner(st, xa)  # the recorded owner of a build without root (fs/owners)
+    uid, gid = layer_owner(st, xa, hp)  # the recorded owner of a build without root (fs/owners)
     xa = xa or None
     if fmt == stat.S_IFDIR:
         tw.add(tarfmt.header(name + b"/", mode, uid, gid, 0, mt, tarfmt.DIRTYPE, xattrs=xa))

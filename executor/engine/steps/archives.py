@@ -145,9 +145,9 @@ def download_to(root: Path, url: str, dest: str, chown: tuple[int, int] | None, 
     if os.path.lexists(target) and not os.path.isdir(target):
         os.unlink(target)
     os.replace(tmp, target)
-    os.chmod(target, chmod if chmod is not None else 0o600)
     uid, gid = chown or (0, 0)
-    set_owner(target, uid, gid)
+    set_owner(target, uid, gid)  # before chmod: a read-only file takes no user.* attribute
+    os.chmod(target, chmod if chmod is not None else 0o600)
     if last_modified:
         try:
             ts = email.utils.parsedate_to_datetime(last_modified).timestamp()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ...context import Context, SourceMatch
 from ...errors import BuildError
-from ...fs.owners import OWNER_XATTR, recorded_owner, set_owner
+from ...fs.owners import PRIVATE_XATTRS, recorded_owner, set_owner
 from ...fs.paths import make_dirs, relpath_in_root, resolve_in_root
 
 XATTR_PREFIXES = ("user.", "security.capability", "trusted.")
@@ -94,7 +94,7 @@ def _copy_xattrs(src: Path, dst: Path) -> None:
     except OSError:
         return
     for name in names:
-        if name.startswith(XATTR_PREFIXES) and name != OWNER_XATTR:
+        if name.startswith(XATTR_PREFIXES) and not name.startswith(PRIVATE_XATTRS):
             try:
                 os.setxattr(dst, name, os.getxattr(src, name, follow_symlinks=False), follow_symlinks=False)
             except OSError:
