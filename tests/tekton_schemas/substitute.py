@@ -38,9 +38,23 @@ def _values(task: dict, params: dict) -> dict:
     return out
 
 
+def stepaction_as_task(action: dict, step_name: str) -> dict:
+    """A StepAction as a one-step Task, so render_step can substitute it: its params become the
+    Task's, its container fields the step ``step_name`` (Tekton's docs/stepactions.md: the
+    referring Step's params fill the StepAction's ``$(params.X)``; ``$(step.results.R.path)`` is
+    that step's own result directory, /tekton/steps/step-<name>/results/R)."""
+    spec = action["spec"]
+    step = {k: v for k, v in spec.items() if k not in ("params", "results", "description")}
+    return {"metadata": action["metadata"], "spec": {"params": spec.get("params") or [], "steps": [
+        {"name": step_name, **step}], "step_results": [r["name"] for r in spec.get("results") or []]}}
+
+
 def render_step(task: dict, step_name: str, params: dict, workspaces: dict[str, str | None],
-                results_dir: str = "/tekton/results") -> RenderedStep:
-    """``workspaces`` maps each declared workspace to its mount path, or None when unbound."""
+                results_dir: str = "/tekton/results", step_results_dir: str | None = None) -> RenderedStep:
+    """``workspaces`` maps each declared workspace to its mount path, or None when unbound;
+    ``$(step.results.R.path)`` becomes ``step_results_dir/R`` (default: Tekton's
+    /tekton/steps/step-<name>/results)."""
+    step_results_dir = step_results_dir or f"/tekton/steps/step-{step_name}/results"
     values = _values(task, params)
     declared_ws = {w["name"]: w for w in task["spec"].get("workspaces") or []}
     for name, w in declared_ws.items():
@@ -63,6 +77,11 @@ def render_step(task: dict, step_name: str, params: dict, workspaces: dict[str, 
         m = re.fullmatch(r"results\.([^.]+)\.path", body)
         if m:
             return f"{results_dir}/{m.group(1)}"
+        m = re.fullmatch(r"step\.results\.([^.]+)\.path", body)
+        if m:
+            if m.group(1) not in task["spec"].get("step_results", []):
+                raise KeyError(f"$({body}): the step declares no result {m.group(1)}")
+            return f"{step_results_dir}/{m.group(1)}"
         return None  # not a Tekton variable we know: left alone (like shell $(cmd))
 
     def sub(text: str) -> str:

@@ -59,7 +59,7 @@ def test_build_step_is_root_but_never_privileged():
 def test_readme_states_each_level_and_why_root():
     rows = {}
     for line in README.splitlines():
-        m = re.match(r"\|\s*(Task|Pipeline) `([^`]+)`\s*\|[^|]*\|\s*(restricted|baseline|privileged)\s*\|", line)
+        m = re.match(r"\|\s*(Task|Pipeline|StepAction) `([^`]+)`\s*\|[^|]*\|\s*(restricted|baseline|privileged)\s*\|", line)
         if m:
             rows[m.group(2)] = m.group(3)
     assert rows == {"git-clone": "restricted", "build-and-push": "restricted", "kaniko-build": "baseline"}
