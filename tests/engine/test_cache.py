@@ -72,3 +72,21 @@ def test_a_corrupt_cached_layer_is_a_miss_and_the_step_runs(root_build, tmp_path
     finish(third)
     index = json.loads((tmp_path / "cache" / "index.json").read_text())
     assert index["manifests"], "entries were written"
+
+
+def test_cache_from_hits_are_recorded_with_their_source(root_build, tmp_path):
+    """``--cache-from``: a hit from a read-only source carries the source's name in the step
+    record (``StepRecord.cache_source``); hits from ``--cache-repo`` carry ''."""
+    ctx = root_build.context({"app.txt": "one\n"})
+    finish(_build(root_build, tmp_path, ctx))
+    main = f"oci:{tmp_path / 'cache'}"
+    (ctx / "app.txt").write_text("two\n")
+    pr = finish(root_build(DOCKERFILE, context=ctx, cache=True, cache_repo=f"oci:{tmp_path / 'pr'}",
+                           cache_from=[main]))
+    steps = [s for s in pr.record.steps if s.keyword in ("RUN", "COPY")]
+    assert [(s.cache, s.cache_source) for s in steps] == [(CacheUse.HIT, main), (CacheUse.HIT, main),
+                                                           (CacheUse.MISS, ""), (CacheUse.MISS, "")]
+    again = finish(root_build(DOCKERFILE, context=ctx, cache=True, cache_repo=f"oci:{tmp_path / 'pr'}",
+                              cache_from=[main]))
+    assert [(s.cache, s.cache_source) for s in again.record.steps if s.keyword in ("RUN", "COPY")] == \
+        [(CacheUse.HIT, main)] * 2 + [(CacheUse.HIT, "")] * 2
