@@ -4,7 +4,7 @@ Rules from Tekton's docs/stepactions.md: a StepAction reads its own ``$(params.X
 as whole ``args``/``command`` elements), writes ``$(step.results.R.path)`` for the results it
 declares, and has no workspaces or Task results of its own (paths come in as params). A Step with
 ``ref`` takes nothing of a container (image, command, args, script, env, workingDir, volumeMounts
-come from the StepAction); its ``params`` must be the StepAction's, required ones given. A Task
+and results come from the StepAction); its ``params`` must be the StepAction's, required ones given. A Task
 result ``value: $(steps.S.results.R)`` names a step S and a result R that step declares (its own
 ``results`` or its StepAction's).
 """
@@ -15,7 +15,7 @@ import re
 
 from tests.tekton_schemas.checker import _names, param_ref, variables, walk_strings
 
-REF_FORBIDS = ("image", "command", "args", "script", "env", "workingDir", "volumeMounts")
+REF_FORBIDS = ("image", "command", "args", "script", "env", "workingDir", "volumeMounts", "results")
 
 
 def check_stepaction(spec: dict, report) -> None:

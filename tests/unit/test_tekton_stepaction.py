@@ -26,6 +26,7 @@ CATALOG = Catalog.from_paths(yaml_files(CATALOG_ROOT))
 def test_catalog_layout_and_interface():
     d = ACTION_FILE.parent
     assert (d / "README.md").is_file() and (d / "samples/taskrun.yaml").is_file() and (d / "tests/run.yaml").is_file()
+    assert (d / "samples/kaniko-build-rootless.yaml").is_file()
     assert ACTION["apiVersion"] == "tekton.dev/v1beta1" and ACTION["metadata"]["name"] == "kaniko-build"
     params = {p["name"]: p for p in ACTION["spec"]["params"]}
     task_params = {p["name"]: p for p in TASK["spec"]["params"]}
@@ -54,10 +55,19 @@ def test_stepaction_is_the_tasks_step():
         k: v for k, v in t.env.items() if k not in results and not k.endswith("_BOUND")}
     assert {a.env[k] for k in results} == {f"/tekton/steps/step-build/results/{n}"
                                            for n in ("IMAGE_DIGEST", "IMAGE_URL", "ARTIFACT_OUTPUTS")}
-    step = TASK["spec"]["steps"][0]
-    sc = {**TASK["spec"]["stepTemplate"]["securityContext"], **step.get("securityContext", {})}
-    assert ACTION["spec"]["securityContext"] == sc
-    assert level(ACTION["spec"]["securityContext"]) == "baseline"
+    # Tekton replaces a ref step's securityContext with the StepAction's (even an absent one), so
+    # the StepAction sets none and the composing Task's stepTemplate decides.
+    assert "securityContext" not in ACTION["spec"]
+
+
+def test_rootless_sample_task_is_restricted():
+    """samples/kaniko-build-rootless.yaml: the StepAction in a Task whose stepTemplate makes the build
+    step non-root with no capabilities (Pod Security restricted), for Dockerfiles without RUN."""
+    task = load_yaml_docs(ACTION_FILE.parent / "samples/kaniko-build-rootless.yaml")[0]
+    step = next(s for s in task["spec"]["steps"] if s.get("ref", {}).get("name") == "kaniko-build")
+    assert "securityContext" not in step      # it would be replaced by the StepAction's anyway
+    sc = task["spec"]["stepTemplate"]["securityContext"]
+    assert level(sc) == "restricted" and sc["runAsUser"] == 1000
 
 
 @pytest.fixture
@@ -125,7 +135,7 @@ def test_unchanged_stepaction_and_sample_are_clean(tmp_path):
     (lambda d: d[0]["spec"]["env"][-1].update(value="$(step.results.NOPE.path)"), "undeclared StepAction result"),
     (lambda d: d[0]["spec"].update(script="echo $(params.IMAGE)"), "interpolated into a script"),
     (lambda d: d[0]["spec"].update(computeResources={}), "schema:"),
-    (lambda d: d[0]["spec"]["securityContext"].update(privileged=True), "privileged is not allowed"),
+    (lambda d: d[0]["spec"].update(securityContext={"privileged": True}), "privileged is not allowed"),
     (lambda d: d[0]["metadata"]["annotations"].update({"artifacthub.io/category": "build"}), "artifacthub.io/category"),
     (lambda d: d[0]["metadata"]["annotations"].update({"artifacthub.io/changes": "added"}), "artifacthub.io/changes"),
     (lambda d: d[0]["metadata"]["annotations"].pop("artifacthub.io/links"), "missing annotation artifacthub.io/links"),
@@ -146,6 +156,7 @@ def _step(d):
      "required param 'SOURCE_PATH'"),
     (lambda d: _step(d).update(image="x"), "schema:"),
     (lambda d: _step(d).update(env=[{"name": "A", "value": "b"}]), "cannot set env"),
+    (lambda d: _step(d).update(results=[{"name": "X"}]), "cannot set results"),
     (lambda d: d[0]["spec"]["taskSpec"]["results"][0].update(value="$(steps.build.results.NOPE)"),
      "declares no result 'NOPE'"),
     (lambda d: d[0]["spec"]["taskSpec"]["results"][0].update(value="$(steps.nope.results.IMAGE_URL)"),
