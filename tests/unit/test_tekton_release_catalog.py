@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import re
 import sys
 import tarfile
 from pathlib import Path
@@ -203,3 +204,21 @@ def test_artifacthub_repo_metadata():
     meta = yaml.safe_load((REPO / "artifacthub-repo.yml").read_text())
     assert set(meta) <= {"repositoryID", "owners", "ignore"}
     assert all(set(o) <= {"name", "email"} and o.get("name") for o in meta.get("owners") or [])
+
+
+# ------------------------------------------------------------------------- release workflow
+def test_release_workflow_runs_the_script_on_version_tags_with_pinned_actions():
+    text = (REPO / ".github/workflows/release.yml").read_text()
+    wf = yaml.safe_load(text)
+    on = wf[True] if True in wf else wf["on"]  # YAML 1.1 reads the key `on` as true
+    assert on["push"]["tags"][0] == "v[0-9]+.[0-9]+.[0-9]+" and set(on) == {"push"}
+    steps = wf["jobs"]["release"]["steps"]
+    uses = [s["uses"] for s in steps if "uses" in s]
+    assert uses and all(re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", u) for u in uses), uses
+    for u in uses:  # each pin says which release it is
+        assert re.search(re.escape(u) + r" # v\d+\.\d+\.\d+", text), u
+    run = "\n".join(s.get("run", "") for s in steps)
+    assert "scripts/release.py" in run and "--platforms \"$PLATFORMS\"" in run
+    assert wf["jobs"]["release"]["env"]["PLATFORMS"] == "linux/amd64,linux/arm64"
+    assert "qemu-user-static" in run
+    assert wf["permissions"] == {"contents": "write", "packages": "write"}
