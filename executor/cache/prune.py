@@ -8,9 +8,9 @@ annotation (what ``--cache-ttl`` compares). Anything else in the repository or l
 images another tool put there, entries without a readable time) is left alone.
 
 Registry (:func:`prune_registry`): the repository's tags are listed (distribution-spec
-"Listing tags"), each tag's manifest read (one GET each, 8 at a time), and each expired
-manifest deleted by digest (``DELETE /v2/<name>/manifests/<digest>``, "Deleting manifests"),
-which also removes its tags. The registry frees the blobs at its own garbage collection
+"Listing tags"), each tag's manifest read (one GET each), and each expired manifest deleted
+by digest (``DELETE /v2/<name>/manifests/<digest>``, "Deleting manifests"; once per manifest),
+which also removes its tags; 8 requests at a time. The registry frees the blobs at its own garbage collection
 (docker-registry: ``registry garbage-collect``). A registry with deletion disabled answers 405:
 each such entry is reported, with how to enable deletion.
 
@@ -128,19 +128,17 @@ def prune_registry(client: RegistryClient, repo: str, cutoff: float, dry_run: bo
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         found = list(pool.map(read, tags))
-    entries = [e for _, e, _ in found if e is not None]
-    failed: list[Failure] = [Failure(Entry(tag, "", "?", 0.0), f"cannot read its manifest: {err}")
-                             for tag, e, err in found if e is None and err]
-    others = sum(1 for _, e, err in found if e is None and not err)
-    expired = sorted((e for e in entries if e.created < cutoff), key=lambda e: e.created)
+        entries = [e for _, e, _ in found if e is not None]
+        failed: list[Failure] = [Failure(Entry(tag, "", "?", 0.0), f"cannot read its manifest: {err}")
+                                 for tag, e, err in found if e is None and err]
+        others = sum(1 for _, e, err in found if e is None and not err)
+        expired = sorted((e for e in entries if e.created < cutoff), key=lambda e: e.created)
+        # one DELETE per manifest (several tags may share one), as many at once as the GETs
+        first = {e.digest: e for e in reversed(expired)}
+        outcomes = {} if dry_run else dict(zip(first, pool.map(lambda e: _delete(client, base, e), first.values())))
     deleted: list[Entry] = []
-    done: dict[str, Failure | None] = {}  # digest -> outcome (several tags may share a manifest)
-    for e in expired:
-        if dry_run:
-            continue
-        if e.digest not in done:
-            done[e.digest] = _delete(client, base, e)
-        outcome = done[e.digest]
+    for e in [] if dry_run else expired:
+        outcome = outcomes[e.digest]
         if outcome is None:
             deleted.append(e)
         else:
