@@ -42,7 +42,8 @@ def tags(host: str, repo: str) -> list[str]:
 
 
 def build(host: str, tmp: Path, base: str, app: str, dest: str, cache_repo: str) -> list[str]:
-    """A cached build of a three-step Dockerfile; returns hit|miss per step."""
+    """A cached build of a three-step Dockerfile (the image is not pushed, the cache is); returns
+    hit|miss per step."""
     ctx = tmp / f"ctx-{uuid.uuid4().hex[:6]}"
     ctx.mkdir()
     (ctx / "Dockerfile").write_text(textwrap.dedent(f"""\
@@ -52,8 +53,8 @@ def build(host: str, tmp: Path, base: str, app: str, dest: str, cache_repo: str)
         RUN cat /app.txt /one > /both
         """))
     (ctx / "app.txt").write_text(app)
-    p = run_executor(["--context", str(ctx), "--destination", dest, "--insecure-registry", host, "--cache",
-                      "--cache-copy-layers", "--cache-repo", cache_repo, "--log-format", "text"])
+    p = run_executor(["--context", str(ctx), "--destination", dest, "--no-push", "--insecure-registry", host,
+                      "--cache", "--cache-copy-layers", "--cache-repo", cache_repo, "--log-format", "text"])
     return [m.group(1) for line in (p.stdout + p.stderr).splitlines() if (m := CACHE_LINE.search(line))]
 
 
@@ -183,7 +184,8 @@ def test_layout_prune_removes_entries_then_unreferenced_blobs(registry, busybox,
 
 def test_prune_bad_input_is_one_line(tmp_path):
     for args, want in ((["--cache-repo", f"oci:{tmp_path}/none"], "no OCI image layout there"),
-                       (["--cache-repo", f"oci:{tmp_path}", "--older-than", "soon"], "--older-than=soon: not a duration"),
+                       (["--cache-repo", f"oci:{tmp_path}", "--older-than", "soon"],
+                        "--older-than=soon: not a duration"),
                        (["--cache-repo", "Bad Repo!"], "--cache-repo Bad Repo!:")):
         p = prune(*args, check=False)
         assert p.returncode == 1 and p.stderr.startswith("error: ") and want in p.stderr, p.stderr
