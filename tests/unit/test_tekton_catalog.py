@@ -27,11 +27,12 @@ def test_catalog_has_the_expected_resources():
     assert "build-and-push" in CATALOG.pipelines
     assert {"github-push", "gitlab-push"} <= set(CATALOG.bindings)
     assert "build-and-push-run" in CATALOG.templates
+    assert "kaniko-build" in CATALOG.stepactions
     for d in ("tasks/kaniko-build/0.1", "tasks/git-clone/0.1", "pipelines/build-and-push/0.1",
-              "triggers/build-and-push/0.1"):
+              "triggers/build-and-push/0.1", "stepactions/kaniko-build/0.1"):
         assert (CATALOG_ROOT / d / "README.md").is_file(), d
         assert any((CATALOG_ROOT / d / "samples").glob("*.yaml")), d
-    for d in ("tasks/kaniko-build/0.1", "tasks/git-clone/0.1"):
+    for d in ("tasks/kaniko-build/0.1", "tasks/git-clone/0.1", "stepactions/kaniko-build/0.1"):
         assert (CATALOG_ROOT / d / "tests/run.yaml").is_file(), d
 
 
@@ -44,7 +45,8 @@ def test_every_yaml_under_tekton_validates(path):
 def test_every_document_has_a_schema():
     kinds = {(d["apiVersion"], d["kind"]) for p in FILES for d in load_yaml_docs(p)}
     assert kinds <= set(KINDS), kinds - set(KINDS)
-    assert {("tekton.dev/v1", "Task"), ("tekton.dev/v1", "Pipeline"), ("tekton.dev/v1", "PipelineRun"),
+    assert {("tekton.dev/v1", "Task"), ("tekton.dev/v1beta1", "StepAction"), ("tekton.dev/v1", "Pipeline"),
+            ("tekton.dev/v1", "PipelineRun"),
             ("tekton.dev/v1", "TaskRun"), ("triggers.tekton.dev/v1beta1", "EventListener")} <= kinds
 
 
