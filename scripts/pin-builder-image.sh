@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Pin the executor image default of the Tekton catalog to an image digest, in one pass over every
-# copy of it (release step; see tekton/README.md "Images and releases"):
+# copy of it, by hand in a working tree (scripts/release.py pins every image default, this one
+# included, in a release copy; see tekton/README.md "Images and releases"):
 #   Task kaniko-build        param BUILDER_IMAGE
+#   StepAction kaniko-build  param BUILDER_IMAGE
+#   Pipeline build-multiarch param BUILDER_IMAGE
 #   Pipeline build-and-push  param builder-image (passed on to the Task's BUILDER_IMAGE)
 #   TriggerTemplate build-and-push-run  param builder-image (passed on to the Pipeline)
 #

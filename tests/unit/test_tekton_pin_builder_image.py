@@ -113,11 +113,11 @@ PLACEHOLDER = builder_default(TASK)
 
 def image_defaults(root: Path) -> dict[str, str]:
     """``relative path: default`` of every BUILDER_IMAGE/builder-image param declared under ``root``
-    (Task and Pipeline spec.params, TriggerTemplate spec.params)."""
+    (Task, StepAction and Pipeline spec.params, TriggerTemplate spec.params)."""
     out = {}
     for f in sorted(root.rglob("*.yaml")):
         for doc in yaml.safe_load_all(f.read_text()):
-            if not isinstance(doc, dict) or doc.get("kind") not in ("Task", "Pipeline", "TriggerTemplate"):
+            if not isinstance(doc, dict) or doc.get("kind") not in ("Task", "StepAction", "Pipeline", "TriggerTemplate"):
                 continue
             for p in doc.get("spec", {}).get("params", []):
                 if p["name"] in PARAMS and "default" in p:
@@ -134,10 +134,10 @@ def tree(tmp_path) -> Path:
 
 
 def test_every_copy_of_the_default_is_the_same_placeholder():
-    """Task, Pipeline(s) and TriggerTemplate carry one value, so one pin covers them all."""
+    """Task, StepAction, Pipeline(s) and TriggerTemplate carry one value, so one pin covers them all."""
     defaults = image_defaults(CATALOG)
     kinds = {Path(k).parts[0] for k in defaults}
-    assert {"tasks", "pipelines", "triggers"} <= kinds, defaults
+    assert {"tasks", "stepactions", "pipelines", "triggers"} <= kinds, defaults
     assert set(defaults.values()) == {PLACEHOLDER}, defaults
 
 
