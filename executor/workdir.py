@@ -141,11 +141,24 @@ def run_cache_dir(explicit: Path | None = None, environ: Mapping[str, str] | Non
     return path
 
 
+def _root_is_host_root() -> bool:
+    """True unless uid 0 of this process's user namespace is another uid outside (a rootless
+    build's namespace, executor.rootless): /proc/self/uid_map's line for 0 maps to 0."""
+    try:
+        for line in Path("/proc/self/uid_map").read_text().splitlines():
+            inside, outside, count = (int(x) for x in line.split())
+            if inside <= 0 < inside + count:
+                return outside + (0 - inside) == 0
+    except (OSError, ValueError):
+        pass
+    return True
+
+
 def default_work_parent(environ: Mapping[str, str] | None = None) -> Path:
-    """Where work directories go by default: the temp directory as root; otherwise
+    """Where work directories go by default: the temp directory as (host) root; otherwise
     ``cache_home()/executor/work`` (created 0700; :class:`UnsafeDirectory` when it is another
     user's or writable by others), or the temp directory when it cannot be created."""
-    if os.geteuid() == 0:
+    if os.geteuid() == 0 and _root_is_host_root():
         return Path(tempfile.gettempdir())
     path = cache_home(environ) / "executor" / "work"
     try:

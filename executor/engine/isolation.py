@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import enum
 import logging
+import os
 from dataclasses import dataclass
 
+from ..errors import UserError
 from .sandbox import can_unshare_network
-from .userns import namespace_refusal, userns_refusal
+from .userns import namespace_refusal, root_outside, userns_refusal
 
 log = logging.getLogger("executor.engine")
 
@@ -53,10 +55,16 @@ class Isolation:
     def detect(cls, wanted: str, needs_network_probe: bool) -> "Isolation":
         """Probe this process's privileges (``wanted``: auto | namespace | userns | chroot) and
         log the choice in one line. A forced mode is not probed (it fails at the first RUN)."""
+        if os.geteuid() != 0:  # no rootless user namespace was entered (executor.rootless)
+            from ..rootless import missing_for_run
+            raise UserError(missing_for_run())
         if wanted == "auto":
             mode, reason = choose()
         else:
             mode, reason = IsolationMode(wanted), "forced with --run-isolation"
+        outside = root_outside()
+        if outside:  # a rootless build (executor.rootless) or a pod with hostUsers: false
+            reason = "; ".join(filter(None, [f"in a user namespace: uid 0 = uid {outside} outside", reason]))
         log.info("RUN isolation: %s (%s)%s", mode, DESCRIPTION[mode], f"; {reason}" if reason else "")
         net = can_unshare_network() if (needs_network_probe and mode == IsolationMode.CHROOT) else True
         return cls(mode=mode, can_unshare_network=net, reason=reason)

@@ -124,6 +124,18 @@ def _read_all(fd: int) -> str:
     return b"".join(chunks).decode(errors="replace")
 
 
+def root_outside() -> int:
+    """The uid that this namespace's uid 0 is in the parent namespace (0 for the host's root;
+    a rootless build's user otherwise); 0 when unknown."""
+    try:
+        for r in read_id_map("/proc/self/uid_map"):
+            if r.inside <= 0 < r.inside + r.count:
+                return r.outside - r.inside
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
 def _has_cap(bit: int) -> bool:
     try:
         for line in Path("/proc/self/status").read_text().splitlines():

@@ -12,49 +12,27 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import tarfile
-import tempfile
 import uuid
 from pathlib import Path
 
 import pytest
 
 from tests.integration.test_dockerfile_features import fetch_layout
-from tests.support.tools import REPO, executor_cmd, run
+from tests.support.rootless import run_executor_as, shared_dir
+from tests.support.tools import executor_cmd, run
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.skipif(os.geteuid() != 0, reason="switches to uid 1000 with setpriv: needs root"),
               pytest.mark.skipif(shutil.which("setpriv") is None, reason="setpriv (util-linux) missing")]
 
 UID = 1000
-NO_PRIVILEGES = ["setpriv", f"--reuid={UID}", f"--regid={UID}", "--clear-groups", "--inh-caps=-all",
-                 "--bounding-set=-all", "--"]
-
-
-def unprivileged_python() -> tuple[list[str], dict[str, str]]:
-    """An interpreter uid 1000 may run, with this checkout and the venv's packages importable.
-
-    The venv's interpreter may live under /root (pyenv), which uid 1000 cannot enter; the
-    system python3 of the same minor version loads the same packages (stable ABI within a
-    minor version). Skips when there is none."""
-    for cand in (Path(sys.executable), Path(sys.base_prefix) / "bin" / "python3", Path("/usr/bin/python3")):
-        if not cand.exists():
-            continue
-        probe = subprocess.run(NO_PRIVILEGES + [str(cand), "-c", "import sys; print(sys.version_info[:2])"],
-                               capture_output=True, text=True)
-        if probe.returncode == 0 and probe.stdout.strip() == str(tuple(sys.version_info[:2])):
-            site = next(p for p in sys.path if p.endswith("site-packages") and p.startswith(sys.prefix))
-            return [str(cand)], {"PYTHONPATH": f"{REPO}:{site}"}
-    pytest.skip(f"no python{sys.version_info[0]}.{sys.version_info[1]} that uid {UID} may run")
 
 
 @pytest.fixture
 def shared_tmp():
     """A temp directory uid 1000 can read (pytest's tmp_path is under a 0700 directory of root)."""
-    d = Path(tempfile.mkdtemp(prefix="executor-rootless-test-", dir="/tmp"))
-    d.chmod(0o755)
+    d = shared_dir("executor-rootless-test-")
     yield d
     shutil.rmtree(d, ignore_errors=True)
 
@@ -64,15 +42,6 @@ def user_home(base: Path) -> Path:
     home.mkdir()
     os.chown(home, UID, UID)
     return home
-
-
-def run_as_user(args: list[str], home: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    """``executor ARGS`` as uid 1000 with no capabilities and HOME=``home``."""
-    python, env = unprivileged_python()
-    clean = {k: v for k, v in os.environ.items() if k not in ("XDG_CACHE_HOME", "XDG_RUNTIME_DIR", "TMPDIR")}
-    clean.update(env, HOME=str(home))
-    return subprocess.run(NO_PRIVILEGES + python + ["-m", "executor"] + args, capture_output=True, text=True,
-                          env=clean, timeout=timeout, cwd="/")
 
 
 def listing(layers: list[Path]) -> list[list[tuple]]:
@@ -125,7 +94,7 @@ USER 1000
     root_build = run(executor_cmd() + args + ["--destination", dest_root])
     home = user_home(shared_tmp)
     dest_user = f"{registry.host}/rootless/norun:uid{UID}"
-    p = run_as_user(args + ["--destination", dest_user, "--digest-file", str(home / "digest")], home)
+    p = run_executor_as(UID, args + ["--destination", dest_user, "--digest-file", str(home / "digest")], home)
     assert p.returncode == 0, p.stderr
     assert "Traceback" not in p.stderr
     assert (home / ".cache" / "executor" / "work").is_dir()  # its work directory: under its own home
