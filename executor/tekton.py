@@ -44,6 +44,7 @@ from .errors import UserError
 SEPARATOR = "--kaniko-build-extra-args--"
 # Tekton's termination message holds every result of a step: 4096 bytes (docs/tasks.md "Emitting results").
 RESULTS_LIMIT = 4096
+NORMALISATION_ROOM = 256  # bytes the executor may add to IMAGE's repository (index.docker.io/library/)
 # Flags `executor warm` accepts among a build's flags: those taking a value, then switches.
 WARM_VALUE_FLAGS = ("--build-arg", "--insecure-registry", "--skip-tls-verify-registry", "--registry-certificate",
                     "--registry-client-cert", "--registry-mirror", "--registry-map", "--image-download-retry",
@@ -264,12 +265,16 @@ def run(args: Sequence[str], env: Mapping[str, str] | None = None, runner: Runne
     scratch = Path(tempfile.mkdtemp(prefix="kaniko-build-"))
     try:
         plan = plan_step(env, args, str(scratch / "names"), str(scratch / "digest"))
-        pushed_guess = f"{plan.image}@sha256:{'0' * 64}"
-        if result_message_size(pushed_guess, "sha256:" + "0" * 64,
-                               artifact_outputs(plan.image, "sha256:" + "0" * 64) if plan.artifact_result else "") \
-                > RESULTS_LIMIT - 256:
+        # Refuse before building what could not be reported: the results as they will be, with
+        # room for the registry's normalisation of the repository (docker.io/library/...).
+        zero = "sha256:" + "0" * 64
+        if result_message_size(plan.image, zero, artifact_outputs(plan.image, zero) if plan.artifact_result else "") \
+                > RESULTS_LIMIT - NORMALISATION_ROOM:
             raise StepError(f"IMAGE is {len(plan.image)} bytes: its results would not fit Tekton's "
                             f"{RESULTS_LIMIT}-byte result limit")
+        for result in (plan.digest_result, plan.url_result, plan.artifact_result):
+            if result and not os.path.isdir(os.path.dirname(result) or "."):
+                raise StepError(f"{result}: the result directory does not exist (is this step run by Tekton?)")
         creds = plan.credentials
         if creds.warning:
             say(f"warning: {creds.warning}", err=True)
@@ -309,6 +314,9 @@ def run(args: Sequence[str], env: Mapping[str, str] | None = None, runner: Runne
         return 0
     except StepError as e:
         say(str(e), err=True)
+        return 1
+    except OSError as e:  # an unwritable result or cache path, a missing workspace
+        say(f"{e.filename or ''}: {e.strerror or e}", err=True)
         return 1
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

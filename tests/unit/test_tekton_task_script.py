@@ -310,6 +310,13 @@ def test_oversized_results_are_refused_before_the_build(env, monkeypatch, capsys
     assert "4096-byte result limit" in capsys.readouterr().err
 
 
+def test_missing_result_directory_is_refused_before_the_build(env, monkeypatch, capsys):
+    code, fake = run_step(env, monkeypatch, {"IMAGE": "r:5000/a:b"},
+                          extra_env={"RESULT_IMAGE_URL": f"{env}/nowhere/IMAGE_URL"})
+    assert code == 1 and fake.calls == [] and not list((env / "results").iterdir())
+    assert f"kaniko-build: {env}/nowhere/IMAGE_URL: the result directory does not exist" in capsys.readouterr().err
+
+
 def test_result_message_size_is_the_termination_message():
     url, artifact = "r:5000/a:b", tekton.artifact_outputs("r:5000/a", DIGEST)
     size = tekton.result_message_size(url, DIGEST, artifact)
