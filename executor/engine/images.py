@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import inspect
-import io
 import logging
 import os
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -21,8 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import LayerError, RegistryError, UserError
-from ..layers.compress import open_decompressed, sniff
-from ..layers.extract import apply_layer
+from ..layers.compression import sniff
+from ..layers.decompress import ChunkStream
+from ..layers.extract import apply_tar_chunks
 from ..oci import mediatypes as mt
 from ..oci.image import Image, Layer
 from ..reference import Reference, parse_reference
@@ -267,100 +266,46 @@ def _check_size(layer: Layer, actual: int, how: str) -> None:
                             f"says {layer.size}; the manifest is corrupt, re-push the image")
 
 
-class _DiffIdReader(io.RawIOBase):
-    """Reads an uncompressed layer stream, hashing every byte that passes (the layer's diff_id)."""
-
-    def __init__(self, inner):
-        super().__init__()
-        self._inner = inner
-        self._head = b""
-        self.hasher = hashlib.sha256()
-        self.passed = 0  # bytes read from the inner stream so far
-
-    def readable(self) -> bool:
-        return True
-
-    def peek_head(self, n: int) -> bytes:
-        """The first ``n`` bytes, kept to be read again."""
-        while len(self._head) < n:
-            chunk = self._inner.read(n - len(self._head))
-            if not chunk:
-                break
-            self.hasher.update(chunk)
-            self.passed += len(chunk)
-            self._head += chunk
-        return self._head[:n]
-
-    def readinto(self, b) -> int:
-        if self._head:
-            n = min(len(b), len(self._head))
-            b[:n] = self._head[:n]
-            self._head = self._head[n:]
-            return n
-        data = self._inner.read(len(b))
-        n = len(data)
-        if n:
-            b[:n] = data
-            self.hasher.update(data)
-            self.passed += n
-        return n
-
-    def drain(self) -> None:
-        """Hash what the tar reader left unread (end-of-archive padding, trailing bytes)."""
-        self._head = b""
-        while True:
-            chunk = self._inner.read(1 << 20)
-            if not chunk:
-                return
-            self.hasher.update(chunk)
-
-
-_PREFETCH = "prefetch" in inspect.signature(open_decompressed).parameters
-
-
-def _uncompressed_size(reader: _DiffIdReader) -> int:
-    """Bytes of the uncompressed layer: what ``reader`` passed so far plus the rest, read to
-    the end (only after a failure: the size the layer needs on disk, metadata aside)."""
-    done = reader.passed
-    try:
-        while True:
-            chunk = reader._inner.read(1 << 20)
-            if not chunk:
-                break
-            done += len(chunk)
-    except Exception:  # a corrupt tail: what was read is still a lower bound
-        pass
-    return done
-
-
 def apply_verified_layer(blob, root: Path, layer: Layer):
     """apply_layer of ``blob`` (a layer's compressed bytes) onto ``root``, checking that the
     uncompressed content hashes to ``layer.diff_id`` (OCI image-spec config.md, rootfs.diff_ids).
 
-    The blob is decompressed here and apply_layer reads the plain tar through a hashing reader,
-    so the content is read once. A mismatch raises LayerError after the layer was applied; the
-    build stops, so the root is never used.
+    One background thread reads, decompresses and hashes the blob while this one parses the tar
+    and writes the files (:class:`~executor.layers.decompress.ChunkStream`), so the content is
+    read once. A mismatch raises LayerError after the layer was applied; the build stops, so
+    the root is never used.
     """
-    data = open_decompressed(blob, layer.media_type, **({"prefetch": True} if _PREFETCH else {}))
     where = f" of {layer.source}" if layer.source else ""
-    try:
-        reader = _DiffIdReader(data)
-        if sniff(reader.peek_head(4)) != "none":
+    hasher = hashlib.sha256()
+    with ChunkStream(blob, layer.media_type, hasher=hasher) as chunks:
+        head = [chunks.next_chunk()]
+        if sniff(head[0][:4]) != "none":
             raise LayerError(f"layer {layer.digest}{where}: its uncompressed content is compressed again "
                              "(not a tar archive); the image is corrupt")
+
+        def next_chunk() -> bytes:
+            return head.pop() if head else chunks.next_chunk()
+
         try:
-            stats = apply_layer(reader, root, media_type=None)
+            stats = apply_tar_chunks(next_chunk, root)
         except (OSError, LayerError) as e:
             full = disk_full_cause(e)
             if full is None:
                 raise
-            raise DiskFull(root, _uncompressed_size(reader),
+            raise DiskFull(root, _uncompressed_size(chunks),
                            f"unpacking layer {layer.digest}{where} (its uncompressed size)", full.errno) from None
-        reader.drain()
-    finally:
-        data.close()
-    actual = "sha256:" + reader.hasher.hexdigest()
+        chunks.drain()  # end-of-archive padding and anything after it are part of the diff_id
+    actual = "sha256:" + hasher.hexdigest()
     if actual != layer.diff_id:
         raise LayerError(f"layer {layer.digest}{where}: its uncompressed content has {actual} but the image "
                          f"config says diff_id {layer.diff_id}; the image is corrupt, re-push it")
     return stats
+
+
+def _uncompressed_size(chunks: ChunkStream) -> int:
+    """Bytes of the uncompressed layer: what was consumed plus the rest, read to the end (only
+    after a failure: the size the layer needs on disk, metadata aside)."""
+    try:
+        return chunks.drain()
+    except Exception:  # a corrupt tail: what was read is still a lower bound
+        return chunks.passed
