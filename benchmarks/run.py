@@ -4,7 +4,7 @@
 Usage (normally through ``make bench`` -> scripts/bench.sh):
 
     benchmarks/run.py [--runs N] [--cases tiny,apt,...] [--builders executor,buildah,docker]
-                      [--modes cold,warm] [--no-push-bench] [--no-snapshot-micro]
+                      [--modes cold,warm] [--no-push-bench] [--no-snapshot-micro] [--no-unpack-bench]
 
 Everything runs on this machine against a private loopback registry (scripts/start-registry.sh)
 seeded with the bases the cases use (scripts/make-busybox-image.sh, make-debian-image.sh).
@@ -503,6 +503,7 @@ def main() -> int:
                     help="extra executor flags, e.g. '--compression zstd'")
     ap.add_argument("--no-push-bench", action="store_true")
     ap.add_argument("--no-snapshot-micro", action="store_true")
+    ap.add_argument("--no-unpack-bench", action="store_true", help="skip the unpack-vs-tar row")
     ap.add_argument("--keep", action="store_true", help="keep the temporary work directory")
     a = ap.parse_args()
     # stop cleanly (registry, dockerd, temp dirs) on SIGTERM, and on SIGINT even when started in
@@ -585,6 +586,11 @@ def main() -> int:
             out = subprocess.run([str(VENV_BIN / "python"), str(HERE / "snapshot_micro.py"), "--json",
                                   "--dir", str(work)], capture_output=True, text=True)
             extra["snapshot"] = json.loads(out.stdout) if out.returncode == 0 else {"error": out.stderr[-2000:]}
+        if not a.no_unpack_bench:
+            log("unpack benchmark: Debian base layer, executor vs tar -xzf")
+            out = subprocess.run([str(VENV_BIN / "python"), str(HERE / "unpack.py"), "--json",
+                                  "--runs", str(max(a.runs, 5)), "--dir", str(work)], capture_output=True, text=True)
+            extra["unpack"] = json.loads(out.stdout) if out.returncode == 0 else {"error": out.stderr[-2000:]}
     finally:
         for b in builders:
             b.close()
@@ -615,6 +621,12 @@ def main() -> int:
                       f"RSS {fmt_mb(p['executor_rss_kb'])}), skopeo copy {p['skopeo_s']:.2f}s "
                       f"({p['skopeo_MBps']:.0f} MB/s, RSS {fmt_mb(p['skopeo_rss_kb'])}); "
                       f"executor throughput = {p['throughput_ratio']:.2f}x skopeo")
+    if "unpack" in extra:
+        u = extra["unpack"]
+        md += ["", "### Unpack of the Debian test base (one gzip layer) vs tar -xzf", ""]
+        md.append(f"failed: {u['error'][:400]}" if "error" in u else
+                  f"{u['blob_bytes'] / 1e6:.0f} MB blob: executor {u['executor_s']:.2f}s, GNU tar -xzf {u['tar_s']:.2f}s, "
+                  f"executor/tar = {u['ratio']:.2f}x (median of {u['runs']} alternating pairs; target <= 1.2x)")
     if "snapshot" in extra:
         md += ["", "### Snapshot micro-benchmark", "", "```", json.dumps(extra["snapshot"], indent=1), "```"]
     text = "\n".join(md) + "\n"
