@@ -1,0 +1,279 @@
+"""The release path (scripts/release.py) against a loopback registry, read back with other tools.
+
+One release per module (~60-150 s depending on the machine's load: the executor image's pip
+install and the helper image's apt-get install run concurrently), single platform (linux/amd64):
+the two-platform build of the executor is what tests/multiarch proves (`--custom-platform
+linux/amd64,linux/arm64` with qemu-user-static); here the Python bases exist for amd64 only
+(debootstrap), and an arm64 one would cost minutes under emulation. Then:
+
+* the bundle is read back with skopeo (manifest) and plain HTTP GETs of its blobs: one gzip tar
+  layer per Task/StepAction/Pipeline of tekton/, each with the three ``dev.tekton.image.*``
+  annotations, holding exactly one file, byte-identical to the release catalog's file, whose
+  image defaults are the pushed images by digest;
+* the released catalog is grepped (as text, independently of scripts/release_catalog.py) for
+  any tag-only image reference;
+* the released helper image runs the released git-clone step and the Pipeline's digest-check
+  step as Tekton would run them (substitution, scripts in /tekton/scripts, uid 65534, no
+  capabilities), taking the image from the pinned defaults.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import tarfile
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.support.pod import BindMount, caps_for, pod_config, run_pod, runc_spec
+from tests.support.tekton_step import render_step, write_scripts
+from tests.support.tools import REPO, SCRIPTS, have, run, skopeo_inspect, umoci_unpack
+
+pytestmark = pytest.mark.integration
+
+VERSION = "0.9.0-test.1"
+HOST_CA_DIR = Path("/usr/local/share/ca-certificates")
+PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
+BUNDLE_DIRS = {"tasks": "task", "stepactions": "stepaction", "pipelines": "pipeline"}
+
+
+@pytest.fixture(scope="module")
+def python_base(registry) -> str:
+    """The same "python slim" stand-in base as the executor-image test (debootstrap, cached)."""
+    missing = have("debootstrap", "tar")
+    if missing:
+        pytest.skip(f"cannot make the python base image: {missing} missing (run scripts/install-deps.sh)")
+    out = run([str(SCRIPTS / "make-python-image.sh"), registry.host, "python:3.11-slim"], timeout=900)
+    return out.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def release(registry, python_base, tmp_path_factory) -> dict:
+    """Run scripts/release.py once; return its JSON summary plus ``out`` (stdout) and paths."""
+    work = tmp_path_factory.mktemp("release")
+    flags = []
+    pems = sorted(HOST_CA_DIR.glob("*.crt")) if HOST_CA_DIR.is_dir() else []
+    if pems:  # TEST ONLY: lets the executor image's pip through this machine's TLS proxy
+        (work / "pip_ca.pem").write_text("".join(p.read_text() for p in pems))
+        flags.append(f"--build-flag=--secret=id=pip_ca,src={work / 'pip_ca.pem'}")
+    flags += [f"--build-flag=--build-arg={v}" for v in PROXY_VARS if os.environ.get(v)]
+    catalog = work / "out" / "tekton"
+    p = subprocess.run([sys.executable, str(SCRIPTS / "release.py"), "--repository", f"{registry.host}/rel",
+                        "--version", VERSION, "--platforms", "linux/amd64", "--base-image", python_base,
+                        "--catalog-out", str(catalog), "--insecure-registry", registry.host,
+                        "--source-url", "https://example.invalid/executor", "--revision", "0" * 40, *flags],
+                       capture_output=True, text=True, timeout=1500)
+    assert p.returncode == 0, p.stdout[-6000:] + p.stderr
+    summary = json.loads((work / "out" / "release.json").read_text())
+    summary.update(out=p.stdout, catalog_path=catalog, work=work)
+    return summary
+
+
+def _pushed(release: dict, what: str) -> dict:
+    [entry] = [e for e in release["pushed"] if e["what"] == what]
+    return entry
+
+
+def _by_digest(entry: dict) -> str:
+    """REPO@DIGEST (skopeo refuses a reference with both a tag and a digest)."""
+    return f"{entry['reference'].rsplit(':', 1)[0]}@{entry['digest']}"
+
+
+def _blob(registry, repository: str, digest: str) -> bytes:
+    with urllib.request.urlopen(f"http://{registry.host}/v2/{repository}/blobs/{digest}", timeout=30) as r:
+        data = r.read()
+    assert "sha256:" + hashlib.sha256(data).hexdigest() == digest
+    return data
+
+
+def _catalog_resources() -> dict[tuple[str, str], Path]:
+    """(kind, name) -> file for every Task, StepAction and Pipeline of the working tree's tekton/."""
+    out = {}
+    for dirname, kind in BUNDLE_DIRS.items():
+        for f in sorted((REPO / "tekton" / dirname).glob("*/*/*.yaml")):
+            if f.stem == f.parent.parent.name:
+                out[(kind, f.stem)] = f.relative_to(REPO / "tekton")
+    return out
+
+
+# ------------------------------------------------------------------------- images and output
+def test_release_prints_every_digest_and_the_registry_agrees(release, registry):
+    assert [e["what"] for e in release["pushed"]] == ["executor", "catalog-tools", "bundle"]
+    for e in release["pushed"]:
+        assert re.fullmatch(r"sha256:[0-9a-f]{64}", e["digest"]), e
+        assert f"{e['what']} {e['reference']}@{e['digest']}" in release["out"]
+        raw = subprocess.run(["skopeo", "inspect", "--tls-verify=false", "--raw", f"docker://{e['reference']}"],
+                             capture_output=True, check=True).stdout
+        assert "sha256:" + hashlib.sha256(raw).hexdigest() == e["digest"], e
+    executor = skopeo_inspect(_pushed(release, "executor")["reference"], config=True)
+    assert executor["config"]["Entrypoint"] == ["executor"]
+    assert executor["config"]["Labels"]["org.opencontainers.image.version"] == VERSION
+    tools = skopeo_inspect(_pushed(release, "catalog-tools")["reference"], config=True)
+    assert tools["config"]["User"] == "65534:65534"
+    assert tools["config"]["Labels"]["org.opencontainers.image.revision"] == "0" * 40
+
+
+# ---------------------------------------------------------------------------------- the bundle
+def test_bundle_read_back_holds_each_resource_pinned(release, registry):
+    bundle = _pushed(release, "bundle")
+    ref = bundle["reference"]
+    repository = ref.split("/", 1)[1].rsplit(":", 1)[0]
+    manifest = json.loads(run(["skopeo", "inspect", "--tls-verify=false", "--raw", f"docker://{ref}"]).stdout)
+    assert manifest["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
+    assert manifest["annotations"]["org.opencontainers.image.version"] == VERSION
+    layers = manifest["layers"]
+    assert 0 < len(layers) <= 20
+    executor = f"{_pushed(release, 'executor')['reference']}@{_pushed(release, 'executor')['digest']}"
+    tools = f"{_pushed(release, 'catalog-tools')['reference']}@{_pushed(release, 'catalog-tools')['digest']}"
+    expected = _catalog_resources()
+    seen = {}
+    diff_ids = []
+    for layer in layers:
+        assert layer["mediaType"] == "application/vnd.oci.image.layer.v1.tar+gzip"
+        ann = layer["annotations"]
+        kind, name, api_version = ann["dev.tekton.image.kind"], ann["dev.tekton.image.name"], ann["dev.tekton.image.apiVersion"]
+        assert kind == kind.lower() and (kind, name) not in seen
+        tar_bytes = gzip.decompress(_blob(registry, repository, layer["digest"]))
+        diff_ids.append("sha256:" + hashlib.sha256(tar_bytes).hexdigest())
+        with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as tar:
+            members = tar.getmembers()
+            assert [(m.name, m.isfile()) for m in members] == [(f"{name}.yaml", True)]
+            content = tar.extractfile(members[0]).read()
+        # exactly the released catalog's file, which is the working tree's with only the image
+        # defaults changed
+        released = release["catalog_path"] / expected[(kind, name)]
+        assert content == released.read_bytes()
+        doc = yaml.safe_load(content)
+        assert (doc["apiVersion"], doc["kind"].lower(), doc["metadata"]["name"]) == (api_version, kind, name)
+        defaults = {p["name"]: p.get("default") for p in doc["spec"].get("params") or []}
+        for param, want in (("BUILDER_IMAGE", executor), ("builder-image", executor),
+                            ("GIT_IMAGE", tools), ("skopeo-image", tools)):
+            if param in defaults:
+                assert defaults[param] == want, (kind, name, param)
+        source = (REPO / "tekton" / expected[(kind, name)]).read_text().splitlines()
+        changed = [(a, b) for a, b in zip(source, content.decode().splitlines()) if a != b]
+        assert all(a.strip().startswith("default:") and "@sha256:" in b for a, b in changed), changed
+        seen[(kind, name)] = layer["digest"]
+    assert set(seen) == set(expected), "the bundle holds every Task, StepAction and Pipeline, nothing else"
+    config = json.loads(_blob(registry, repository, manifest["config"]["digest"]))
+    assert config["rootfs"]["diff_ids"] == diff_ids
+
+
+# ------------------------------------------------------------------- nothing left tag-only
+_ITEM = re.compile(r'^(\s*)- name:\s*"?([A-Za-z0-9_.-]+)"?\s*$')
+_IMAGE_LINE = re.compile(r"^\s*(?:-\s+)?image:\s*[\"']?([^\s\"'#]+)")
+_DEFAULT_LINE = re.compile(r"^\s*default:\s*[\"']?([^\s\"'#]+)")
+_DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+
+
+def tag_only_references(root: Path) -> list[str]:
+    """grep-like: every ``image:`` value that is not ``$(...)`` and has no digest, and every
+    ``default:`` of a ``- name: *IMAGE`` / ``*-image`` item without a digest."""
+    found = []
+    for f in sorted(root.rglob("*.y*ml")):
+        param = None
+        for n, line in enumerate(f.read_text().splitlines(), 1):
+            m = _ITEM.match(line)
+            if m:
+                param = m.group(2)
+                continue
+            im = _IMAGE_LINE.match(line)
+            if im and not im.group(1).startswith("$(") and not _DIGEST.search(im.group(1)):
+                found.append(f"{f.relative_to(root)}:{n}: {line.strip()}")
+            dm = _DEFAULT_LINE.match(line)
+            if dm and param and re.search(r"(?i)[_-]image$", param) and not _DIGEST.search(dm.group(1)):
+                found.append(f"{f.relative_to(root)}:{n}: {param} {line.strip()}")
+    return found
+
+
+def test_released_catalog_has_no_tag_only_image_reference(release, tmp_path):
+    catalog = release["catalog_path"]
+    assert tag_only_references(catalog) == []
+    text = "\n".join(f.read_text() for f in catalog.rglob("*.y*ml"))
+    for placeholder in ("ghcr.io/executor-project/executor:0.1.0", "alpine/git", "quay.io/skopeo"):
+        assert placeholder not in text
+    # The TriggerTemplate (not in the bundle) is pinned too.
+    tt = yaml.safe_load((catalog / "triggers/build-and-push/0.1/build-and-push-run.yaml").read_text())
+    [builder] = [p for p in tt["spec"]["params"] if p["name"] == "builder-image"]
+    assert builder["default"].endswith(_pushed(release, "executor")["digest"])
+    # the working tree still has tag-only defaults, and the grep sees them (it can fail)
+    assert tag_only_references(REPO / "tekton")
+    planted = tmp_path / "t.yaml"
+    planted.write_text("spec:\n  steps:\n    - name: x\n      image: busybox:1.36@sha256:abc\n")
+    assert tag_only_references(tmp_path) == ["t.yaml:4: image: busybox:1.36@sha256:abc"]
+
+
+# ------------------------------------------------- the helper image runs the released steps
+@pytest.fixture(scope="module")
+def tools_rootfs(release, tmp_path_factory) -> Path:
+    e = _pushed(release, "catalog-tools")
+    return umoci_unpack(_by_digest(e), tmp_path_factory.mktemp("tools")) / "rootfs"
+
+
+def _run_step(rootfs: Path, tmp: Path, step, mounts, image_config: dict):
+    scripts, home = tmp / "scripts", tmp / "home"
+    write_scripts(step, scripts)
+    home.mkdir(mode=0o777)
+    home.chmod(0o777)
+    cfg = pod_config(runc_spec(), image_config, command=step.command, args=step.args, env=step.env,
+                     working_dir=step.working_dir, caps=caps_for(step.security_context),
+                     mounts=[BindMount(str(scripts), "/tekton/scripts", readonly=True),
+                             BindMount(str(home), "/tekton/home"), *mounts])
+    sc = step.security_context
+    cfg["process"]["user"] = {"uid": sc["runAsUser"], "gid": sc.get("runAsGroup", sc["runAsUser"])}
+    cfg["process"]["noNewPrivileges"] = sc.get("allowPrivilegeEscalation") is False
+    return run_pod(rootfs, tmp / "pod", cfg, name=f"rel-{uuid.uuid4().hex[:10]}", timeout=120)
+
+
+def test_released_git_clone_step_runs_in_the_helper_image(release, tools_rootfs, tmp_path):
+    task = yaml.safe_load((release["catalog_path"] / "tasks/git-clone/0.1/git-clone.yaml").read_text())
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    run(["git", "init", "-q", "-b", "main", str(repo)])
+    (repo / "Dockerfile").write_text("FROM scratch\n")
+    run(git[:3] + ["add", "Dockerfile"])
+    run(git + ["commit", "-q", "-m", "one"])
+    commit = run(git[:3] + ["rev-parse", "HEAD"]).stdout.strip()
+    run(["chown", "-R", "65534:65534", str(repo)])  # owned by the step's uid, or git calls it dubious
+    step = render_step(task, "clone", {"URL": "file:///src/repo", "REVISION": "main"}, {"output"})
+    tools = _pushed(release, "catalog-tools")
+    assert step.image == f"{tools['reference']}@{tools['digest']}"  # the pinned default
+    out, results = tmp_path / "output", tmp_path / "results"
+    for d in (out, results):
+        d.mkdir()
+        d.chmod(0o777)
+    image_config = skopeo_inspect(_by_digest(tools), config=True)["config"]
+    p = _run_step(tools_rootfs, tmp_path, step, [BindMount(str(repo), "/src/repo", readonly=True),
+                                                 BindMount(str(out), "/workspace/output"),
+                                                 BindMount(str(results), "/tekton/results")], image_config)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert (results / "COMMIT").read_text() == commit
+    assert (out / "Dockerfile").read_text() == "FROM scratch\n"
+    assert (out / "Dockerfile").stat().st_uid == 65534
+
+
+def test_released_digest_check_step_runs_in_the_helper_image(release, registry, tools_rootfs, tmp_path):
+    pipeline = yaml.safe_load((release["catalog_path"] / "pipelines/build-and-push/0.1/build-and-push.yaml").read_text())
+    [verify] = [t for t in pipeline["spec"]["tasks"] if t["name"] == "verify-digest"]
+    task = {"metadata": {"name": "verify-digest"}, "spec": verify["taskSpec"]}
+    skopeo_image = next(p["default"] for p in pipeline["spec"]["params"] if p["name"] == "skopeo-image")
+    tools, executor = _pushed(release, "catalog-tools"), _pushed(release, "executor")
+    assert skopeo_image == f"{tools['reference']}@{tools['digest']}"
+    check = [s["name"] for s in task["spec"]["steps"]][0]
+    step = render_step(task, check, {"IMAGE_URL": executor["reference"], "IMAGE_DIGEST": executor["digest"],
+                                     "TLS_VERIFY": "false", "SKOPEO_IMAGE": skopeo_image}, set())
+    image_config = skopeo_inspect(_by_digest(tools), config=True)["config"]
+    p = _run_step(tools_rootfs, tmp_path, step, [], image_config)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert f"{executor['reference']} -> {executor['digest']} resolves" in p.stdout + p.stderr
