@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from ..errors import UserError
 from .sandbox import can_unshare_network
-from .userns import namespace_refusal, root_outside, userns_refusal
+from .userns import namespace_refusal, proc_refusal, root_outside, userns_refusal
 
 log = logging.getLogger("executor.engine")
 
@@ -44,12 +44,15 @@ DESCRIPTION = {
 @dataclass(frozen=True)
 class Isolation:
     """The build's RUN isolation: ``mode``, whether a network namespace can be made
-    (``RUN --network=none`` in chroot mode needs it) and ``reason``, why stronger modes were
-    impossible ('' when the strongest was chosen or the mode was forced)."""
+    (``RUN --network=none`` in chroot mode needs it), ``reason``, why stronger modes were
+    impossible ('' when the strongest was chosen or the mode was forced), and ``fresh_proc``:
+    False when a userns-mode RUN cannot mount its own /proc (masked /proc in a pod) and gets an
+    empty one, as in chroot mode."""
 
     mode: IsolationMode
     can_unshare_network: bool
     reason: str = ""
+    fresh_proc: bool = True
 
     @classmethod
     def detect(cls, wanted: str, needs_network_probe: bool) -> "Isolation":
@@ -62,12 +65,16 @@ class Isolation:
             mode, reason = choose()
         else:
             mode, reason = IsolationMode(wanted), "forced with --run-isolation"
+        fresh_proc = True
+        if mode == IsolationMode.USERNS and (why_proc := proc_refusal()) is not None:
+            fresh_proc = False
+            reason = "; ".join(filter(None, [reason, f"{why_proc}: RUN gets an empty /proc"]))
         outside = root_outside()
         if outside:  # a rootless build (executor.rootless) or a pod with hostUsers: false
             reason = "; ".join(filter(None, [f"in a user namespace: uid 0 = uid {outside} outside", reason]))
         log.info("RUN isolation: %s (%s)%s", mode, DESCRIPTION[mode], f"; {reason}" if reason else "")
         net = can_unshare_network() if (needs_network_probe and mode == IsolationMode.CHROOT) else True
-        return cls(mode=mode, can_unshare_network=net, reason=reason)
+        return cls(mode=mode, can_unshare_network=net, reason=reason, fresh_proc=fresh_proc)
 
 
 def choose() -> tuple[IsolationMode, str]:

@@ -226,14 +226,15 @@ def _host_file_copy(workdir: Path, name: str, fallback: str) -> Path:
 def run_in_root(root: Path, argv: list[str], env: dict[str, str], *, cwd: str, uid: int, gid: int,
                 groups: tuple[int, ...], mode: str, network: str, workdir: Path,
                 binds: list[Bind] | None = None, files: dict[str, str] | None = None,
-                stdout=None, stderr=None) -> int:
+                stdout=None, stderr=None, proc: bool = True) -> int:
     """Run ``argv`` inside ``root`` with the given identity; returns the exit status.
 
     ``mode`` is ``namespace``, ``userns`` or ``chroot`` (see :mod:`executor.engine.sandbox`); ``workdir``
     is a scratch directory owned by the executor (for the spec file and resolv.conf copies).
     ``binds`` are extra mounts (RUN --mount), namespace and userns modes only. ``files`` maps an in-root
     top-level name to content placed (mode 0755) for the command and removed afterwards
-    (heredoc scripts). Every placed file is removed again, also when this call is
+    (heredoc scripts). ``proc`` False: no fresh /proc is mounted (userns mode where the kernel
+    refuses one; :class:`executor.engine.isolation.Isolation`). Every placed file is removed again, also when this call is
     interrupted; an exception while waiting kills every process of the RUN first and is
     re-raised.
     """
@@ -277,7 +278,7 @@ def run_in_root(root: Path, argv: list[str], env: dict[str, str], *, cwd: str, u
         for name, content in (files or {}).items():
             ph.write_file(name.strip("/"), content.encode(), 0o755, temporary=True)
         spec = RunSpec(root=str(root), argv=argv, env=[f"{k}={v}" for k, v in env.items()], cwd=cwd,
-                       uid=uid, gid=gid, groups=list(groups), mode=mode, network=network, binds=binds)
+                       uid=uid, gid=gid, groups=list(groups), mode=mode, network=network, binds=binds, proc=proc)
         with tempfile.NamedTemporaryFile("w", dir=workdir, suffix=".json", delete=False) as f:
             f.write(spec.to_json())
             spec_path = f.name

@@ -143,6 +143,7 @@ class RunSpec:
     mode: str = "namespace"
     network: str = "default"
     binds: list[Bind] = field(default_factory=list)
+    proc: bool = True  # False: no fresh /proc can be mounted (userns in a pod with a masked /proc)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -307,7 +308,7 @@ def _loopback_up() -> None:
         s.close()
 
 
-def _harden_proc_sys(proc: str, sysfs: str | None) -> None:
+def _harden_proc_sys(proc: str | None, sysfs: str | None) -> None:
     """runc's defaults on the fresh /proc (mounted at host path ``proc``) and /sys (``sysfs``,
     None when there is none): READONLY_PATHS re-bound read-only, MASKED_PATHS covered
     (/dev/null over files, an empty read-only tmpfs over directories). Paths this kernel
@@ -336,8 +337,9 @@ def _harden_proc_sys(proc: str, sysfs: str | None) -> None:
 
 def _setup_mounts(spec: RunSpec, secrets: dict[str, bytes]) -> None:
     root = spec.root
-    proc = _inside(root, "/proc", want_dir=True)
-    mount("proc", proc, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    proc = _inside(root, "/proc", want_dir=True) if spec.proc else None
+    if proc is not None:
+        mount("proc", proc, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     sysfs = _inside(root, "/sys", want_dir=True)
     try:
         mount("sysfs", sysfs, "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)

@@ -195,6 +195,10 @@ def namespace_refusal() -> str | None:
 def _userns_probe() -> None:  # pragma: no cover - runs in a probe child
     enter_user_namespace(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS)
     mount("none", "/", None, MS_REC | MS_PRIVATE)
+
+
+def _proc_probe() -> None:  # pragma: no cover - runs in a probe child
+    _userns_probe()
     pid = os.fork()  # the first child is pid 1 of the new PID namespace: it mounts the fresh /proc
     if pid == 0:
         try:
@@ -208,14 +212,21 @@ def _userns_probe() -> None:  # pragma: no cover - runs in a probe child
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         err = code - 10 if code >= 10 else errno.EPERM
-        raise OSError(err, f"mounting a fresh /proc in a user namespace refused: {errno.errorcode.get(err, err)}"
-                           " (the container's /proc has masked or read-only paths?)")
+        raise OSError(err, f"a fresh /proc in a user namespace refused: {errno.errorcode.get(err, err)} "
+                           "(this container's /proc has masked paths: procMount Default)")
+
+
+def proc_refusal() -> str | None:
+    """Why a ``userns`` RUN cannot have a fresh /proc (None: it can). The kernel refuses a new
+    procfs in a user namespace unless an unmasked /proc is already visible (mount_namespaces(7);
+    a Kubernetes pod's /proc has masked paths unless ``procMount: Unmasked``)."""
+    return _in_child(_proc_probe)
 
 
 def userns_refusal() -> str | None:
     """Why ``userns`` mode is impossible here (None: possible): user namespaces disabled by
-    sysctl, unshare(CLONE_NEWUSER) refused (seccomp), the id maps not writable, or a fresh
-    /proc refused inside the new namespaces (probed for real in a forked child)."""
+    sysctl, unshare(CLONE_NEWUSER) refused (seccomp), the id maps not writable (probed for real
+    in a forked child)."""
     try:
         if int(MAX_USER_NAMESPACES.read_text()) == 0:
             return f"user namespaces disabled: {MAX_USER_NAMESPACES} is 0"

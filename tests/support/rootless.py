@@ -34,8 +34,10 @@ def no_privileges(uid: int | str, bounding: bool = False) -> list[str]:
 
 def python_for(uid: int | str) -> tuple[list[str], dict[str, str]]:
     """(interpreter argv, extra environment) that ``uid`` may run with the executor importable;
-    skips when there is none."""
-    for cand in (Path(sys.executable), Path(sys.base_prefix) / "bin" / "python3", Path("/usr/bin/python3")):
+    skips when there is none. The system's python3 first: an interpreter reached through a
+    directory only root may search (pyenv under /root) must not be the one the executor
+    re-runs for its RUN sandboxes."""
+    for cand in (Path("/usr/bin/python3"), Path(sys.base_prefix) / "bin" / "python3", Path(sys.executable)):
         if not cand.exists():
             continue
         probe = subprocess.run(no_privileges(uid) + [str(cand), "-c", "import sys; print(sys.version_info[:2])"],

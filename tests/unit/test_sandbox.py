@@ -68,13 +68,13 @@ def make_root(tmp: Path, *probes: str) -> Path:
     return root
 
 
-def run(root: Path, tmp: Path, argv: list[str], mode: str) -> tuple[int, str]:
+def run(root: Path, tmp: Path, argv: list[str], mode: str, proc: bool = True) -> tuple[int, str]:
     work = tmp / "work"
     work.mkdir(exist_ok=True)
     out = tmp / f"out-{len(list(tmp.glob('out-*')))}"
     with open(out, "wb") as f:
         rc = run_in_root(root, argv, {"PATH": "/bin"}, cwd="/", uid=0, gid=0, groups=(), mode=mode,
-                         network="default", workdir=work, stdout=f, stderr=subprocess.STDOUT)
+                         network="default", workdir=work, stdout=f, stderr=subprocess.STDOUT, proc=proc)
     return rc, out.read_text()
 
 
@@ -203,3 +203,22 @@ def test_cleanup_after_command_swaps_dev_and_etc_for_host_symlinks(tmp_path, sen
     rc, out = run(root, tmp_path, ["/bin/sh", "-c", script], mode)
     assert "swapped" in out, out
     assert snapshot(sentinel) == before
+
+
+@pytest.mark.skipif("userns" not in MODES, reason="user namespaces refused here")
+def test_userns_without_a_fresh_proc_keeps_the_pid_namespace(tmp_path):
+    """Where the kernel refuses a fresh /proc (a pod's masked /proc), a userns RUN gets an empty
+    /proc (as in chroot mode) but keeps its own PID namespace: it is pid 1 and cannot signal
+    a process outside (its pid does not exist there)."""
+    root = make_root(tmp_path)
+    (root / "proc").mkdir()
+    outside = subprocess.Popen(["sleep", "600"])
+    try:
+        rc, out = run(root, tmp_path, ["/bin/sh", "-c", f"echo pid=$$; ls -A /proc | grep -c .; kill -TERM {outside.pid}"],
+                      "userns", proc=False)
+        assert outside.poll() is None, out
+    finally:
+        outside.kill()
+        outside.wait()
+    assert rc != 0, out
+    assert out.splitlines()[:2] == ["pid=1", "0"], out

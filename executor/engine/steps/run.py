@@ -142,7 +142,7 @@ class RunStep:
                 env.update(run_mounts.env)
                 rc = run_in_root(state.root, cmd.argv, env, cwd=workdir, uid=ident.uid, gid=ident.gid,
                                  groups=ident.groups, mode=str(iso.mode), network=str(ins.network), workdir=scratch,
-                                 files=files, binds=run_mounts.binds, stdout=out, stderr=err)
+                                 files=files, binds=run_mounts.binds, stdout=out, stderr=err, proc=iso.fresh_proc)
         except MountError as e:
             raise ctx.err(f"RUN --mount: {e}") from None
         t_run = time.monotonic() - t0
