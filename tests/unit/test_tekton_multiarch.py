@@ -6,6 +6,7 @@ architecture."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -37,6 +38,8 @@ def test_interface():
     results = {r["name"]: r["value"] for r in spec["results"]}
     assert results["IMAGE_URL"] == "$(tasks.index.results.IMAGE_URL)"
     assert results["IMAGE_DIGEST"] == "$(tasks.index.results.IMAGE_DIGEST)"
+    assert results["ARTIFACT_OUTPUTS"] == "$(tasks.index.results.ARTIFACT_OUTPUTS[*])"
+    assert results["CHAINS-GIT_URL"] == "$(tasks.fetch-source.results.CHAINS-GIT_URL)"
     ann = PIPELINE["metadata"]["annotations"]
     assert ann["tekton.dev/categories"] == "Image Build"
     assert tuple(int(x) for x in ann["tekton.dev/pipelines.minVersion"].split(".")) >= (1, 3, 0)
@@ -98,7 +101,8 @@ def _run_step(script: Path, built: str, *args: str) -> tuple[subprocess.Complete
     tmp = script.parent
     env = dict(os.environ, PATH=f"{tmp / 'bin'}:{os.environ['PATH']}", CALLS=str(tmp / "calls"),
                PARAM_IMAGE="reg:5000/team/app:1.2", PARAM_BUILT_IMAGE=built, DOCKERCONFIG_BOUND="false",
-               DOCKERCONFIG_PATH="", RESULT_IMAGE_DIGEST=str(tmp / "digest"), RESULT_IMAGE_URL=str(tmp / "url"))
+               DOCKERCONFIG_PATH="", RESULT_IMAGE_DIGEST=str(tmp / "digest"), RESULT_IMAGE_URL=str(tmp / "url"),
+               RESULT_ARTIFACT_OUTPUTS=str(tmp / "artifact"))
     p = subprocess.run(["sh", str(script), *args], capture_output=True, text=True, env=env)
     calls = (tmp / "calls").read_text().splitlines() if (tmp / "calls").exists() else []
     return p, calls
@@ -113,6 +117,8 @@ def test_index_step_passes_flags_and_repo_at_digest_sources(step_script):
                      "reg:5000/team/app@sha256:aa", "reg:5000/team/app@sha256:bb"]
     assert (step_script.parent / "digest").read_text() == "sha256:1d"  # no newline (Chains)
     assert (step_script.parent / "url").read_text() == "reg:5000/team/app:1.2"
+    assert json.loads((step_script.parent / "artifact").read_text()) == {
+        "uri": "reg:5000/team/app", "digest": "sha256:1d", "isBuildArtifact": "true"}
 
 
 def test_index_step_refuses_a_missing_digest(step_script):
