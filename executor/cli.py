@@ -65,9 +65,9 @@ build_app = typer.Typer(add_completion=False, rich_markup_mode=None,
                         context_settings={"help_option_names": ["-h", "--help"]})
 
 
-def _known_build_flags() -> set[str]:
-    """Every long flag of the build command (visible or hidden)."""
-    cmd = typer.main.get_command(build_app)
+def _known_build_flags(cmd=None) -> set[str]:
+    """Every long flag of the build command (visible or hidden); ``cmd``: that command, if built."""
+    cmd = cmd or typer.main.get_command(build_app)
     return {o for p in cmd.params for o in (*p.opts, *p.secondary_opts) if o.startswith("--")}
 
 
@@ -380,13 +380,16 @@ def _jobs(value: int) -> int | None:
     return value or None
 
 
-def _run_app(app: typer.Typer, argv: list[str], prog: str) -> None:
+def _run_app(app: typer.Typer, argv: list[str], prog: str, cmd=None) -> None:
     debug = any(a in ("--verbosity=debug", "--verbosity=trace", "-v=debug") for a in argv) or (
         "debug" in argv and any(a in ("--verbosity", "-v") for a in argv))
     from .progress import stop as stop_progress
     try:
         try:
-            app(args=argv, prog_name=prog, standalone_mode=False)
+            from .clicoerce import plain_coercion
+            command = cmd or typer.main.get_command(app)
+            plain_coercion(command)  # no pydantic adapters per option (start-up time)
+            command(args=argv, prog_name=prog, standalone_mode=False)
             check_interrupted()
         finally:
             stop_progress()  # the live view's final state, then any error line below it
@@ -458,4 +461,5 @@ def _main(argv: list[str] | None) -> None:
         _run_app(warm_app, normalise_argv(args[1:]), "executor warm")
         return
     _spelling_notes.clear()
-    _run_app(build_app, normalise_argv(args, _known_build_flags(), _spelling_notes), "executor")
+    cmd = typer.main.get_command(build_app)
+    _run_app(build_app, normalise_argv(args, _known_build_flags(cmd), _spelling_notes), "executor", cmd)
