@@ -9,6 +9,7 @@ import gzip
 import io
 import json
 import re
+import shutil
 import sys
 import tarfile
 from pathlib import Path
@@ -222,3 +223,23 @@ def test_release_workflow_runs_the_script_on_version_tags_with_pinned_actions():
     assert wf["jobs"]["release"]["env"]["PLATFORMS"] == "linux/amd64,linux/arm64"
     assert "qemu-user-static" in run
     assert wf["permissions"] == {"contents": "write", "packages": "write"}
+
+
+def test_release_stops_before_building_when_it_could_not_finish(tmp_path, capsys, monkeypatch):
+    built = []
+    monkeypatch.setattr(release, "build_images", lambda *a: built.append(a))
+    (tmp_path / "c").mkdir()
+    argv = ["--repository", "127.0.0.1:1/p", "--version", "1.2.3", "--catalog-out"]
+    assert release.main(argv + [str(tmp_path / "c")]) == 1
+    assert "already exists" in capsys.readouterr().err
+    # an image param the release cannot pin, found on the scratch copy before any build
+    bad = tmp_path / "repo"
+    shutil.copytree(REPO / "tekton", bad / "tekton")
+    f = bad / "tekton/tasks/git-clone/0.1/git-clone.yaml"
+    f.write_text(f.read_text().replace("  params:\n", "  params:\n    - name: HELPER_IMAGE\n"
+                                       "      type: string\n      default: quay.io/x/y:1\n", 1))
+    monkeypatch.setattr(release, "REPO", bad)
+    assert release.main(argv + [str(tmp_path / "d")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("release: error: tasks/git-clone/0.1/git-clone.yaml:") and "HELPER_IMAGE" in err
+    assert err.count("\n") == 1 and not built and not (tmp_path / "d").exists()
