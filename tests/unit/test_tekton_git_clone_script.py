@@ -270,3 +270,70 @@ def test_url_credentials_never_reach_the_results(tmp_path, https_git):
                                 workspaces={"ssl-ca-directory": str(ca)})
     assert p.returncode == 0, p.stderr
     assert_results(results, url, sha)
+    assert TOKEN not in p.stdout
+
+
+@pytest.mark.parametrize("given,expected", [
+    ("https://bot:tok@git.example.com/a.git", "https://git.example.com/a.git"),
+    ("https://tok@git.example.com/a.git", "https://git.example.com/a.git"),       # a token as the username
+    ("HTTP://u:p@h:8080/a", "HTTP://h:8080/a"),
+    ("ssh://git@git.example.com/a.git", "ssh://git@git.example.com/a.git"),       # a user, no secret
+    ("ssh://git:pw@git.example.com/a.git", "ssh://git.example.com/a.git"),
+    ("git@git.example.com:team/a.git", "git@git.example.com:team/a.git"),         # scp-like ssh
+    ("https://git.example.com/a@b.git", "https://git.example.com/a@b.git"),       # '@' in the path
+])
+def test_url_result_drops_credentials(given, expected):
+    """The script's own URL-cleaning lines, run by sh on their own."""
+    script = TASK["spec"]["steps"][0]["script"]
+    lines = script[script.index("url=$("):].split("\n")
+    cmd = "\n".join(lines[:2]) + '\nprintf %s "$url"\n'
+    p = subprocess.run(["sh", "-c", cmd], env={"PARAM_URL": given, "PATH": "/usr/bin:/bin"},
+                       capture_output=True, text=True)
+    assert p.returncode == 0 and p.stdout == expected, p.stderr
+
+
+# ------------------------------------------------------------ ssh-directory (a stand-in ssh transport)
+FAKE_SSH = """#!/bin/sh
+# Records how git-clone invokes ssh, then runs the remote command (git-upload-pack '<path>')
+# locally, as sshd would on the server: the git protocol itself is real.
+printf '%s\\n' "$@" > "$SSH_RECORD"
+for last; do :; done
+exec sh -c "$last"
+"""
+
+
+def test_ssh_directory_workspace(tmp_path, upstream):
+    """No sshd on this machine: a stand-in `ssh` first on PATH records its arguments and runs
+    git-upload-pack locally. Checks what the step hands ssh (the copied key with -i, the config
+    with -F, known_hosts) and that the keys land in HOME/.ssh readable by the step's uid only."""
+    url, sha = upstream
+    src = url[len("file://"):]
+    bindir = tmp_path / "bin"
+    bindir.mkdir(mode=0o755)
+    (bindir / "ssh").write_text(FAKE_SSH)
+    (bindir / "ssh").chmod(0o755)
+    keys = tmp_path / "ssh-secret"
+    keys.mkdir(mode=0o755)
+    for name, text in {"id_ed25519": "PRIVATE\n", "id_ed25519.pub": "ssh-ed25519 AAAA\n",
+                       "known_hosts": "git.example.invalid ssh-ed25519 AAAA\n", "config": "Host *\n  User git\n"}.items():
+        (keys / name).write_text(text)
+        os.chmod(keys / name, 0o644)          # a Secret volume's files are world-readable (defaultMode 0644)
+    home = world_writable(tmp_path / "home")
+    record = world_writable(tmp_path / "rec") / "ssh-args"
+    p, out, results = run_as_step(tmp_path, f"ssh://git@git.example.invalid{src}", "main", home,
+                                  workspaces={"ssh-directory": str(keys)},
+                                  env={"PATH": f"{bindir}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+                                       "SSH_RECORD": str(record)})
+    assert p.returncode == 0, p.stderr
+    assert (out / "Dockerfile").read_text() == "FROM scratch\n"
+    assert_results(results, f"ssh://git@git.example.invalid{src}", sha)
+    args = record.read_text().splitlines()
+    ssh_dir = home / ".ssh"
+    assert ["-F", f"{ssh_dir}/config"] == args[args.index("-F"):args.index("-F") + 2]
+    assert f"UserKnownHostsFile={ssh_dir}/known_hosts" in args
+    assert ["-i", f"{ssh_dir}/id_ed25519"] == args[args.index("-i"):args.index("-i") + 2]
+    assert args.count("-i") == 1                # the .pub file is not an identity
+    assert "git.example.invalid" in " ".join(args) and f"git-upload-pack '{src}'" == args[-1]
+    key = ssh_dir / "id_ed25519"
+    assert key.read_text() == "PRIVATE\n" and key.stat().st_uid == SC["runAsUser"]
+    assert (key.stat().st_mode & 0o077) == 0 and (ssh_dir.stat().st_mode & 0o077) == 0
