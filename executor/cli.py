@@ -4,6 +4,7 @@
 ``executor index --destination REF SRC...`` joins pushed single-platform images into one index;
 ``executor push --tar-path FILE|--oci-layout-path DIR --destination REF`` pushes an image built earlier;
 ``executor cache prune --cache-repo REF --older-than DURATION`` deletes expired layer-cache entries;
+``executor tekton-step`` is the kaniko-build Tekton step (params from env and args, see executor/tekton.py);
 ``executor version`` prints the version. Go-style ``--flag=true|false`` booleans are accepted.
 """
 
