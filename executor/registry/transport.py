@@ -162,6 +162,7 @@ class Transport:
                 c = httpx.Client(
                     verify=verify, timeout=httpx.Timeout(self._timeout, connect=min(CONNECT_TIMEOUT_S, self._timeout)),
                     headers={"User-Agent": self._user_agent}, follow_redirects=False,
+                    transport=LazyTLSTransport(verify),
                 )
                 self._clients[ep] = c
             return c
@@ -298,6 +299,36 @@ _TLS_SPOKEN = ("certificate", "unknown_ca", "unknown ca", "alert", "handshake fa
 
 def _path(url: str) -> str:
     return httpx.URL(url).path
+
+
+class LazyTLSTransport(httpx.BaseTransport):
+    """An httpx transport that makes its TLS context (for ``verify=True``, loading the CA
+    bundle: tens of milliseconds of start-up) on the first ``https`` request only: requests to a
+    plain-HTTP registry go through a transport that never does TLS. ``verify`` is what
+    ``httpx.HTTPTransport`` takes (True, False or an ``ssl.SSLContext``)."""
+
+    def __init__(self, verify: bool | ssl.SSLContext):
+        self._verify = verify
+        self._by_scheme: dict[str, httpx.HTTPTransport] = {}
+        self._lock = threading.Lock()
+
+    def _transport(self, scheme: str) -> httpx.HTTPTransport:
+        tls = scheme != "http"
+        with self._lock:
+            t = self._by_scheme.get("https" if tls else "http")
+            if t is None:
+                t = httpx.HTTPTransport(verify=self._verify if tls else False)
+                self._by_scheme["https" if tls else "http"] = t
+            return t
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return self._transport(request.url.scheme).handle_request(request)
+
+    def close(self) -> None:
+        with self._lock:
+            transports, self._by_scheme = list(self._by_scheme.values()), {}
+        for t in transports:
+            t.close()
 
 
 def _ssl_context(ca: str | None, cert: tuple[str, str] | None) -> ssl.SSLContext:
