@@ -206,6 +206,9 @@ class ClientCore:
 
         resp = self._call(registry, False, "ping", once)
         if resp.status_code == 200:
+            # no challenge: the auth scheme is learnt, the first request of the build needs no
+            # second GET /v2/ (Transport.ensure_challenge)
+            self._transport.auth_session(registry).pinged = True
             return
         if resp.status_code == 401:
             ep = self._endpoint(registry, False)
