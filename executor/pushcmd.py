@@ -72,6 +72,7 @@ class LocalImage:
     media_type: str
     config: BlobToPush
     layers: list[BlobToPush]
+    attachments: tuple["Attachment", ...] = ()
 
     @property
     def digest(self) -> str:
@@ -87,15 +88,50 @@ def _file_blob(path: Path, digest: str, size: int, what: str) -> BlobToPush:
     return BlobToPush(digest, size, lambda: path)
 
 
+@dataclass(frozen=True)
+class Attachment:
+    """An artifact of a layout whose ``subject`` is the image pushed (an SBOM or provenance that
+    ``--oci-layout-path`` wrote with ``--sbom``/``--provenance``): its ``artifact_type``, the
+    ``document`` (the artifact's one layer) and its manifest's ``annotations``."""
+
+    artifact_type: str
+    document: bytes
+    annotations: dict
+
+
+def _attachments(root: Path, entries: list[dict], subject: str, what: str) -> tuple[Attachment, ...]:
+    """The artifacts among ``entries`` (descriptors with ``artifactType``) whose manifest names
+    ``subject``; a blob that does not hash to its digest is a damaged layout (UserError)."""
+    found = []
+    for desc in entries:
+        try:
+            data = _blob_path(root, str(desc.get("digest", "")), what).read_bytes()
+            manifest = json.loads(data)
+            if (manifest.get("subject") or {}).get("digest") != subject:
+                continue
+            layer = manifest["layers"][0]
+            document = _blob_path(root, str(layer["digest"]), what).read_bytes()
+        except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
+            raise UserError(f"{what}: artifact {desc.get('digest')} is unreadable ({e})") from None
+        if sha256_digest(data) != desc.get("digest") or sha256_digest(document) != layer["digest"]:
+            raise UserError(f"{what}: artifact {desc.get('digest')} does not match its digest; the layout is damaged")
+        found.append(Attachment(str(desc["artifactType"]), document, dict(manifest.get("annotations") or {})))
+    return tuple(found)
+
+
 def read_oci_layout(root: Path, ref_name: str | None = None, what: str | None = None) -> LocalImage:
     """The image manifest of the OCI layout ``root`` (the only one, or the one named ``ref_name``).
 
-    Raises UserError when ``root`` is no layout, holds no or several images without a
-    ``ref_name`` choice, names an index, or misses a blob."""
+    Artifacts listed with an ``artifactType`` (SBOM, provenance) are not images: those whose
+    ``subject`` is the chosen image come along as ``attachments``. Raises UserError when ``root``
+    is no layout, holds no or several images without a ``ref_name`` choice, names an index, or
+    misses a blob."""
     what = what or f"--oci-layout-path {root}"
     try:
         index = json.loads((root / "index.json").read_text())
-        entries = [m for m in index["manifests"] if isinstance(m, dict)]
+        listed = [m for m in index["manifests"] if isinstance(m, dict)]
+        entries = [m for m in listed if not m.get("artifactType")]
+        artifacts = [m for m in listed if m.get("artifactType")]
     except FileNotFoundError:
         raise UserError(f"{what}: no index.json; not an OCI image layout") from None
     except (OSError, ValueError, KeyError, TypeError) as e:
@@ -129,7 +165,8 @@ def read_oci_layout(root: Path, ref_name: str | None = None, what: str | None = 
     if sha256_digest(data) != digest:
         raise UserError(f"{what}: manifest blob {digest} hashes to {sha256_digest(data)}; the layout is damaged")
     files = [_file_blob(_blob_path(root, d, what), d, s, what) for d, s in descs]
-    return LocalImage(manifest=data, media_type=media_type, config=files[0], layers=files[1:])
+    return LocalImage(manifest=data, media_type=media_type, config=files[0], layers=files[1:],
+                      attachments=_attachments(root, artifacts, digest, what))
 
 
 def _blob_path(root: Path, digest: str, what: str) -> Path:
@@ -273,12 +310,31 @@ def push_command(
             watch_client(client)
             pushed = push_manifest(client, image.manifest, image.media_type, image.layers, image.config,
                                    list(destination))
+            _attach(client, image, pushed.digest, list(destination))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     write_digest_files(pushed.digest, list(destination), digest_file, image_name_with_digest_file,
                        image_name_tag_with_digest_file)
     log.info("done: %s", pushed.digest)
     print(pushed.digest)
+
+
+def _attach(client, image: LocalImage, digest: str, destinations: list[str]) -> None:
+    """Attach the layout's SBOM/provenance artifacts to the pushed image in every destination
+    repository (referrers API or referrers tag, as a build does; image first, artifacts after)."""
+    if not image.attachments:
+        return
+    from .reference import parse_reference
+    from .referrers import attach
+    subject = {"mediaType": image.media_type, "digest": digest, "size": len(image.manifest)}
+    repos = {}
+    for d in destinations:
+        ref = parse_reference(d)
+        repos.setdefault((ref.registry, ref.repository), ref)
+    for repo in repos.values():
+        for a in image.attachments:
+            attach(client, repo, subject, a.document, a.artifact_type, a.annotations or None)
+    log.info("attached %d artifact(s) of the layout to %d repositories", len(image.attachments), len(repos))
 
 
 def run(argv: list[str]) -> None:

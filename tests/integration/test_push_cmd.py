@@ -101,3 +101,24 @@ def test_push_of_a_tarball_holding_an_oci_layout_is_byte_exact(registry, busybox
     dest = f"{registry.host}/pushcmd/docker25:1"
     p = run_executor(["push", "--tar-path", str(tar), "-d", dest, "--insecure-registry", registry.host])
     assert p.stdout.strip() == digest == skopeo_inspect(dest)["Digest"]
+
+
+def test_push_of_a_layout_with_sbom_and_provenance_attaches_them(registry, busybox, tmp_path):
+    """A layout written with --sbom --provenance lists the image and two artifacts: executor push
+    picks the image without --ref-name and attaches both artifacts to what it pushed, found from
+    the image digest alone through the referrers tag (the test registry has no referrers API)."""
+    digest, _, layout = _build(tmp_path, busybox, ["--sbom", "--provenance"])
+    listed = json.loads((layout / "index.json").read_text())["manifests"]
+    assert sorted(bool(m.get("artifactType")) for m in listed) == [False, True, True]
+    dest = f"{registry.host}/pushed-attached/app:1"
+    p = run_executor(["push", "--oci-layout-path", str(layout), "-d", dest, "--insecure-registry", registry.host])
+    assert p.stdout.strip() == digest
+    assert skopeo_inspect(dest)["Digest"] == digest
+    tag = "sha256-" + digest.split(":")[1]
+    raw = run(["skopeo", "inspect", "--tls-verify=false", "--raw", f"docker://{registry.host}/pushed-attached/app:{tag}"])
+    referrers = json.loads(raw.stdout)["manifests"]
+    assert sorted(m["artifactType"] for m in referrers) == ["application/spdx+json", "application/vnd.in-toto+json"]
+    for m in referrers:
+        art = json.loads(run(["skopeo", "inspect", "--tls-verify=false", "--raw",
+                              f"docker://{registry.host}/pushed-attached/app@{m['digest']}"]).stdout)
+        assert art["subject"]["digest"] == digest
