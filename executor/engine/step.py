@@ -103,11 +103,19 @@ class BuildRecord:
     started: float = field(default_factory=time.time)
     finished: float = 0.0
     steps: list[StepRecord] = field(default_factory=list)
+    #: ADD URL -> ``alg:hex`` of the bytes fetched (or, on a cache hit, the ``--checksum`` that
+    #: keyed the step): the provenance's resolvedDependencies.
+    downloads: dict[str, str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, record: StepRecord) -> None:
         with self._lock:
             self.steps.append(record)
+
+    def add_download(self, url: str, digest: str) -> None:
+        """Note that ``url`` was (or, cached, would be) fetched with content ``digest`` (``alg:hex``)."""
+        with self._lock:
+            self.downloads[url] = digest
 
     def count(self, use: CacheUse) -> int:
         return sum(1 for s in self.steps if s.cache == use)

@@ -18,7 +18,10 @@ Shape::
          "resolvedDependencies": [base images {"name": "base-image:REF", "uri": "pkg:docker/...",
                                   "digest": {"sha256"}}, the context {"name": "context",
                                   "digest": {"sha256": tree digest (see context_digest)}}, the git
-                                  source {"name": "source", "uri": "git+URL", "digest": {"gitCommit"}}]},
+                                  source {"name": "source", "uri": "git+URL", "digest": {"gitCommit"}},
+                                  each ADD URL {"name": "add:URL", "uri": URL without user:password,
+                                  "digest": {ALG: hex of the bytes fetched, or the --checksum that
+                                  keyed a cache hit}}]},
        "runDetails": {"builder": {"id": BUILDER_ID, "version": {"executor": VERSION}},
                       "metadata": {"invocationId": uuid4, "startedOn", "finishedOn"},
                       "byproducts": [one per layer a step built or took from the cache:
@@ -34,6 +37,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import re
+import urllib.parse
 import uuid
 from pathlib import Path
 
@@ -85,6 +90,18 @@ def _image_uri(ref_text: str, platform: str | None) -> str:
     return PackageURL(type="docker", name=ref.repository, version=ref.tag or ref.digest, qualifiers=q).to_string()
 
 
+#: ``user[:password]@`` after a URL scheme, anywhere in a string (an ADD URL in an instruction).
+_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]+@")
+
+
+def _without_userinfo(url: str) -> str:
+    """``url`` without ``user:password@`` (credentials never land in an attestation)."""
+    parts = urllib.parse.urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
 def provenance_statement(*, subjects: list[tuple[str, str]], opts, record, bases: dict[str, str],
                          platforms: list[str], context_digest: str | None) -> dict:
     """The Statement (a dict ready for json.dumps). ``subjects``: (name, ``sha256:`` digest);
@@ -96,7 +113,7 @@ def provenance_statement(*, subjects: list[tuple[str, str]], opts, record, bases
     def clean(text: str) -> str:
         for value in scrub:
             text = text.replace(value, "***")
-        return text
+        return _USERINFO.sub(r"\1", text)
 
     dockerfile = Path(opts.dockerfile)
     try:
@@ -129,6 +146,9 @@ def provenance_statement(*, subjects: list[tuple[str, str]], opts, record, bases
     if context_digest:
         deps.append({"name": "context", "uri": opts.context_source or "dir:" + str(opts.context),
                      "digest": _hex(context_digest)})
+    for url, digest in sorted(getattr(record, "downloads", {}).items()):
+        public = clean(_without_userinfo(url))
+        deps.append({"name": f"add:{public}", "uri": public, "digest": _hex(digest)})
     if opts.source_commit:
         src = opts.context_source or ""
         deps.append({"name": "source", "uri": src if src.startswith("git") else "git+" + src,

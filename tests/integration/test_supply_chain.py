@@ -254,3 +254,48 @@ def test_several_platforms_one_sbom_each_provenance_on_the_index(registry, tmp_p
         docs = referrers(registry.host, "supply/mp", m["digest"])
         assert json.loads(docs["application/spdx+json"])["packages"][1]["name"] == "x"
     assert {p.name for p in tmp_path.glob("s-*.json")} == {"s-linux-amd64.json", "s-linux-arm64.json"}
+
+
+def test_provenance_lists_add_urls_with_their_digests_and_no_credentials(registry, busybox, tmp_path):
+    """ADD <url>: the URL (user:password removed) and the sha256 of the bytes fetched are in
+    resolvedDependencies; with --checksum and a cache hit, the checksum that keyed the step."""
+    import hashlib
+    import http.server
+    import threading
+    www = tmp_path / "www"
+    www.mkdir()
+    (www / "tool.txt").write_text("downloaded tool\n")
+    (www / "pinned.txt").write_text("pinned file\n")
+    pinned = hashlib.sha256(b"pinned file\n").hexdigest()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, directory=str(www), **kw)
+
+        def log_message(self, *a):
+            pass
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    base = f"127.0.0.1:{srv.server_address[1]}"
+    try:
+        ctx = tmp_path / "ctx"
+        ctx.mkdir()
+        (ctx / "Dockerfile").write_text(f"FROM {busybox}\nADD http://deploy:s3cr3t-t0ken@{base}/tool.txt /tool.txt\n"
+                                        f"ADD --checksum=sha256:{pinned} http://{base}/pinned.txt /pinned.txt\n")
+        for n in (1, 2):
+            run_executor(["--context", str(ctx), "--no-push", "--insecure-registry", registry.host, "--cache",
+                          "--cache-repo", f"oci:{tmp_path / 'cache'}", "--provenance-path", str(tmp_path / f"p{n}.json")])
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    for n in (1, 2):
+        text = (tmp_path / f"p{n}.json").read_text()
+        assert "s3cr3t" not in text and "deploy" not in text
+        deps = {d["name"]: d for d in json.loads(text)["predicate"]["buildDefinition"]["resolvedDependencies"]}
+        assert deps[f"add:http://{base}/pinned.txt"]["digest"] == {"sha256": pinned}
+        assert deps[f"add:http://{base}/pinned.txt"]["uri"] == f"http://{base}/pinned.txt"
+    first = {d["name"]: d for d in json.loads((tmp_path / "p1.json").read_text())
+             ["predicate"]["buildDefinition"]["resolvedDependencies"]}
+    assert first[f"add:http://{base}/tool.txt"]["digest"] == {"sha256": hashlib.sha256(b"downloaded tool\n").hexdigest()}
+    steps = json.loads((tmp_path / "p2.json").read_text())["predicate"]["buildDefinition"]["internalParameters"]["steps"]
+    assert [s["cache"] for s in steps if "pinned" in s["instruction"]] == ["hit"]

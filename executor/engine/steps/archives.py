@@ -108,8 +108,9 @@ def url_filename(url: str) -> str:
 
 
 def download_to(root: Path, url: str, dest: str, chown: tuple[int, int] | None, chmod: int | None,
-                checksum: str | None, tmp: Path) -> list[str]:
-    """Download ``url`` to in-root ``dest``; returns the written relpaths.
+                checksum: str | None, tmp: Path) -> tuple[list[str], str]:
+    """Download ``url`` to in-root ``dest``; returns (the written relpaths, ``alg:hex`` of the
+    bytes fetched; the algorithm of ``checksum``, else sha256).
 
     Raises BuildError on HTTP errors or a checksum mismatch (nothing is written then).
     """
@@ -155,4 +156,4 @@ def download_to(root: Path, url: str, dest: str, chown: tuple[int, int] | None, 
         except (TypeError, ValueError):
             pass
     written.append(relpath_in_root(root, target))
-    return written
+    return written, f"{alg}:{h.hexdigest()}"

@@ -25,7 +25,7 @@ from ...fs.paths import clean_abs, resolve_in_root
 from ...fs.snapshot import ChangeSet, FsIndex, diff
 from ..step import Prepared
 from ..users import resolve_chown
-from .archives import download_to, is_git_url, open_archive, verify_file_checksum
+from .archives import download_to, is_git_url, open_archive, parse_checksum, verify_file_checksum
 from .copying import CopySpec, copy_into_root, write_heredoc_file
 from .workdir import ensure_dir
 
@@ -118,6 +118,7 @@ class CopyStep:
                     if not checksum:
                         return None
                     out[name] = f"url@{checksum}"
+                    _note_declared(ctx, src.pattern, checksum)  # a cache hit fetches nothing
                 elif tree is None:
                     ctx_ = ctx.build.context
                     out[name] = " ".join(m.rel + ":" + tree_digest(m.path, rel_in_context=m.rel,
@@ -207,9 +208,21 @@ class CopyStep:
     def _add_url(self, ctx, url: str, dest: str, chown, chmod, checksum: str) -> list[str]:
         tmp = ctx.build.store.tmp_path(f"download-{os.getpid()}-{id(self)}-{ctx.build.unique('d').name}")
         try:
-            return download_to(ctx.state.root, url, dest, chown, chmod, checksum or None, tmp)
+            written, digest = download_to(ctx.state.root, url, dest, chown, chmod, checksum or None, tmp)
+            ctx.build.record.add_download(url, digest)
+            return written
         except BuildError as e:
             raise BuildError(f"{ctx.ins.location}: ADD {url}: {e}") from None
+
+
+def _note_declared(ctx, url: str, checksum: str) -> None:
+    """Record ``url`` with its declared ``--checksum`` (as ``alg:hex``) for the provenance; a
+    malformed checksum is reported by the download, not here."""
+    try:
+        alg, want = parse_checksum(checksum)
+    except BuildError:
+        return
+    ctx.build.record.add_download(url, f"{alg}:{want}")
 
 
 def _is_archive(path: Path) -> bool:
