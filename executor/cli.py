@@ -202,7 +202,8 @@ def build(
                               help="auto|namespace|userns|chroot (default auto: the strongest this "
                                    "environment allows)."),
     single_snapshot: bool = _opt(False, "--single-snapshot", panel=P_BUILD,
-                                 help="Accepted for Kaniko compatibility (every step is snapshotted exactly)."),
+                                 help="One layer per stage: all of a stage's changes snapshotted once at "
+                                      "its end (Kaniko's --single-snapshot)."),
     kaniko_dir: Optional[Path] = _opt(None, "--kaniko-dir", panel=P_BUILD, metavar="DIR",
                                       help="Work directory (default: a fresh temp dir)."),
     cleanup: bool = _opt(True, "--cleanup", panel=P_BUILD,

@@ -66,7 +66,12 @@ def parse_secret(spec: str) -> SecretSource:
 
 
 def resolve_dockerfile(context: Path, dockerfile: str) -> Path:
-    """Kaniko's rule: an absolute path (or one that exists as given) first, then relative to the context."""
+    """Kaniko's rule: an absolute path (or one that exists as given) first, then relative to the context.
+
+    Raises UserError for a URL (remote Dockerfiles are not fetched)."""
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", dockerfile):
+        raise UserError(f"--dockerfile {dockerfile}: a URL; remote Dockerfiles are not fetched. Download it into "
+                        "the context (e.g. curl -o CONTEXT/Dockerfile URL) and pass its path")
     p = Path(dockerfile)
     if p.is_absolute():
         return p

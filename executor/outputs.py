@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
@@ -193,6 +194,9 @@ def check_output_paths(opts) -> None:
     for flag, path in files:
         if path is None:
             continue
+        if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:/", str(path)):
+            raise UserError(f"{flag} {path}: a URL; outputs are written to local files only (Kaniko's upload to a "
+                            "pre-signed URL is not supported): write a file and upload it in a later step")
         path = Path(path)
         if str(path) in ("", "."):
             raise UserError(f"{flag}: empty path")
