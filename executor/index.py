@@ -218,7 +218,7 @@ def assemble_index(client, sources: list[str], destinations: list[str]) -> str:
 
 
 # ------------------------------------------------------------------------------------ command
-index_app = typer.Typer(add_completion=False, context_settings={"help_option_names": ["-h", "--help"]})
+index_app = typer.Typer(add_completion=False, rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]})
 
 
 @index_app.command()

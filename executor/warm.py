@@ -44,7 +44,7 @@ from .reference import Reference, parse_reference
 
 log = logging.getLogger("executor.warm")
 
-warm_app = typer.Typer(add_completion=False, context_settings={"help_option_names": ["-h", "--help"]})
+warm_app = typer.Typer(add_completion=False, rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]})
 
 
 def _store_blob(client, ref: Reference, root: Path, digest: str) -> bool:

@@ -150,3 +150,11 @@ def test_bad_flag_values_are_one_line(tmp_path, args, message):
     p = _executor(["--context", str(_ctx(tmp_path)), "--no-push", *args])
     assert p.returncode == 1 and "Traceback" not in p.stderr
     assert message in p.stderr
+
+
+@pytest.mark.parametrize("sub", [["warm"], ["index"], ["push"], ["cache", "prune"]])
+def test_subcommand_help_at_80_columns_is_whole(sub):
+    p = _executor([*sub, "--help"], env={"COLUMNS": "80"})
+    assert p.returncode == 0, p.stderr
+    assert "…" not in p.stdout and "╭" not in p.stdout
+    assert max(len(line) for line in p.stdout.splitlines()) <= 80
