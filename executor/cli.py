@@ -409,11 +409,9 @@ def _run_app(app: typer.Typer, argv: list[str], prog: str, cmd=None) -> None:
         sys.stderr.write("error: aborted\n")
         sys.exit(1)
     except typer.TyperException as e:  # usage errors: unknown flag, missing value, bad type
-        show = getattr(e, "show", None)
-        if callable(show):
-            show()
-        else:
-            sys.stderr.write(f"error: {e}\n")
+        fmt = getattr(e, "format_message", None)
+        text = " ".join((fmt() if callable(fmt) else str(e)).split())
+        sys.stderr.write(f"error: {text} (see {prog} --help)\n")
         sys.exit(getattr(e, "exit_code", 2))
 
 

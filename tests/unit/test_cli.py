@@ -56,6 +56,13 @@ def test_unknown_flag_is_a_usage_error():
     p = _cli("--bogus-flag")
     assert p.returncode == 2
     assert "No such option: --bogus-flag" in p.stderr and "Traceback" not in p.stderr
+    assert p.stderr.count("\n") == 1 and p.stderr.startswith("error: ")
+
+
+def test_bad_flag_type_and_missing_value_are_one_line_usage_errors():
+    for args in (["--push-retry", "abc"], ["--destination"], ["push", "--push-retry", "x"]):
+        p = _cli(*args)
+        assert p.returncode == 2 and p.stderr.startswith("error: ") and p.stderr.count("\n") == 1, (args, p.stderr)
 
 
 def test_missing_destination_is_explained(tmp_path):
