@@ -4,7 +4,7 @@
 Usage (normally through ``make bench`` -> scripts/bench.sh):
 
     benchmarks/run.py [--runs N] [--cases tiny,apt,...] [--builders executor,buildah,docker]
-                      [--modes cold,warm] [--no-push-bench] [--no-snapshot-micro] [--no-unpack-bench]
+                      [--modes cold,warm,change] [--no-push-bench] [--no-snapshot-micro] [--no-unpack-bench]
 
 Everything runs on this machine against a private loopback registry (scripts/start-registry.sh)
 seeded with the bases the cases use (scripts/make-busybox-image.sh, make-debian-image.sh).
@@ -17,6 +17,11 @@ the machine hit all of them alike.
 * warm: the same build again with the cache enabled and nothing changed (executor ``--cache
   --cache-copy-layers`` with a per-case cache repository, buildah ``--layers`` with a kept storage root, docker its
   layer cache). One untimed priming build first. The stages cases run cold only (CASE_MODES).
+* change: one file of the context (CHANGE_FILES) rewritten before every timed build, after a priming
+  build, cache on as in warm mode (the copychange case only: a cached expensive RUN, a COPY miss).
+
+Issue 12's rows (targets.py) are reported under the table: the executor beside BuildKit's figures
+from the issue (fixed reference numbers) and the ratio to the physical floor of the case.
 
 Cold docker builds pass ``--no-cache``: a fresh data root has no cache, but the classic builder
 would otherwise reuse one stage's RUN for an identical RUN of another stage of the same build
@@ -48,18 +53,26 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from targets import physical_floor, target_lines
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 SCRIPTS = REPO / "scripts"
 CASES_DIR = HERE / "cases"
 RESULTS = HERE / "results"
-ALL_CASES = ["tiny", "apt", "python", "multistage", "smallfiles", "biglayer", "stages1", "stages3"]
+ALL_CASES = ["tiny", "apt", "python", "multistage", "smallfiles", "biglayer", "stages1", "stages3", "debian100",
+             "copychange"]
 BASES = {  # case -> base images it needs (name in the registry, make script, extra args)
     "tiny": ["busybox"], "multistage": ["busybox"], "smallfiles": ["busybox"], "biglayer": ["busybox"],
     "apt": ["debian"], "python": ["debian-ca"], "stages1": ["busybox"], "stages3": ["busybox"],
+    "debian100": ["debian"], "copychange": ["debian"],
 }
 # cases measured in some modes only (a warm stages build is all cache hits: nothing to overlap)
-CASE_MODES = {"stages1": ["cold"], "stages3": ["cold"]}
+CASE_MODES = {"stages1": ["cold"], "stages3": ["cold"], "copychange": ["change"]}
+#: modes a case not in CASE_MODES runs in ("change" needs a file to change: CHANGE_FILES)
+DEFAULT_MODES = ["cold", "warm"]
+#: "change" mode: this file of the case's context is rewritten before every timed build
+CHANGE_FILES = {"copychange": "app.txt"}
 # derived ratios: name -> (numerator case, denominator case), per builder and mode. stages3/stages1
 # is the build graph: three independent 2 s stages cost ~1x one stage when built concurrently, ~3x
 # one after another
@@ -86,6 +99,10 @@ class Env:
     registry: str
     registry_pid: int
     bases: dict[str, str] = field(default_factory=dict)
+    contexts: dict[str, Path] = field(default_factory=dict)  # case -> a writable copy ("change" mode)
+
+    def case_dir(self, case: str) -> Path:
+        return self.contexts.get(case, CASES_DIR / case)
 
 
 def sh(cmd: list[str], **kw) -> subprocess.CompletedProcess:
@@ -179,8 +196,8 @@ class Executor(Builder):
         self.warm_ref: dict[str, str] = {}
 
     def _cmd(self, case: str, ref: str, workdir: Path, cache: bool) -> list[str]:
-        cmd = [str(VENV_BIN / "executor"), "--context", str(CASES_DIR / case),
-               "--dockerfile", str(CASES_DIR / case / "Dockerfile"), "--destination", ref,
+        cmd = [str(VENV_BIN / "executor"), "--context", str(self.env.case_dir(case)),
+               "--dockerfile", str(self.env.case_dir(case) / "Dockerfile"), "--destination", ref,
                "--build-arg", f"REGISTRY={self.env.registry}", "--insecure", "--insecure-pull",
                "--kaniko-dir", str(workdir), "--log-format", "text"] + self.extra
         if cache:
@@ -228,7 +245,8 @@ class Buildah(Builder):
         bud = ["buildah"] + common + ["bud", "--isolation", "chroot", "--signature-policy", str(self.policy),
                                       "--tls-verify=false", f"--layers={'true' if layers else 'false'}",
                                       "--build-arg", f"REGISTRY={self.env.registry}",
-                                      "-f", str(CASES_DIR / case / "Dockerfile"), "-t", ref, str(CASES_DIR / case)]
+                                      "-f", str(self.env.case_dir(case) / "Dockerfile"), "-t", ref,
+                                      str(self.env.case_dir(case))]
         b = timed(bud, logfile, env=env)
         if not b.ok:
             return b
@@ -249,7 +267,7 @@ class Buildah(Builder):
             _rm_store(store)
 
     def build(self, case: str, mode: str, logfile: Path) -> Sample:
-        if mode == "warm":
+        if mode != "cold":  # warm, change: the kept storage of the priming build
             store, ref = self.warm[case]
             return self._run(case, store, ref, True, logfile)
         store = self._store()
@@ -345,7 +363,7 @@ class Docker(Builder):
         env = dict(os.environ, DOCKER_BUILDKIT="0")
         self._reset_hwm()
         b = timed(c + ["build", "--network", "host", "--build-arg", f"REGISTRY={self.env.registry}"]
-                  + (["--no-cache"] if no_cache else []) + ["-f", str(CASES_DIR / case / "Dockerfile"), "-t", ref, str(CASES_DIR / case)], logfile, env=env)
+                  + (["--no-cache"] if no_cache else []) + ["-f", str(self.env.case_dir(case) / "Dockerfile"), "-t", ref, str(self.env.case_dir(case))], logfile, env=env)
         s = merge(b, timed(c + ["push", ref], logfile, env=env)) if b.ok else b
         s.rss_kb = self._hwm_kb()
         return s
@@ -361,7 +379,7 @@ class Docker(Builder):
         self._stop()
 
     def build(self, case: str, mode: str, logfile: Path) -> Sample:
-        if mode == "warm":
+        if mode != "cold":  # warm, change: the daemon and layer cache of the priming build
             return self._run(case, self.warm_ref, logfile)
         self._start()  # fresh data root: no layer cache, no pulled base
         try:
@@ -498,7 +516,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_RUNS", "3")))
     ap.add_argument("--cases", default=os.environ.get("BENCH_CASES", ",".join(ALL_CASES)))
     ap.add_argument("--builders", default=os.environ.get("BENCH_BUILDERS", "executor,buildah,docker"))
-    ap.add_argument("--modes", default=os.environ.get("BENCH_MODES", "cold,warm"))
+    ap.add_argument("--modes", default=os.environ.get("BENCH_MODES", "cold,warm,change"))
     ap.add_argument("--executor-args", default=os.environ.get("BENCH_EXECUTOR_ARGS", ""),
                     help="extra executor flags, e.g. '--compression zstd'")
     ap.add_argument("--no-push-bench", action="store_true")
@@ -540,12 +558,16 @@ def main() -> int:
         results: dict[str, dict] = {}
         for case in cases:
             for mode in modes:
-                if mode not in CASE_MODES.get(case, [mode]):
-                    log(f"{case}/{mode}: skipped (this case runs in {', '.join(CASE_MODES[case])} mode only)")
+                allowed = CASE_MODES.get(case, DEFAULT_MODES)
+                if mode not in allowed:
+                    log(f"{case}/{mode}: skipped (this case runs in {', '.join(allowed)} mode only)")
                     continue
                 samples: dict[str, list[Sample]] = {b.name: [] for b in builders}
                 failed: dict[str, str] = {}
-                if mode == "warm":
+                if mode == "change":  # a writable copy of the context: one file changes before each build
+                    env.contexts[case] = work / f"ctx-{case}"
+                    shutil.copytree(CASES_DIR / case, env.contexts[case])
+                if mode in ("warm", "change"):
                     for b in builders:
                         try:
                             b.start_warm(case, logdir / f"{case}-{mode}-{b.name}.log")
@@ -557,13 +579,15 @@ def main() -> int:
                     for b in order:
                         if b.name in failed:
                             continue
+                        if mode == "change":
+                            (env.contexts[case] / CHANGE_FILES[case]).write_text(f"run {i} {b.name} {uuid.uuid4()}\n")
                         s = b.build(case, mode, logdir / f"{case}-{mode}-{b.name}.log")
                         log(f"{case}/{mode} run {i + 1}/{a.runs} {b.name}: {s.wall:.2f}s, "
                             f"{s.rss_kb / 1024:.0f} MB{'' if s.ok else ' FAILED ' + s.error[:300]}")
                         if not s.ok:
                             failed[b.name] = s.error
                         samples[b.name].append(s)
-                if mode == "warm":
+                if mode in ("warm", "change"):
                     for b in builders:
                         b.end_warm(case)
                 row = {}
@@ -578,6 +602,18 @@ def main() -> int:
                 partial = table(results, wanted, unavailable)
                 (RESULTS / f"{stamp}.md").write_text(partial + "\n")
         extra: dict = {}
+        floors: dict = {}
+        for key in results:
+            try:
+                fl = physical_floor(key, env.case_dir(key.split("/")[0]), work, env.registry)
+            except (OSError, RuntimeError, subprocess.CalledProcessError) as e:
+                log(f"{key}: physical floor not measured: {e}")
+                fl = None
+            if fl is not None:
+                floors[key] = fl
+                log(f"{key}: physical floor {fl['floor_s']:.2f}s (RUN {fl['run_s']:.2f}s, gzip -1 {fl['gzip_s']:.2f}s, "
+                    f"upload {fl['upload_s']:.2f}s)")
+        extra["floors"] = floors
         if not a.no_push_bench:
             log("push benchmark: 1 GB image, executor's client vs skopeo copy")
             extra["push"] = push_bench(env, a.runs, logdir)
@@ -605,6 +641,7 @@ def main() -> int:
           table(results, wanted, unavailable), ""]
     ratios = pair_ratios(results)
     md += pair_lines(ratios, wanted)
+    md += target_lines(results, extra.get("floors", {}))
     for name, why in unavailable.items():
         md.append(f"- {name}: not run: {why}")
     for key, row in results.items():
