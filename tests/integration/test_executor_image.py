@@ -7,8 +7,10 @@ capabilities (no CAP_SYS_ADMIN, not privileged), host network, writable overlayf
   this machine's TLS-proxy CA (a RUN --mount=type=secret of the builder stage only, so pip can
   reach PyPI) is in no byte of the pushed image;
 * the product as a non-privileged step: the image builds a Dockerfile with RUN steps from a
-  bind-mounted workspace, pushes it, logs plain-chroot RUN isolation; the result is checked with
-  skopeo, umoci and runc;
+  bind-mounted workspace, pushes it, logs userns RUN isolation (no CAP_SYS_ADMIN, no seccomp
+  profile; runc's masked /proc refuses a fresh one, so the RUN's /proc is empty); the result is
+  checked with skopeo, umoci and runc; as runAsUser 1000 with no capabilities and no privilege
+  escalation (Pod Security restricted) it builds a Dockerfile without RUN;
 * the kaniko-build Task's step run the way Tekton runs it (tests/support/tekton_step.py): Tekton's
   substitution, the script in /tekton/scripts, source workspace at /workspace/source, results at
   /tekton/results; IMAGE_DIGEST must equal the registry's digest and IMAGE_URL the pushed reference.
@@ -45,7 +47,7 @@ pytestmark = pytest.mark.integration
 TASK_PATH = REPO / "tekton/tasks/kaniko-build/0.1/kaniko-build.yaml"
 HOST_CA_DIR = Path("/usr/local/share/ca-certificates")
 PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
-CHROOT_LOG = "RUN isolation: plain chroot"
+CHROOT_LOG = "RUN isolation: userns"  # what a default-capability pod without a seccomp profile gets
 # CapEff of a process holding exactly CONTAINERD_DEFAULT_CAPS (bit numbers from linux/capability.h).
 CAP_BITS = {"CAP_CHOWN": 0, "CAP_DAC_OVERRIDE": 1, "CAP_FOWNER": 3, "CAP_FSETID": 4, "CAP_KILL": 5,
             "CAP_SETGID": 6, "CAP_SETUID": 7, "CAP_SETPCAP": 8, "CAP_NET_BIND_SERVICE": 10,
@@ -231,7 +233,7 @@ def test_pod_harness_is_unprivileged(executor_image, tmp_path):
     want = sum(1 << CAP_BITS[c] for c in CONTAINERD_DEFAULT_CAPS)
     caps = dict(re.findall(r"^(Cap\w+):\s+([0-9a-f]+)$", p.stdout, re.M))
     assert {k: int(v, 16) for k, v in caps.items()} == {"CapEff": want, "CapBnd": want, "CapPrm": want}
-    assert p.stdout.splitlines()[-2:] == ["0", "chroot"]
+    assert p.stdout.splitlines()[-2:] == ["0", "userns"]
 
 
 def test_executor_image_builds_and_pushes_as_unprivileged_pod(executor_image, registry, busybox, tmp_path):
@@ -272,7 +274,7 @@ def test_executor_image_builds_and_pushes_as_unprivileged_pod(executor_image, re
 
 
 def test_chroot_run_layer_holds_only_what_the_command_changed(executor_image, registry, busybox, tmp_path):
-    """The /dev nodes and resolv.conf made for a chroot-mode RUN leave no trace, not even an
+    """The mount points and resolv.conf made for a pod's RUN leave no trace, not even an
     ``etc/`` or ``dev/`` directory entry (their ctime moves when the placeholders come and go)."""
     ws = tmp_path / "ws"
     ws.mkdir()
@@ -284,6 +286,29 @@ def test_chroot_run_layer_holds_only_what_the_command_changed(executor_image, re
     assert p.returncode == 0, p.stdout + p.stderr
     assert CHROOT_LOG in p.stdout + p.stderr
     assert _assert_no_leaks(dest, tmp_path)[-1] == ["only-this"]
+
+
+def test_executor_image_no_run_build_as_uid_1000_restricted(executor_image, registry, busybox, tmp_path):
+    """runAsUser: 1000, every capability dropped, no privilege escalation (Pod Security
+    "restricted"): a Dockerfile without RUN builds and pushes; owners land as written."""
+    ws = tmp_path / "ws"
+    ws.mkdir(mode=0o755)
+    (ws / "Dockerfile").write_text(f"FROM {busybox}\nCOPY --chown=0:0 a.txt /app/a\n"
+                                   "COPY --chown=1000:1000 a.txt /app/b\nUSER 1000\n")
+    (ws / "a.txt").write_text("a\n")
+    dest = f"{registry.host}/pod/restricted:{uuid.uuid4().hex[:8]}"
+    cfg = pod_config(runc_spec(), executor_image.config["config"], caps=[],
+                     mounts=[BindMount(str(ws), "/workspace/src")], args=["--context", "/workspace/src", "--destination", dest, "--insecure-registry", registry.host])
+    cfg["process"]["user"] = {"uid": 1000, "gid": 1000}
+    cfg["process"]["noNewPrivileges"] = True
+    p = run_pod(executor_image.rootfs, tmp_path / "pod-1000", cfg, name=f"pod-{uuid.uuid4().hex[:10]}")
+    assert p.returncode == 0, p.stdout + p.stderr
+    names = _assert_no_leaks(dest, tmp_path)
+    assert names[-2:] == [["app/", "app/a"], ["app/", "app/b"]], names
+    layout = tmp_path / "restricted-layout"
+    run(["skopeo", "copy", "-q", "--src-tls-verify=false", f"docker://{dest}", f"oci:{layout}:x"])
+    owners = run(["sh", "-c", f"for b in {layout}/blobs/sha256/*; do tar -tvzf $b --numeric-owner 2>/dev/null; done"])
+    assert re.search(r"0/0 .* app/a$", owners.stdout, re.M) and re.search(r"1000/1000 .* app/b$", owners.stdout, re.M)
 
 
 # ------------------------------------------------------------ the Tekton Task's step, for real
