@@ -254,6 +254,6 @@ def test_chroot_mode_leaves_nothing_in_layers(registry, busybox, tmp_path):
         RUN test -c /dev/null && echo ok > /dev/null && cat /etc/resolv.conf >/dev/null && echo run > /ran
         """)
     dest, p = build(registry, ctx, "core/chroot", "--run-isolation", "chroot")
-    assert "RUN isolation: plain chroot" in p.stderr
+    assert "RUN isolation: chroot (plain chroot" in p.stderr
     names = last_layer_names(dest, tmp_path / "raw")
     assert names == ["ran"], names
