@@ -24,6 +24,7 @@ import pytest
 
 from tests.integration.test_build_core import make_context as _make_context
 from tests.support.tools import run, run_executor, skopeo_inspect, umoci_unpack
+from tests.unit.test_sandbox import MODES
 
 pytestmark = pytest.mark.integration
 
@@ -99,7 +100,8 @@ RUN --mount=type=cache,target=cachedir,uid=1000,mode=0700 stat -c %a:%u /cachedi
 """
 
 
-@pytest.mark.parametrize("isolation", ["namespace", "userns", "chroot"])
+@pytest.mark.parametrize("isolation", ["namespace", pytest.param("userns", marks=pytest.mark.skipif(
+    "userns" not in MODES, reason="user namespaces refused here")), "chroot"])
 def test_run_mounts_secret_bind_tmpfs_cache(registry, busybox, tmp_path, isolation):
     """Every mount type works, writes under mounts are not in the layer, mount points that did not
     exist leave nothing, and the secret is in no layer, config, history or log; cache persists."""
