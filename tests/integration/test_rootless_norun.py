@@ -122,3 +122,21 @@ USER 1000
     st = (bundle / "rootfs" / "app" / "mixed").lstat()
     assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (1000, 65534, 0o4755)
     assert b'"User":"1000"' in config.replace(b" ", b"")
+
+
+def test_run_without_root_or_subordinate_ids_fails_in_one_line(registry, busybox, shared_tmp):
+    """uid 1000 (no /etc/subuid range, no capabilities) and a RUN: one error line naming what is
+    missing, no traceback, nothing pushed."""
+    ctx = shared_tmp / "ctx"
+    ctx.mkdir(mode=0o755)
+    (ctx / "Dockerfile").write_text(f"FROM {busybox}\nRUN true\n")
+    (ctx / "Dockerfile").chmod(0o644)
+    dest = f"{registry.host}/rootless/needs-root:{uuid.uuid4().hex[:8]}"
+    p = run_executor_as(UID, ["--context", str(ctx), "--destination", dest, "--insecure-registry", registry.host],
+                        user_home(shared_tmp))
+    assert p.returncode == 1, p.stderr
+    errors = [line for line in p.stderr.splitlines() if line.startswith("error")]
+    assert len(errors) == 1 and "RUN needs root or a rootless user namespace" in errors[0], p.stderr
+    assert f"runs as uid {UID}" in errors[0] and "/etc/subuid" in errors[0], errors
+    assert "Traceback" not in p.stderr
+    assert run(["skopeo", "inspect", "--tls-verify=false", f"docker://{dest}"], check=False).returncode != 0
