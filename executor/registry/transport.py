@@ -304,7 +304,7 @@ def _path(url: str) -> str:
 class LazyTLSTransport(httpx.BaseTransport):
     """An httpx transport that makes its TLS context (for ``verify=True``, loading the CA
     bundle: tens of milliseconds of start-up) on the first ``https`` request only: requests to a
-    plain-HTTP registry go through a transport that never does TLS. ``verify`` is what
+    plain-HTTP registry go through a transport that has no SSL context at all. ``verify`` is what
     ``httpx.HTTPTransport`` takes (True, False or an ``ssl.SSLContext``)."""
 
     def __init__(self, verify: bool | ssl.SSLContext):
@@ -317,7 +317,7 @@ class LazyTLSTransport(httpx.BaseTransport):
         with self._lock:
             t = self._by_scheme.get("https" if tls else "http")
             if t is None:
-                t = httpx.HTTPTransport(verify=self._verify if tls else False)
+                t = httpx.HTTPTransport(verify=self._verify) if tls else _plain_http_transport()
                 self._by_scheme["https" if tls else "http"] = t
             return t
 
@@ -329,6 +329,24 @@ class LazyTLSTransport(httpx.BaseTransport):
             transports, self._by_scheme = list(self._by_scheme.values()), {}
         for t in transports:
             t.close()
+
+
+class _PlainHTTPTransport(httpx.HTTPTransport):
+    """``httpx.HTTPTransport`` for ``http://`` URLs only, over a connection pool without an SSL
+    context: the process's first ``ssl.SSLContext`` costs tens of milliseconds (OpenSSL set-up),
+    which a plain-HTTP registry never needs. Limits are httpx's defaults."""
+
+    def __init__(self) -> None:  # HTTPTransport.__init__ would make an SSL context
+        import httpcore
+        self._pool = httpcore.ConnectionPool(ssl_context=None, max_connections=100, max_keepalive_connections=20,
+                                             keepalive_expiry=5.0)
+
+
+def _plain_http_transport() -> httpx.HTTPTransport:
+    try:
+        return _PlainHTTPTransport()
+    except TypeError:  # pragma: no cover - another httpcore: the ordinary transport (never does TLS here)
+        return httpx.HTTPTransport(verify=False)
 
 
 def _ssl_context(ca: str | None, cert: tuple[str, str] | None) -> ssl.SSLContext:

@@ -39,6 +39,8 @@ def test_plain_http_makes_no_verifying_tls_context(plain_server, monkeypatch):
     t = LazyTLSTransport(True)
     with httpx.Client(transport=t) as c:
         assert c.get(plain_server + "/v2/").text == "ok"
+        assert c.get(plain_server + "/v2/again").text == "ok"  # the pooled connection is reused
+        assert t._by_scheme["http"]._pool._ssl_context is None and "https" not in t._by_scheme
     assert loads == []
 
 
