@@ -128,8 +128,12 @@ class Transport:
         when nothing can be concluded (refused, timed out): the caller keeps HTTPS and its
         request fails, and is retried, with the usual error."""
         self.cancel.check(f"contacting registry {ep.registry}")
+        # The probe only asks whether the server speaks TLS, so its handshake does not verify the
+        # certificate (no CA bundle to load for a plain-HTTP registry); it sends no credentials.
+        # A server that speaks TLS keeps HTTPS, and every real request then verifies as configured.
+        probe = Endpoint(ep.registry, ep.base, False, None)
         try:
-            self.client(ep).get(f"{ep.base}/v2/", extensions=self.extensions).close()
+            self.client(probe).get(f"{ep.base}/v2/", extensions=self.extensions).close()
             return ep
         except httpx.TransportError as e:
             if self.cancel.cancelled:

@@ -51,3 +51,15 @@ def test_https_request_uses_a_verifying_transport(plain_server):
             c.get(plain_server.replace("http://", "https://") + "/v2/")  # not TLS: the handshake fails
         ctx = t._by_scheme["https"]._pool._ssl_context
         assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
+
+
+def test_scheme_probe_of_a_plain_http_loopback_registry_loads_no_ca_bundle(plain_server, monkeypatch):
+    from executor.registry.client import RegistryClient, RegistryOptions
+    loads = []
+    real = ssl.SSLContext.load_verify_locations
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", lambda self, *a, **k: (loads.append(a), real(self, *a, **k)))
+    host = plain_server.removeprefix("http://")
+    with RegistryClient(RegistryOptions()) as c:
+        assert c._endpoint(host, pull=False).base == plain_server  # HTTPS answered with plain HTTP
+        c.ping(host)
+    assert loads == []
