@@ -11,7 +11,9 @@ Semantics (OCI image-spec, layer.md "Applying Changesets", "Whiteouts"):
   takes the new metadata; any non-directory is unlinked before it is re-created, so a
   hardlinked lower file is never modified through its other names.
 * Regular files, directories, symlinks, hardlinks, fifos and char/block devices
-  (``mknod``; when not permitted the entry is listed in ``ExtractStats.skipped``).
+  (``mknod``; when not permitted the entry is listed in ``ExtractStats.skipped``, as are
+  GNU sparse files and unknown entry types). New entries are created first (``O_EXCL``,
+  ``mkdir``, ``symlink``...); what is in the way is looked at only when that fails.
   Modes incl. setuid/setgid/sticky, numeric uid/gid (``lchown``), mtimes (second
   precision as in the tar header, sub-second from PAX when present), xattrs from PAX
   ``SCHILY.xattr.*`` (ones the filesystem refuses are ignored). Directory modes and
