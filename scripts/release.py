@@ -192,26 +192,33 @@ def push_bundles(catalog: Path, args: argparse.Namespace) -> list[Pushed]:
     return out
 
 
+def check_pinned(catalog: Path) -> None:
+    left = unpinned_images(catalog)
+    if left:
+        raise ReleaseError("image references the release does not pin (build the image in the release, or "
+                           "make it a param default the release pins): " + "; ".join(left))
+
+
 def release(args: argparse.Namespace) -> list[Pushed]:
     tools_base = args.tools_base_image or args.base_image
     specs = [ImageSpec("executor", "Dockerfile.executor", args.base_image),
              ImageSpec("catalog-tools", "Dockerfile.catalog-tools", tools_base)]
     if args.catalog_out.exists():
         raise ReleaseError(f"--catalog-out {args.catalog_out} already exists; remove it or name a new directory")
-    # Fail before building when the catalog cannot be released (unknown image params, bad YAML).
+    # Fail before building when the catalog cannot be released (unknown image params, an image
+    # no release builds, bad YAML): the same steps on a scratch copy with stand-in digests.
     with tempfile.TemporaryDirectory(prefix="release-check-") as tmp:
         probe = copy_catalog(REPO / "tekton", Path(tmp) / "tekton")
         pin_catalog(probe, {s.name: f"{args.repository}/{s.name}:{args.version}@sha256:{'0' * 64}" for s in specs})
-        bundle_resources(probe)
+        check_pinned(probe)
+        plan_bundles(bundle_resources(probe))
     with tempfile.TemporaryDirectory(prefix="release-build-") as tmp:
         images = build_images(specs, args, Path(tmp))
     catalog = copy_catalog(REPO / "tekton", args.catalog_out)
     changes = pin_catalog(catalog, {p.what: p.pinned for p in images})
     for c in changes:
         print(f"pinned {c.path}:{c.line} {c.param}: {c.old} -> {c.new}")
-    left = unpinned_images(catalog)
-    if left:
-        raise ReleaseError("image references left unpinned in the release catalog: " + "; ".join(left))
+    check_pinned(catalog)
     bundles = push_bundles(catalog, args)
     pushed = images + bundles
     args.summary.parent.mkdir(parents=True, exist_ok=True)

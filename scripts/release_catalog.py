@@ -3,8 +3,10 @@
 Used by scripts/release.py; importable on its own (tests/integration/test_release.py and
 tests/unit/test_tekton_release_catalog.py use it on temp copies).
 
-* :func:`copy_catalog` copies tekton/ without its ``tests/`` directories (the catalog harness's
-  own fixtures, e.g. a busybox step that writes a Dockerfile, are not part of a release).
+* :func:`copy_catalog` copies tekton/ without its ``tests/`` and ``samples/`` directories: the
+  catalog harness's fixtures and the usage examples stay in the repository; their own steps'
+  images (e.g. a busybox step of a sample Task composing the StepAction) are the user's choice,
+  not image defaults of the catalog, and a release names only images it built and pinned.
 * :func:`pin_catalog` rewrites, in one pass over every YAML file of the copy, the ``default:``
   line of every image param (:data:`IMAGE_PARAMS`: the executor image's ``BUILDER_IMAGE`` /
   ``builder-image`` in the Task, StepAction, Pipelines and TriggerTemplate; the helper image's
@@ -46,6 +48,7 @@ IMAGE_PARAMS: dict[str, str] = {
 # destination of a build (never defaulted to an image to run).
 IMAGE_PARAM_NAME = re.compile(r"(?i)^(?!image$).*(^|[_-])image$")
 PINNED = re.compile(r"^[a-z0-9][a-z0-9._/:-]*[a-z0-9](:[A-Za-z0-9_][A-Za-z0-9._-]{0,127})?@sha256:[0-9a-f]{64}$")
+LEFT_OUT = ("tests", "samples")
 _ITEM = re.compile(r'^(?P<indent> *)- name: *"?(?P<name>[A-Za-z0-9_.-]+)"? *$')
 _DEFAULT = re.compile(r"^(?P<head> *default:) *(?P<value>.*?) *$")
 
@@ -71,10 +74,11 @@ def yaml_files(root: Path) -> list[Path]:
 
 
 def copy_catalog(src: Path, dest: Path) -> Path:
-    """Copy the catalog ``src`` to ``dest`` (which must not exist), leaving out ``tests/`` dirs."""
+    """Copy the catalog ``src`` to ``dest`` (which must not exist), leaving out ``tests/`` and
+    ``samples/`` directories."""
     if dest.exists():
         raise CatalogError(f"{dest} already exists; give a new --catalog-out directory")
-    shutil.copytree(src, dest, ignore=lambda d, names: [n for n in names if n == "tests" and Path(d, n).is_dir()])
+    shutil.copytree(src, dest, ignore=lambda d, names: [n for n in names if n in LEFT_OUT and Path(d, n).is_dir()])
     return dest
 
 
