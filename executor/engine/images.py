@@ -14,6 +14,10 @@ import errno
 import hashlib
 import logging
 import os
+import shutil
+import stat
+import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +26,7 @@ from ..errors import LayerError, RegistryError, UserError
 from ..layers.compression import sniff
 from ..layers.decompress import ChunkStream
 from ..layers.extract import apply_tar_chunks
+from .inflight import POLL_S, DownloadFile, GrowingReader, Restarted
 from ..oci import mediatypes as mt
 from ..oci.image import Image, Layer
 from ..reference import Reference, parse_reference
@@ -129,6 +134,9 @@ class ImageSource:
     local_cache: "object | None" = None
     _resolved: dict[str, tuple[ResolvedImage, Reference]] = field(default_factory=dict)
     _pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(max_workers=4))
+    #: digest -> (temporary file, its DownloadFile) of the downloads in progress
+    _inflight: dict[str, tuple[str, DownloadFile]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def resolve(self, ref_text: str) -> tuple[ResolvedImage, Reference]:
         """Resolve ``ref_text`` to the platform manifest and config (cached)."""
@@ -192,7 +200,14 @@ class ImageSource:
         try:
             tmp = self.store.tmp_path(layer.digest.replace(":", "-") + f".{os.getpid()}.{id(layer)}")
             with open(tmp, "wb") as f:
-                n = self.client.fetch_blob(ref, layer.digest, f)
+                dl = DownloadFile(f)
+                with self._lock:
+                    self._inflight[layer.digest] = (str(tmp), dl)
+                try:
+                    n = self.client.fetch_blob(ref, layer.digest, dl)
+                finally:
+                    with self._lock:
+                        self._inflight.pop(layer.digest, None)
             _check_size(layer, n, "downloaded")
             layer.path = self.store.adopt(tmp, layer.digest)
         except BaseException as e:
@@ -216,12 +231,17 @@ class ImageSource:
         awaited (their partial files removed) and :class:`DiskFull` is raised; for a download it
         names the blob directory and the total size of the image's blobs still missing there."""
         missing = [layer for layer in image.layers if not self._local(layer)]
+        # the first layer onto an empty root is unpacked while it downloads (a restarted download
+        # is redone from the verified file); later ones overlap the download of the next
+        follow = bool(missing) and missing[0] is image.layers[0] and not any(os.scandir(root))
         futures = self.fetch_all(image.layers)
         try:
-            for layer, fut in zip(image.layers, futures, strict=True):
-                path = fut.result()
-                with open(path, "rb") as f:
-                    stats = apply_verified_layer(f, root, layer)
+            for i, (layer, fut) in enumerate(zip(image.layers, futures, strict=True)):
+                if i == 0 and follow:
+                    stats = self._apply_following(layer, fut, root)
+                else:
+                    with open(fut.result(), "rb") as f:
+                        stats = apply_verified_layer(f, root, layer)
                 if stats.skipped:
                     log.debug("layer %s: skipped %d entries (e.g. %s)", layer.digest[:19], len(stats.skipped),
                               stats.skipped[0])
@@ -236,6 +256,43 @@ class ImageSource:
             raise DiskFull(self.store.root, total, f"downloading {len(missing)} layer blob(s) of "
                            f"{', '.join(sources)} (then unpacking them)") from None
 
+    def _apply_following(self, layer: Layer, fut: Future, root: Path):
+        """Apply ``layer`` onto the empty ``root`` while ``fut`` downloads it (see inflight)."""
+        entry = None
+        while entry is None and not fut.done():
+            with self._lock:
+                entry = self._inflight.get(layer.digest)
+            if entry is None:
+                time.sleep(POLL_S)
+        reader = None
+        if entry is not None:
+            try:
+                reader = GrowingReader(entry[0], entry[1], fut)
+            except FileNotFoundError:  # finished and moved under its digest meanwhile
+                reader = None
+        if reader is not None:
+            dl = entry[1]
+            try:
+                with reader:
+                    stats = apply_verified_layer(reader, root, layer)
+                fut.result()
+                if dl.generation == 0:
+                    return stats
+            except Restarted:
+                pass
+            except LayerError:
+                # corrupt bytes of a download that then failed, or started over, are not the layer's
+                failed = fut.exception()
+                if failed is not None:
+                    raise failed from None
+                if dl.generation == 0:
+                    raise
+            log.debug("layer %s: the download started over; unpacking it again from the verified blob",
+                      layer.digest[:19])
+            _empty_dir(root)
+        with open(fut.result(), "rb") as f:
+            return apply_verified_layer(f, root, layer)
+
     def _local(self, layer: Layer) -> bool:
         """True when ``layer``'s blob needs no download (already local or in the store)."""
         if layer.path is not None and layer.path.exists():
@@ -244,6 +301,24 @@ class ImageSource:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _empty_dir(root: Path) -> None:
+    """Remove everything inside ``root`` (never following symlinks; read-only directories made
+    writable first)."""
+    def onerror(func, p, exc):
+        if isinstance(exc, PermissionError):
+            os.chmod(os.path.dirname(p), 0o700)
+            func(p)
+            return
+        raise exc
+
+    for e in os.scandir(root):
+        if e.is_dir(follow_symlinks=False):
+            os.chmod(e.path, stat.S_IRWXU)
+            shutil.rmtree(e.path, onerror=lambda f, p, ei: onerror(f, p, ei[1]))
+        else:
+            os.unlink(e.path)
 
 
 def _check_platform(ref_text: str, resolved: ResolvedImage, platform: str) -> None:
