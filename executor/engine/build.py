@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TextIO
@@ -54,6 +55,21 @@ class BuildResult:
     stages_built: list[int] = field(default_factory=list)
     platform: str = ""
     bases: dict[str, str] = field(default_factory=dict)  # base image reference -> manifest digest
+
+
+def _resolve_bases(b: BuildServices, nodes: list) -> None:
+    """Resolve every FROM image of ``nodes`` (StageNodes) for its platform, concurrently, before
+    any stage runs: a base missing a requested platform, or unreachable, fails the build before
+    minutes of other platforms' work. The results are the sources' cache, so stages do not ask
+    again. Raises the first RegistryError / UserError."""
+    wanted = list(dict.fromkeys((n.platform, n.base) for n in nodes
+                                if n.parent is None and n.base.lower() != "scratch"))
+    if len(wanted) < 2:
+        return  # one base: the stage resolves it first thing anyway
+    with ThreadPoolExecutor(max_workers=min(8, len(wanted)), thread_name_prefix="resolve") as pool:
+        futures = [pool.submit(b.source(platform).resolve, base) for platform, base in wanted]
+        for f in futures:
+            f.result()
 
 
 def _epoch(opts: BuildOptions) -> int | None:
@@ -142,6 +158,7 @@ class Build:
             with stage_label(label):
                 StageBuilder(b, plan, node, exported=unit in work.exported).run()
 
+        _resolve_bases(b, [plans[work.platform_of[u]].nodes[u[1]] for u in work.order])
         run_graph(work.order, work.deps, build_unit, jobs, on_abort=b.abort)
         self._warn_unused(b.used_build_args)
         results = []

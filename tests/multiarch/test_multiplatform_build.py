@@ -111,3 +111,18 @@ def test_a_base_without_the_requested_platform_is_an_error(registry, busybox, tm
     assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
     last = p.stderr.strip().splitlines()[-1]
     assert "is linux/amd64, not the requested linux/arm64" in last, last
+
+
+def test_a_base_missing_one_of_several_platforms_fails_before_any_stage(registry, busybox, tmp_path):
+    """Every FROM image is resolved for its platform before the stages run: with an amd64-only
+    base and two platforms, the build fails on arm64 before the amd64 stage pulls anything."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "a.txt").write_text("a\n")
+    (ctx / "Dockerfile").write_text(f"FROM {busybox}\nCOPY a.txt /a.txt\n")
+    p = run_executor(["--context", str(ctx), "--no-push", "--custom-platform", "linux/amd64,linux/arm64",
+                      "--insecure-registry", registry.host], check=False)
+    assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
+    last = p.stderr.strip().splitlines()[-1]
+    assert "is linux/amd64, not the requested linux/arm64" in last, last
+    assert "pulling base image" not in p.stderr, p.stderr
