@@ -41,7 +41,14 @@ class BlobDownloads(ClientCore):
         line naming registry and blob) otherwise; a non-seekable ``dest`` cannot be rewound,
         so a corrupt or unresumable download of one fails at once.
         """
-        return self._with_mirrors(ref, lambda r: self._fetch_blob_direct(r, digest, dest))
+        start = _tell(dest)
+
+        def from_start(candidate: Reference) -> int:
+            if start is not None:  # an earlier mirror may have written part of the blob
+                dest.seek(start)
+                dest.truncate()
+            return self._fetch_blob_direct(candidate, digest, dest)
+        return self._with_mirrors(ref, from_start)
 
     def _fetch_blob_direct(self, ref: Reference, digest: str, dest: BinaryIO) -> int:
         algo, _, expected_hex = digest.partition(":")
