@@ -77,7 +77,8 @@ def push_manifest(client: RegistryClient, manifest: bytes, media_type: str, laye
     manifest is put then."""
     digest = sha256_digest(manifest)
     refs = [parse_reference(d) for d in destinations]
-    seen_repos: set[tuple[str, str]] = set()
+    current = [ref for ref in refs if _already_there(client, ref, digest)]
+    seen_repos: set[tuple[str, str]] = {(r.registry, r.repository) for r in current}  # its blobs are there
     with ThreadPoolExecutor(max_workers=4) as pool:
         for ref in refs:
             key = (ref.registry, ref.repository)
@@ -89,9 +90,25 @@ def push_manifest(client: RegistryClient, manifest: bytes, media_type: str, laye
             log.info("pushed blobs to %s/%s: %s", ref.registry, ref.repository,
                      ", ".join(f"{outcomes.count(k)} {k}" for k in ("uploaded", "mounted", "exists") if outcomes.count(k)))
     for ref in refs:
+        if ref in current:
+            log.info("%s is already %s: nothing to push", ref, digest)
+            continue
         client.put_manifest(ref, manifest, media_type)
         log.info("pushed %s@%s", ref, digest)
     return PushedImage(digest=digest, references=refs)
+
+
+def _already_there(client: RegistryClient, ref: Reference, digest: str) -> bool:
+    """True when ``ref`` (a tag) already names exactly the manifest ``digest``: one HEAD instead
+    of a HEAD per blob and a PUT (a registry keeps every blob a stored manifest references). Any
+    doubt -- no tag, an error, another digest -- means False, and the image is pushed as usual."""
+    if not ref.tag or ref.digest:
+        return False
+    try:
+        found = client.head_manifest(ref)
+    except RegistryError:
+        return False
+    return found is not None and found[0] == digest
 
 
 def image_parts(result: BuildResult) -> tuple[bytes, list[BlobToPush], BlobToPush]:
