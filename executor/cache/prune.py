@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +34,7 @@ from pathlib import Path
 from ..errors import NotFound, RegistryError, UserError
 from ..oci import mediatypes as mt
 from ..oci.image import sha256_digest
-from ..oci.layout import REF_NAME, blob_path, index_lock, read_index, tmp_name
+from ..oci.layout import REF_NAME, blob_path, index_lock, read_index, write_index
 from ..reference import Reference, parse_reference
 from ..registry.cancel import Cancelled
 from ..registry.client import RegistryClient
@@ -194,13 +193,7 @@ def prune_layout(root: Path, cutoff: float, dry_run: bool = False) -> PruneRepor
         referenced = _referenced(root, keep, where)
         if not dry_run and expired:
             index["manifests"] = keep
-            path = root / "index.json"
-            tmp = tmp_name(path)
-            try:
-                tmp.write_text(json.dumps(index, indent=1))
-                os.replace(tmp, path)
-            finally:
-                tmp.unlink(missing_ok=True)
+            write_index(root, index)
         blobs, freed = _collect(root, referenced, cutoff, dry_run)
     expired.sort(key=lambda e: e.created)
     return PruneReport(location=where, dry_run=dry_run, entries=entries, expired=tuple(expired),

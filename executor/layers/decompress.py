@@ -16,6 +16,18 @@ from executor.layers.zstd_codec import ZstdReader
 _BUFFER = 256 * 1024
 
 
+def _put_unless_stopped(q: queue.Queue, stop: threading.Event, item) -> bool:
+    """Put ``item`` on the bounded queue ``q``, waiting for room; False once ``stop`` is set (the
+    reader went away), so a producer thread never blocks forever."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.2)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
 class Prefetch(io.RawIOBase):
     """Reads ``inner`` on a background thread (decompression releases the GIL), so the
     consumer (tar parsing, file writes) overlaps with decompressing the next megabytes.
@@ -37,13 +49,7 @@ class Prefetch(io.RawIOBase):
         self._t.start()
 
     def _put(self, item) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._q.put(item, timeout=0.2)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return _put_unless_stopped(self._q, self._stop, item)
 
     def _run(self) -> None:
         try:
@@ -136,13 +142,7 @@ class ChunkStream:
         self._t.start()
 
     def _put(self, item) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._q.put(item, timeout=0.2)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return _put_unless_stopped(self._q, self._stop, item)
 
     def _run(self) -> None:
         try:

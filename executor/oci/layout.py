@@ -179,13 +179,19 @@ def add_index_entry(root: Path, descriptor: dict, replaces: Callable[[dict], boo
         index["schemaVersion"] = 2
         index["mediaType"] = mt.OCI_INDEX
         index["manifests"] = [m for m in index.get("manifests") or [] if not replaces(m)] + [descriptor]
-        path = root / "index.json"
-        tmp = tmp_name(path)
-        try:
-            tmp.write_text(json.dumps(index, indent=1))
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        write_index(root, index)
+
+
+def write_index(root: Path, index: dict) -> None:
+    """Replace ``root``/index.json with ``index`` atomically (temp file + rename); the caller
+    holds the layout's lock."""
+    path = root / "index.json"
+    tmp = tmp_name(path)
+    try:
+        tmp.write_text(json.dumps(index, indent=1))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_oci_layout(path: Path, image: Image, blob_paths: list[Path], ref_name: str | None = None) -> str:
