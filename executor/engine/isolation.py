@@ -14,6 +14,7 @@ import enum
 import logging
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..errors import UserError
 from .sandbox import can_unshare_network
@@ -46,8 +47,8 @@ class Isolation:
     """The build's RUN isolation: ``mode``, whether a network namespace can be made
     (``RUN --network=none`` in chroot mode needs it), ``reason``, why stronger modes were
     impossible ('' when the strongest was chosen or the mode was forced), and ``fresh_proc``:
-    False when a userns-mode RUN cannot mount its own /proc (masked /proc in a pod) and gets an
-    empty one, as in chroot mode."""
+    False when a userns-mode RUN (or a namespace-mode one in a user namespace) cannot mount its
+    own /proc (masked /proc in a pod) and gets an empty one, as in chroot mode."""
 
     mode: IsolationMode
     can_unshare_network: bool
@@ -66,7 +67,10 @@ class Isolation:
         else:
             mode, reason = IsolationMode(wanted), "forced with --run-isolation"
         fresh_proc = True
-        if mode == IsolationMode.USERNS and (why_proc := proc_refusal()) is not None:
+        # namespace mode counts too when this process is itself in a user namespace (a rootless
+        # build, executor.rootless; hostUsers: false): the kernel refuses its fresh /proc the same way
+        if (mode == IsolationMode.USERNS or (mode == IsolationMode.NAMESPACE and _in_user_namespace())) \
+                and (why_proc := proc_refusal()) is not None:
             fresh_proc = False
             reason = "; ".join(filter(None, [reason, f"{why_proc}: RUN gets an empty /proc"]))
         outside = root_outside()
@@ -75,6 +79,15 @@ class Isolation:
         log.info("RUN isolation: %s (%s)%s", mode, DESCRIPTION[mode], f"; {reason}" if reason else "")
         net = can_unshare_network() if (needs_network_probe and mode == IsolationMode.CHROOT) else True
         return cls(mode=mode, can_unshare_network=net, reason=reason, fresh_proc=fresh_proc)
+
+
+def _in_user_namespace() -> bool:
+    """True unless this process is in the initial user namespace (user_namespaces(7): its
+    /proc/self/uid_map is the single identity line ``0 0 4294967295``)."""
+    try:
+        return Path("/proc/self/uid_map").read_text().split() != ["0", "0", "4294967295"]
+    except OSError:
+        return False
 
 
 def choose() -> tuple[IsolationMode, str]:
