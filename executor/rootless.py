@@ -18,7 +18,10 @@ own and its delegated ranges. Work and cache directories are under the user's ca
 (``$XDG_CACHE_HOME`` or ``~/.cache``, see :mod:`executor.workdir`).
 
 Without ranges or helpers, nothing happens here: a build without RUN still works (owners are
-recorded, :mod:`executor.fs.owners`); a RUN fails with one line saying what is missing.
+recorded, :mod:`executor.fs.owners`); a RUN fails with one line saying what is missing. With
+them but refused (seccomp refusing unshare, no privilege escalation for the helpers), the
+process stays as it was and the build log gets one ``rootless: no user namespace (...)`` line
+(:func:`enter_or_fall_back`).
 The process must still be single-threaded (unshare(2): EINVAL otherwise), so this runs first.
 """
 
@@ -140,17 +143,115 @@ def missing_for_run() -> str:
             lacks.append(f"{tool} not installed (package uidmap)")
     if blocked := _helpers_blocked():
         lacks.append(f"newuidmap/newgidmap cannot work: {blocked}")
-    why = "; ".join(lacks) or "the rootless user namespace could not be entered"
+    why = "; ".join(lacks) or "the rootless user namespace could not be entered: see the 'rootless:' line above"
     return (f"RUN needs root or a rootless user namespace, and this executor runs as uid {uid} ({why}); "
             "run it as root, or as a user with subordinate ids (usermod --add-subuids/--add-subgids) who may use "
             "newuidmap/newgidmap, or build without RUN")
 
 
+def enter_or_fall_back() -> str:
+    """Enter the rootless user namespace when :func:`plan` finds one. Returns '' when entered or
+    when nothing was meant to be entered (already root; no subordinate ranges or no map tools);
+    otherwise, with this process left exactly as it was (uid, namespaces), one line for the build
+    log saying why and what still works: unshare(CLONE_NEWUSER) refused (seccomp), the map tools
+    refused (no privilege escalation, no CAP_SETUID/CAP_SETGID in the bounding set, setuid or
+    file capabilities lost)."""
+    if os.geteuid() == 0:
+        return ""
+    p = plan()
+    if p is None:
+        blocked = _helpers_blocked()
+        if not blocked or not _has_ranges_and_tools():
+            return ""
+        why = f"newuidmap/newgidmap cannot work: {blocked}"
+    else:
+        try:
+            enter(p)
+            return ""
+        except RootlessError as e:
+            why = str(e).removeprefix("rootless build: ")
+    return (f"rootless: no user namespace ({why}); continuing as uid {os.getuid()}: "
+            "a Dockerfile without RUN builds, a RUN step fails")
+
+
+def _has_ranges_and_tools() -> bool:
+    uid = os.getuid()
+    try:
+        user = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        user = str(uid)
+    return (subordinate_range(SUBUID, user, uid) is not None and subordinate_range(SUBGID, user, uid) is not None
+            and shutil.which("newuidmap") is not None and shutil.which("newgidmap") is not None)
+
+
+def _run_maps(p: RootlessPlan, pid: int) -> str:
+    """Map ``pid``'s user namespace with newuidmap then newgidmap; '' or the failing tool's message."""
+    for tool, args in ((p.newuidmap, p.uid_args()), (p.newgidmap, p.gid_args())):
+        r = subprocess.run([tool, str(pid), *args], capture_output=True, text=True)
+        if r.returncode != 0:
+            return (r.stderr.strip() or f"{tool} exited {r.returncode}")[:500]
+    return ""
+
+
+def _unshare_error(e: OSError) -> RootlessError:
+    hint = " (the process has threads)" if e.errno == errno.EINVAL else \
+        " (user namespaces disabled, or refused by seccomp)" if e.errno in (errno.EPERM, errno.ENOSPC) else ""
+    return RootlessError(f"rootless build: unshare(CLONE_NEWUSER) failed: {e.strerror}{hint}")
+
+
+def _map_error(p: RootlessPlan, why: str) -> RootlessError:
+    hint = (" (newuidmap/newgidmap need their file capabilities or setuid bit: not usable with "
+            "no_new_privs / allowPrivilegeEscalation: false or an emptied capability bounding set)"
+            if "Permission denied" in why or "Operation not permitted" in why else "")
+    return RootlessError(f"rootless build: mapping ids {p.uid_args()} / {p.gid_args()} with newuidmap/newgidmap "
+                         f"failed: {why}{hint}")
+
+
+def _probe(p: RootlessPlan) -> None:
+    """Map a throwaway child's new user namespace first: a refusal (unshare or a map tool) then
+    leaves this process untouched, which an unmapped namespace of its own would not. Raises
+    :class:`RootlessError`."""
+    ready_r, ready_w = os.pipe()
+    done_r, done_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - probe child
+        code = 0
+        try:
+            os.close(ready_r)
+            os.close(done_w)
+            try:
+                _unshare(CLONE_NEWUSER)
+                os.write(ready_w, b"u")
+            except OSError as e:
+                os.write(ready_w, str(e.errno or errno.EPERM).encode())
+            os.read(done_r, 1)
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(ready_w)
+    os.close(done_r)
+    try:
+        got = os.read(ready_r, 32)
+        if got != b"u":
+            err = int(got) if got.isdigit() else errno.EPERM
+            raise _unshare_error(OSError(err, os.strerror(err)))
+        why = _run_maps(p, pid)
+    finally:
+        os.close(done_w)
+        os.close(ready_r)
+        os.waitpid(pid, 0)
+    if why:
+        raise _map_error(p, why)
+
+
 def enter(p: RootlessPlan) -> None:
     """unshare(CLONE_NEWUSER) in this (single-threaded) process and have a helper child map it
     with newuidmap/newgidmap (:class:`RootlessPlan`); afterwards this process is uid/gid 0 of
-    the new namespace with its full capability set. Raises :class:`RootlessError` naming the
-    step that failed (unshare refused, a map tool's own message)."""
+    the new namespace with its full capability set. A probe child is mapped first
+    (:func:`_probe`), so a refusal raises :class:`RootlessError` (naming the step that failed:
+    unshare refused, a map tool's own message) with this process unchanged."""
+    _probe(p)
     go_r, go_w = os.pipe()
     res_r, res_w = os.pipe()
     me = os.getpid()
@@ -161,11 +262,9 @@ def enter(p: RootlessPlan) -> None:
             os.close(go_w)
             os.close(res_r)
             if os.read(go_r, 1) == b"u":
-                for tool, args in ((p.newuidmap, p.uid_args()), (p.newgidmap, p.gid_args())):
-                    r = subprocess.run([tool, str(me), *args], capture_output=True, text=True)
-                    if r.returncode != 0:
-                        os.write(res_w, (r.stderr.strip() or f"{tool} exited {r.returncode}").encode()[:500])
-                        break
+                why = _run_maps(p, me)
+                if why:
+                    os.write(res_w, why.encode()[:500])
                 else:
                     code = 0
         except BaseException as e:
@@ -187,16 +286,9 @@ def enter(p: RootlessPlan) -> None:
     os.close(res_r)
     _, status = os.waitpid(pid, 0)
     if refused is not None:
-        hint = " (the process has threads)" if refused.errno == errno.EINVAL else \
-            " (user namespaces disabled, or refused by seccomp)" if refused.errno in (errno.EPERM, errno.ENOSPC) else ""
-        raise RootlessError(f"rootless build: unshare(CLONE_NEWUSER) failed: {refused.strerror}{hint}")
+        raise _unshare_error(refused)
     if os.waitstatus_to_exitcode(status) != 0:
-        why = b"".join(chunks).decode(errors="replace")
-        hint = (" (newuidmap/newgidmap need their file capabilities or setuid bit: not usable with "
-                "no_new_privs / allowPrivilegeEscalation: false or an emptied capability bounding set)"
-                if "Permission denied" in why or "Operation not permitted" in why else "")
-        raise RootlessError(f"rootless build: mapping ids {p.uid_args()} / {p.gid_args()} with newuidmap/newgidmap "
-                            f"failed: {why}{hint}")
+        raise _map_error(p, b"".join(chunks).decode(errors="replace"))
     try:
         os.setgroups([])  # the user's other groups are unmapped (nogroup) inside
     except OSError:
