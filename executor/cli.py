@@ -274,9 +274,9 @@ def build(
         raise UserError(f"--compression={compression}: use gzip or zstd")
     if run_isolation not in ("auto", "namespace", "userns", "chroot"):
         raise UserError(f"--run-isolation={run_isolation}: use auto, namespace, userns or chroot")
-    from .rootless import enter as enter_rootless, plan as rootless_plan
-    if (rootless := rootless_plan()) is not None:  # non-root with subuid ranges: root of its own user namespace
-        enter_rootless(rootless)
+    from .rootless import enter_or_fall_back
+    if fallback := enter_or_fall_back():  # non-root with subuid ranges: root of its own user namespace, or why not
+        log.warning("%s", fallback)
     top = 9 if compression == "gzip" else 22
     if compression_level != -1 and not 1 <= compression_level <= top:
         raise UserError(f"--compression-level={compression_level}: {compression} levels are 1..{top} "
