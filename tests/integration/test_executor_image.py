@@ -26,6 +26,7 @@ import gzip
 import json
 import os
 import re
+import shutil
 import ssl
 import textwrap
 import urllib.request
@@ -175,6 +176,22 @@ def test_executor_image_config(executor_image, record_property):
     assert os.access(rootfs / "opt/executor/bin/executor", os.X_OK)
     assert list((rootfs / "opt/executor/lib").glob("python3*/site-packages/executor/cli.py"))
     assert not (rootfs / "src").exists()  # the builder stage's sources stay behind
+    # rootless RUN as uid 1000: newuidmap/newgidmap with file capabilities instead of setuid root
+    # (Dockerfile.executor says why), kept through the executor's own layer writing as a PAX
+    # SCHILY.xattr.security.capability record (VFS_CAP_REVISION_2, effective, CAP_SETUID = bit 7 /
+    # CAP_SETGID = bit 6), and through unpacking; subordinate ranges for "executor"
+    layout = executor_image.layout
+    idx = json.loads((layout / "index.json").read_text())
+    man = json.loads(_blob(layout, idx["manifests"][0]["digest"]).read_text())
+    listing = "".join(run(["tar", "-tvzf", str(_blob(layout, layer["digest"])), "--numeric-owner", "--xattrs",
+                           "--xattrs-include=security.capability", "usr/bin/newuidmap", "usr/bin/newgidmap"],
+                          check=False).stdout for layer in man["layers"])
+    for tool, bit in (("newuidmap", 7), ("newgidmap", 6)):
+        assert re.search(rf"^-rwxr-xr-x\* 0/0 .* usr/bin/{tool}$", listing, re.M), listing  # *: has xattrs
+        want = (0x02000001).to_bytes(4, "little") + (1 << bit).to_bytes(4, "little") + bytes(12)
+        assert os.getxattr(rootfs / "usr/bin" / tool, "security.capability") == want
+    for f in ("subuid", "subgid"):
+        assert "executor:100000:65536" in (rootfs / "etc" / f).read_text().splitlines()
     size = executor_image.compressed_size
     record_property("executor_image_compressed_bytes", size)
     print(f"\nexecutor image {executor_image.ref}@{executor_image.digest}: "
@@ -303,12 +320,72 @@ def test_executor_image_no_run_build_as_uid_1000_restricted(executor_image, regi
     cfg["process"]["noNewPrivileges"] = True
     p = run_pod(executor_image.rootfs, tmp_path / "pod-1000", cfg, name=f"pod-{uuid.uuid4().hex[:10]}")
     assert p.returncode == 0, p.stdout + p.stderr
+    # the image's newuidmap/newgidmap and subordinate ranges are there, but no_new_privs voids them: one line says so
+    assert re.findall(r"rootless: no user namespace \(.*\)", p.stderr) == [
+        "rootless: no user namespace (newuidmap/newgidmap cannot work: no_new_privs is set "
+        "(allowPrivilegeEscalation: false))"], p.stderr
     names = _assert_no_leaks(dest, tmp_path)
     assert names[-2:] == [["app/", "app/a"], ["app/", "app/b"]], names
     layout = tmp_path / "restricted-layout"
     run(["skopeo", "copy", "-q", "--src-tls-verify=false", f"docker://{dest}", f"oci:{layout}:x"])
-    owners = run(["sh", "-c", f"for b in {layout}/blobs/sha256/*; do tar -tvzf $b --numeric-owner 2>/dev/null; done"])
+    owners = run(["sh", "-c", f"for b in {layout}/blobs/sha256/*; do tar -tvzf $b --numeric-owner 2>/dev/null; done"],
+                 check=False)  # the manifest and config blobs are no tarballs: tar fails on them
     assert re.search(r"0/0 .* app/a$", owners.stdout, re.M) and re.search(r"1000/1000 .* app/b$", owners.stdout, re.M)
+
+
+def test_executor_image_rootless_run_as_uid_1000(executor_image, registry, busybox, tmp_path):
+    """runAsUser: 1000 with privilege escalation allowed (runc noNewPrivileges false), the default
+    capability bounding set and, as Kubernetes gives a non-root process, no effective, permitted or
+    ambient capabilities, no seccomp profile: the executor maps its user namespace with the image's
+    setuid newuidmap/newgidmap and the executor user's 100000:65536 ranges, and a RUN that writes as
+    root and chowns to 1000:1000 lands with those owners in the pushed layer."""
+    ws = tmp_path / "ws"
+    ws.mkdir(mode=0o755)
+    (ws / "Dockerfile").write_text(f"FROM {busybox}\n"
+                                   "RUN id -u > /etc/run-uid && mkdir -p /app && echo 1000 > /app/mine"
+                                   " && chown 1000:1000 /app/mine && chmod 0640 /app/mine\n")
+    dest = f"{registry.host}/pod/rootless:{uuid.uuid4().hex[:8]}"
+
+    def pod_1000(dest: str, *extra: str, mounts=()):
+        cfg = pod_config(runc_spec(), executor_image.config["config"],
+                         mounts=[BindMount(str(ws), "/workspace/src"), *mounts],
+                         args=["--context", "/workspace/src", "--destination", dest, "--insecure-registry",
+                               registry.host, "--log-format", "text", *extra])
+        cfg["process"]["user"] = {"uid": 1000, "gid": 1000}
+        cfg["process"]["capabilities"].update(effective=[], permitted=[], inheritable=[], ambient=[])
+        assert cfg["process"]["noNewPrivileges"] is False and "seccomp" not in cfg["linux"]
+        return run_pod(executor_image.rootfs, tmp_path / f"pod-{uuid.uuid4().hex[:6]}", cfg,
+                       name=f"pod-{uuid.uuid4().hex[:10]}")
+
+    p = pod_1000(dest)
+    log = p.stdout + p.stderr
+    assert p.returncode == 0, log
+    assert "rootless: no user namespace" not in log, log
+    assert re.search(r"RUN isolation: \S+ .*in a user namespace: uid 0 = uid 1000 outside", log), log
+    names = _assert_no_leaks(dest, tmp_path)
+    layout = tmp_path / "rootless-layout"
+    run(["skopeo", "copy", "-q", "--src-tls-verify=false", f"docker://{dest}", f"oci:{layout}:x"])
+    idx = json.loads((layout / "index.json").read_text())
+    man = json.loads(_blob(layout, idx["manifests"][0]["digest"]).read_text())
+    listing = run(["tar", "-tvzf", str(_blob(layout, man["layers"][-1]["digest"])), "--numeric-owner"]).stdout
+    assert re.search(r"^-rw-r--r-- 0/0 .* etc/run-uid$", listing, re.M), listing
+    assert re.search(r"^-rw-r----- 1000/1000 .* app/mine$", listing, re.M), listing
+    assert re.search(r"^drwxr-xr-x 0/0 .* app/$", listing, re.M), listing
+    assert sorted(names[-1]) == ["app/", "app/mine", "etc/", "etc/run-uid"], names[-1]
+    rootfs = umoci_unpack(dest, tmp_path / "built") / "rootfs"
+    assert (rootfs / "etc" / "run-uid").read_text() == "0\n"  # root of the RUN's namespace
+    # newuidmap refused (here: a copy without its file capability mounted over it): one line says
+    # so, the executor carries on unchanged as uid 1000 and a Dockerfile without RUN still builds
+    plain = tmp_path / "newuidmap-without-caps"
+    shutil.copyfile(executor_image.rootfs / "usr/bin/newuidmap", plain)
+    plain.chmod(0o755)
+    (ws / "norun.Dockerfile").write_text(f"FROM {busybox}\nCOPY --chown=1000:1000 norun.Dockerfile /app/d\n")
+    p = pod_1000(f"{registry.host}/pod/fallback:{uuid.uuid4().hex[:8]}", "--dockerfile", "norun.Dockerfile",
+                 mounts=[BindMount(str(plain), "/usr/bin/newuidmap", readonly=True)])
+    assert p.returncode == 0, p.stdout + p.stderr
+    lines = [x for x in p.stderr.splitlines() if "rootless: no user namespace" in x]
+    assert len(lines) == 1 and "newuidmap: write to uid_map failed: Operation not permitted" in lines[0] \
+        and lines[0].endswith("continuing as uid 1000: a Dockerfile without RUN builds, a RUN step fails"), p.stderr
 
 
 # ------------------------------------------------------------ the Tekton Task's step, for real
