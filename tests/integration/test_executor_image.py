@@ -10,7 +10,10 @@ capabilities (no CAP_SYS_ADMIN, not privileged), host network, writable overlayf
   bind-mounted workspace, pushes it, logs userns RUN isolation (no CAP_SYS_ADMIN, no seccomp
   profile; runc's masked /proc refuses a fresh one, so the RUN's /proc is empty); the result is
   checked with skopeo, umoci and runc; as runAsUser 1000 with no capabilities and no privilege
-  escalation (Pod Security restricted) it builds a Dockerfile without RUN;
+  escalation (Pod Security restricted) it builds a Dockerfile without RUN; as runAsUser 1000 with
+  privilege escalation allowed (no effective capabilities, the default bounding set, no seccomp
+  profile) it builds RUN steps rootless, through the image's newuidmap/newgidmap (file
+  capabilities) and its executor:100000:65536 ranges, and falls back with one line when refused;
 * the kaniko-build Task's step run the way Tekton runs it (tests/support/tekton_step.py): Tekton's
   substitution, the script in /tekton/scripts, source workspace at /workspace/source, results at
   /tekton/results; IMAGE_DIGEST must equal the registry's digest and IMAGE_URL the pushed reference.
