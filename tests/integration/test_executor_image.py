@@ -349,7 +349,7 @@ def test_executor_image_rootless_run_as_uid_1000(executor_image, registry, busyb
                                    " && chown 1000:1000 /app/mine && chmod 0640 /app/mine\n")
     dest = f"{registry.host}/pod/rootless:{uuid.uuid4().hex[:8]}"
 
-    def pod_1000(dest: str, *extra: str, mounts=()):
+    def pod_1000(dest: str, *extra: str, mounts=(), seccomp=None):
         cfg = pod_config(runc_spec(), executor_image.config["config"],
                          mounts=[BindMount(str(ws), "/workspace/src"), *mounts],
                          args=["--context", "/workspace/src", "--destination", dest, "--insecure-registry",
@@ -357,6 +357,8 @@ def test_executor_image_rootless_run_as_uid_1000(executor_image, registry, busyb
         cfg["process"]["user"] = {"uid": 1000, "gid": 1000}
         cfg["process"]["capabilities"].update(effective=[], permitted=[], inheritable=[], ambient=[])
         assert cfg["process"]["noNewPrivileges"] is False and "seccomp" not in cfg["linux"]
+        if seccomp:
+            cfg["linux"]["seccomp"] = seccomp
         return run_pod(executor_image.rootfs, tmp_path / f"pod-{uuid.uuid4().hex[:6]}", cfg,
                        name=f"pod-{uuid.uuid4().hex[:10]}")
 
@@ -389,6 +391,20 @@ def test_executor_image_rootless_run_as_uid_1000(executor_image, registry, busyb
     lines = [x for x in p.stderr.splitlines() if "rootless: no user namespace" in x]
     assert len(lines) == 1 and "newuidmap: write to uid_map failed: Operation not permitted" in lines[0] \
         and lines[0].endswith("continuing as uid 1000: a Dockerfile without RUN builds, a RUN step fails"), p.stderr
+    # unshare refused by seccomp (as containerd's RuntimeDefault does without CAP_SYS_ADMIN): the
+    # same one line; the Dockerfile with RUN then fails in one error line naming the missing piece
+    deny_unshare = {"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64"],
+                    "syscalls": [{"names": ["unshare"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}
+    p = pod_1000(f"{registry.host}/pod/fallback:{uuid.uuid4().hex[:8]}", seccomp=deny_unshare)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert [x for x in p.stderr.splitlines() if "rootless: no user namespace" in x or x.startswith("error")] == [
+        "WARN[executor] rootless: no user namespace (unshare(CLONE_NEWUSER) failed: Operation not permitted "
+        "(user namespaces disabled, or refused by seccomp)); continuing as uid 1000: a Dockerfile without RUN "
+        "builds, a RUN step fails",
+        "error: RUN needs root or a rootless user namespace, and this executor runs as uid 1000 (the rootless user "
+        "namespace could not be entered: see the 'rootless:' line above); run it as root, or as a user with "
+        "subordinate ids (usermod --add-subuids/--add-subgids) who may use newuidmap/newgidmap, or build without "
+        "RUN"], p.stderr
 
 
 # ------------------------------------------------------------ the Tekton Task's step, for real
