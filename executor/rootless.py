@@ -39,7 +39,6 @@ from .errors import UserError
 
 SUBUID = Path("/etc/subuid")
 SUBGID = Path("/etc/subgid")
-CLONE_NEWUSER = 0x10000000
 
 
 class RootlessError(UserError):
@@ -211,6 +210,8 @@ def _probe(p: RootlessPlan) -> None:
     """Map a throwaway child's new user namespace first: a refusal (unshare or a map tool) then
     leaves this process untouched, which an unmapped namespace of its own would not. Raises
     :class:`RootlessError`."""
+    from .engine.sandbox import unshare
+    from .engine.userns import CLONE_NEWUSER
     ready_r, ready_w = os.pipe()
     done_r, done_w = os.pipe()
     pid = os.fork()
@@ -220,7 +221,7 @@ def _probe(p: RootlessPlan) -> None:
             os.close(ready_r)
             os.close(done_w)
             try:
-                _unshare(CLONE_NEWUSER)
+                unshare(CLONE_NEWUSER)
                 os.write(ready_w, b"u")
             except OSError as e:
                 os.write(ready_w, str(e.errno or errno.EPERM).encode())
@@ -252,52 +253,14 @@ def enter(p: RootlessPlan) -> None:
     (:func:`_probe`), so a refusal raises :class:`RootlessError` (naming the step that failed:
     unshare refused, a map tool's own message) with this process unchanged."""
     _probe(p)
-    go_r, go_w = os.pipe()
-    res_r, res_w = os.pipe()
-    me = os.getpid()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - helper child, stays in the parent namespace
-        code = 1
-        try:
-            os.close(go_w)
-            os.close(res_r)
-            if os.read(go_r, 1) == b"u":
-                why = _run_maps(p, me)
-                if why:
-                    os.write(res_w, why.encode()[:500])
-                else:
-                    code = 0
-        except BaseException as e:
-            os.write(res_w, str(e).encode()[:500])
-        finally:
-            os._exit(code)
-    os.close(go_r)
-    os.close(res_w)
-    refused = None
+    from .engine.userns import MapError, unshare_mapped
     try:
-        _unshare(CLONE_NEWUSER)
-        os.write(go_w, b"u")
+        unshare_mapped(0, lambda pid: _run_maps(p, pid))
+    except MapError as e:
+        raise _map_error(p, str(e)) from None
     except OSError as e:
-        refused = e
-    os.close(go_w)
-    chunks = []
-    while chunk := os.read(res_r, 512):
-        chunks.append(chunk)
-    os.close(res_r)
-    _, status = os.waitpid(pid, 0)
-    if refused is not None:
-        raise _unshare_error(refused)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise _map_error(p, b"".join(chunks).decode(errors="replace"))
+        raise _unshare_error(OSError(e.errno, os.strerror(e.errno))) from None
     try:
         os.setgroups([])  # the user's other groups are unmapped (nogroup) inside
     except OSError:
         pass
-
-
-def _unshare(flags: int) -> None:
-    import ctypes
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.unshare(flags) != 0:
-        e = ctypes.get_errno()
-        raise OSError(e, os.strerror(e))

@@ -24,6 +24,7 @@ from __future__ import annotations
 import errno
 import os
 from dataclasses import dataclass
+from typing import Callable
 from pathlib import Path
 
 from .sandbox import (CLONE_NEWIPC, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWUTS, MS_NODEV, MS_NOEXEC, MS_NOSUID,
@@ -76,11 +77,15 @@ def write_identity_maps(pid: int) -> None:
             raise UsernsError(e.errno, f"writing {kind}_map refused: {errno.errorcode.get(e.errno, e.errno)}") from None
 
 
-def enter_user_namespace(flags: int) -> None:
-    """unshare(CLONE_NEWUSER | ``flags``) in this process and have a helper child, still in the
-    parent user namespace, write the identity maps before this returns. Afterwards this process
-    is uid/gid 0 of the new namespace with every capability in it (and in the namespaces of
-    ``flags``, which it owns). Raises UsernsError (unshare refused, map not written)."""
+class MapError(Exception):
+    """The helper that writes a new user namespace's uid_map/gid_map failed (its message)."""
+
+
+def unshare_mapped(flags: int, write_maps: Callable[[int], str]) -> None:
+    """unshare(CLONE_NEWUSER | ``flags``) in this (single-threaded) process while a helper child,
+    still in the parent user namespace, runs ``write_maps(pid of this process)``, which returns ''
+    or why the maps could not be written; returns once the maps are in place. Raises OSError
+    (unshare refused; ``errno`` set) or :class:`MapError` (the writer's message)."""
     go_r, go_w = os.pipe()
     res_r, res_w = os.pipe()
     parent = os.getpid()
@@ -91,10 +96,13 @@ def enter_user_namespace(flags: int) -> None:
             os.close(go_w)
             os.close(res_r)
             if os.read(go_r, 1) == b"u":
-                write_identity_maps(parent)
-                code = 0
-        except OSError as e:
-            os.write(res_w, str(e.strerror or e).encode()[:500])
+                why = write_maps(parent)
+                if why:
+                    os.write(res_w, why.encode()[:500])
+                else:
+                    code = 0
+        except BaseException as e:
+            os.write(res_w, str(getattr(e, "strerror", None) or e).encode()[:500])
         finally:
             os._exit(code)
     os.close(go_r)
@@ -104,15 +112,30 @@ def enter_user_namespace(flags: int) -> None:
         unshare(CLONE_NEWUSER | flags)
         os.write(go_w, b"u")
     except OSError as e:
-        refused = UsernsError(e.errno, f"unshare(CLONE_NEWUSER) refused: {errno.errorcode.get(e.errno, e.errno)}"
-                              + (" (seccomp, or user namespaces disabled?)" if e.errno == errno.EPERM else ""))
+        refused = e
     os.close(go_w)
     why = _read_all(res_r)
     _, status = os.waitpid(pid, 0)
     if refused is not None:
         raise refused
     if os.waitstatus_to_exitcode(status) != 0:
-        raise UsernsError(errno.EPERM, why or "the uid_map/gid_map writer failed")
+        raise MapError(why)
+
+
+def enter_user_namespace(flags: int) -> None:
+    """:func:`unshare_mapped` with the identity maps (:func:`write_identity_maps`). Afterwards
+    this process is uid/gid 0 of the new namespace with every capability in it (and in the
+    namespaces of ``flags``, which it owns). Raises UsernsError (unshare refused, map not written)."""
+    def identity(pid: int) -> str:
+        write_identity_maps(pid)
+        return ""
+    try:
+        unshare_mapped(flags, identity)
+    except MapError as e:
+        raise UsernsError(errno.EPERM, str(e) or "the uid_map/gid_map writer failed") from None
+    except OSError as e:
+        raise UsernsError(e.errno, f"unshare(CLONE_NEWUSER) refused: {errno.errorcode.get(e.errno, e.errno)}"
+                          + (" (seccomp, or user namespaces disabled?)" if e.errno == errno.EPERM else "")) from None
 
 
 def _read_all(fd: int) -> str:
