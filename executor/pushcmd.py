@@ -31,7 +31,6 @@ an image manifest is expected; no ``--destination``. Registry failures raise
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -47,7 +46,7 @@ import typer
 from .errors import UserError
 from .oci import mediatypes as mt
 from .oci.docker_archive import blob_compression
-from .oci.image import manifest_bytes, sha256_digest
+from .oci.image import file_digest, manifest_bytes, sha256_digest
 from .outputs import BlobToPush, check_output_paths, push_manifest, write_digest_files
 
 log = logging.getLogger("executor.push")
@@ -176,14 +175,6 @@ def _blob_path(root: Path, digest: str, what: str) -> Path:
     return root / "blobs" / alg / hexd
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return "sha256:" + h.hexdigest()
-
-
 def read_docker_archive(path: Path, work: Path, oci: bool = True, ref_name: str | None = None) -> LocalImage:
     """The image of the docker-archive ``path``, unpacked under ``work`` (see the module docstring).
 
@@ -225,7 +216,7 @@ def read_docker_archive(path: Path, work: Path, oci: bool = True, ref_name: str 
         if media_type is None:
             raise UserError(f"{what}: layer {lp.name} is {comp}-compressed; Docker schema 2 has no such layer type "
                             "(use --image-format=oci)")
-        digest, size = _sha256_file(lp), lp.stat().st_size
+        digest, size = file_digest(lp), lp.stat().st_size
         descs.append({"mediaType": media_type, "digest": digest, "size": size})
         layers.append(BlobToPush(digest, size, lambda lp=lp: lp))
     man_type = mt.OCI_MANIFEST if oci else mt.DOCKER_MANIFEST

@@ -30,7 +30,6 @@ Entries are written on a background thread pool like registry pushes (:meth:`sto
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import logging
 import os
@@ -40,21 +39,12 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..oci import mediatypes as mt
-from ..oci.image import Layer, sha256_digest
+from ..oci.image import Layer, file_digest, sha256_digest
 from ..oci.layout import (LAYOUT_VERSION, REF_NAME, add_index_entry, blob_path as _blob_path, put_blob,
                           read_index, tmp_name as _tmp_name)
 from .background import BackgroundWriter
 from .entry import ANN_CREATED, ANN_KIND, CacheHit, entry_documents, expired, parse_entry, parse_rfc3339
 from .explain import ANN_RECORD, ANN_TRAIL, parse_record, parse_trail
-
-def file_digest(path: Path) -> str:
-    """``sha256:<hex>`` of the file at ``path``, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return "sha256:" + h.hexdigest()
-
 
 log = logging.getLogger("executor.cache")
 

@@ -23,7 +23,6 @@ them with a registry client (blobs first, the manifest last). Errors: :class:`Bu
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import json
 import tarfile
@@ -33,6 +32,7 @@ from typing import Protocol, Sequence
 import yaml
 
 from executor.errors import UserError
+from executor.oci.image import sha256_digest
 from executor.oci.mediatypes import OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST
 
 MAX_BUNDLE_LAYERS = 20
@@ -105,10 +105,6 @@ class BlobPusher(Protocol):
     def put_manifest(self, ref, data: bytes, media_type: str) -> str: ...
 
 
-def _sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
 def resource_from_yaml(document: bytes, source: str) -> BundleResource:
     """The resource in ``document`` (one YAML document with ``apiVersion: tekton.dev/...``,
     ``kind`` one of Task, Pipeline, StepAction, and ``metadata.name``).
@@ -164,7 +160,7 @@ def _layer(resource: BundleResource, created: int) -> BundleLayer:
         tar.addfile(info, io.BytesIO(resource.document))
     tar_bytes = raw.getvalue()
     blob = gzip.compress(tar_bytes, compresslevel=9, mtime=0)
-    return BundleLayer(resource=resource, blob=blob, digest=_sha256(blob), diff_id=_sha256(tar_bytes))
+    return BundleLayer(resource=resource, blob=blob, digest=sha256_digest(blob), diff_id=sha256_digest(tar_bytes))
 
 
 def build_bundle(resources: Sequence[BundleResource], annotations: dict[str, str] | None = None,
@@ -184,13 +180,13 @@ def build_bundle(resources: Sequence[BundleResource], annotations: dict[str, str
                          "rootfs": {"type": "layers", "diff_ids": [la.diff_id for la in layers]}},
                         sort_keys=True, separators=(",", ":")).encode()
     manifest_doc: dict = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
-                          "config": {"mediaType": OCI_CONFIG, "digest": _sha256(config), "size": len(config)},
+                          "config": {"mediaType": OCI_CONFIG, "digest": sha256_digest(config), "size": len(config)},
                           "layers": [la.descriptor() for la in layers]}
     if annotations:
         manifest_doc["annotations"] = dict(sorted(annotations.items()))
     manifest = json.dumps(manifest_doc, indent=2).encode()
-    return Bundle(layers=layers, config=config, config_digest=_sha256(config), manifest=manifest,
-                  digest=_sha256(manifest))
+    return Bundle(layers=layers, config=config, config_digest=sha256_digest(config), manifest=manifest,
+                  digest=sha256_digest(manifest))
 
 
 def push_bundle(client: BlobPusher, ref, bundle: Bundle) -> str:

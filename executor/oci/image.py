@@ -20,6 +20,15 @@ def sha256_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+def file_digest(path: str | Path) -> str:
+    """``sha256:<hex>`` of the file at ``path``, read in 1 MiB chunks (OSError if unreadable)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
 def canonical_json(obj: Any) -> bytes:
     """Compact, key-sorted JSON bytes: the same object always gives the same digest."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()

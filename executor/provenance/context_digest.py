@@ -17,13 +17,7 @@ import os
 import stat
 from pathlib import Path
 
-
-def _file_sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return "sha256:" + h.hexdigest()
+from ..oci.image import file_digest
 
 
 def context_digest(root: Path, dockerfile: Path | None = None) -> tuple[str, int]:
@@ -60,7 +54,7 @@ def context_digest(root: Path, dockerfile: Path | None = None) -> tuple[str, int
             if stat.S_ISLNK(st.st_mode):
                 rec = f"l {mode:o} ".encode() + rel.encode() + b"\0" + os.fsencode(os.readlink(full)) + b"\n"
             elif stat.S_ISREG(st.st_mode):
-                rec = f"f {mode:o} ".encode() + rel.encode() + b"\0" + _file_sha256(full).encode() + b"\n"
+                rec = f"f {mode:o} ".encode() + rel.encode() + b"\0" + file_digest(full).encode() + b"\n"
             else:
                 continue
             records.append((rel.encode(), rec))
