@@ -411,7 +411,9 @@ def _run_app(app: typer.Typer, argv: list[str], prog: str, cmd=None) -> None:
     except typer.TyperException as e:  # usage errors: unknown flag, missing value, bad type
         fmt = getattr(e, "format_message", None)
         text = " ".join((fmt() if callable(fmt) else str(e)).split())
-        sys.stderr.write(f"error: {text} (see {prog} --help)\n")
+        ctx = getattr(e, "ctx", None)
+        where = ctx.command_path if ctx is not None and getattr(ctx, "command_path", "") else prog
+        sys.stderr.write(f"error: {text} (see {where} --help)\n")
         sys.exit(getattr(e, "exit_code", 2))
 
 

@@ -212,7 +212,8 @@ def check_output_paths(opts) -> None:
         if path is None:
             continue
         if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:/", str(path)):
-            raise UserError(f"{flag} {path}: a URL; outputs are written to local files only (Kaniko's upload to a "
+            shown = re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*):/(?!/)", r"\1://", str(path))  # Path() folded the //
+            raise UserError(f"{flag} {shown}: a URL; outputs are written to local files only (Kaniko's upload to a "
                             "pre-signed URL is not supported): write a file and upload it in a later step")
         path = Path(path)
         if str(path) in ("", "."):

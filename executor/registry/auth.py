@@ -153,8 +153,11 @@ def find_config_file(env: Mapping[str, str]) -> Path | None:
         candidates.append(Path(env["HOME"]) / ".docker" / "config.json")
     candidates += [Path(p) for p in FALLBACK_CONFIG_PATHS]
     for c in candidates:
-        if c.is_file():
-            return c
+        try:
+            if c.is_file():
+                return c
+        except PermissionError:  # e.g. HOME=/root kept by setpriv/sudo for another uid
+            log.warning("cannot look into %s (permission denied); trying the next credentials location", c.parent)
     return None
 
 

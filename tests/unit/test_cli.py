@@ -63,6 +63,8 @@ def test_bad_flag_type_and_missing_value_are_one_line_usage_errors():
     for args in (["--push-retry", "abc"], ["--destination"], ["push", "--push-retry", "x"]):
         p = _cli(*args)
         assert p.returncode == 2 and p.stderr.startswith("error: ") and p.stderr.count("\n") == 1, (args, p.stderr)
+    p = _cli("cache", "prune")
+    assert p.returncode == 2 and "(see executor cache prune --help)" in p.stderr, p.stderr
 
 
 def test_missing_destination_is_explained(tmp_path):

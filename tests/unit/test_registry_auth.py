@@ -92,6 +92,24 @@ def test_search_order_docker_config_then_home(tmp_path):
     assert find_config_file(env) == tmp_path / "dc" / "config.json"
 
 
+def test_unsearchable_home_is_skipped_with_a_warning(tmp_path, monkeypatch, caplog):
+    """A non-root executor started with HOME=/root (setpriv, sudo) cannot look into it: that
+    location is skipped with a warning, the next one is used, and nothing raises."""
+    import pathlib
+    locked = tmp_path / "home" / ".docker" / "config.json"
+    real_is_file = pathlib.Path.is_file
+
+    def is_file(self):
+        if self == locked:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_is_file(self)
+    monkeypatch.setattr(pathlib.Path, "is_file", is_file)
+    with caplog.at_level("WARNING", logger="executor.registry"):
+        kc = Keychain.from_environment({"HOME": str(tmp_path / "home")})
+    assert kc.credentials_for("docker.io") is None
+    assert any("permission denied" in r.getMessage() for r in caplog.records)
+
+
 def test_no_config_is_anonymous(tmp_path):
     kc = Keychain.from_environment(env_with(tmp_path))
     assert kc.credentials_for("docker.io") is None
