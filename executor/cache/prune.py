@@ -131,7 +131,7 @@ def prune_registry(client: RegistryClient, repo: str, cutoff: float, dry_run: bo
         failed: list[Failure] = [Failure(Entry(tag, "", "?", 0.0), f"cannot read its manifest: {err}")
                                  for tag, e, err in found if e is None and err]
         others = sum(1 for _, e, err in found if e is None and not err)
-        expired = sorted((e for e in entries if e.created < cutoff), key=lambda e: e.created)
+        expired = sorted((e for e in entries if e.created < cutoff), key=lambda e: (e.created, e.name))
         # one DELETE per manifest (several tags may share one), as many at once as the GETs
         first = {e.digest: e for e in reversed(expired)}
         outcomes = {} if dry_run else dict(zip(first, pool.map(lambda e: _delete(client, base, e), first.values())))
@@ -195,7 +195,7 @@ def prune_layout(root: Path, cutoff: float, dry_run: bool = False) -> PruneRepor
             index["manifests"] = keep
             write_index(root, index)
         blobs, freed = _collect(root, referenced, cutoff, dry_run)
-    expired.sort(key=lambda e: e.created)
+    expired.sort(key=lambda e: (e.created, e.name))
     return PruneReport(location=where, dry_run=dry_run, entries=entries, expired=tuple(expired),
                        deleted=() if dry_run else tuple(expired), failed=(), others=others, blobs=blobs, freed=freed)
 
