@@ -16,12 +16,12 @@ A layer uploaded early that ends up in no pushed manifest (the build failed late
 layer is not in the final image) is harmless: an unreferenced blob, which the registry's
 garbage collection removes; nothing names it.
 
-Errors: an early upload refused with 401, 403 or 405 (no permission, a read-only registry) is
-*fatal* -- the push could not succeed -- and the build stops at its next layer (the error is
-raised by :meth:`UploadPool.submit`) with the same one-line message the push would give. Any
-other failure (retry budget exhausted, a dropped connection) is kept quiet until the output
-step, which pushes that blob once more with a fresh ``--push-retry`` budget and raises its
-error if that fails too. Cancellation (SIGINT/SIGTERM: the client's token, see
+Errors: an early upload is the push's own upload (same requests, same ``--push-retry``
+budget), so its error is the one the push would raise. Refused with 401, 403 or 405 (no
+permission, a read-only registry) it is *fatal* -- the push cannot succeed -- and the build
+stops at its next layer (:meth:`UploadPool.submit` raises it). Any other failure (the retry
+budget exhausted, say) is raised by the output step when it takes that layer, before any
+manifest is put; it is not retried with a second budget. Cancellation (SIGINT/SIGTERM: the client's token, see
 :mod:`executor.registry.cancel`) stops the uploads in flight within milliseconds and no new
 one starts; :meth:`UploadPool.close` with ``abort=True`` drops the queued ones.
 """
@@ -89,6 +89,7 @@ class UploadPool:
         self.destination = destination
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="upload")
         self._futures: dict[str, Future] = {}
+        self._taken: set[str] = set()
         self._lock = threading.Lock()
         self._fatal: RegistryError | None = None
         self._closed = False
@@ -140,22 +141,19 @@ class UploadPool:
     def take(self, blob: BlobToPush) -> str:
         """``blob`` present in the pool's repository, as :func:`push_blob` would return it: waits
         for its early upload, or pushes it now (never submitted, or still queued: not started).
-        A non-fatal early failure is retried here once; raises RegistryError otherwise."""
+        Raises the upload's RegistryError."""
         with self._lock:
             fut = self._futures.get(blob.digest)
+            again = blob.digest in self._taken  # an earlier image (platform) took it: "exists" now
+            self._taken.add(blob.digest)
+        if again and fut is not None and not fut.cancelled():
+            fut.result()
+            return "exists"
         if fut is not None and fut.cancel():  # queued, not started: the caller's thread does it now
             fut = None
         if fut is None:
             return push_blob(self.client, self.destination, blob)
-        try:
-            return fut.result()
-        except Cancelled:
-            raise
-        except RegistryError as e:
-            if fatal(e):
-                raise
-            log.info("the upload of %s started during the build failed (%s); pushing it again", blob.digest[:19], e)
-            return push_blob(self.client, self.destination, blob)
+        return fut.result()
 
     def close(self, abort: bool = False) -> None:
         """Stop the pool: no new uploads; waits for the running ones. ``abort`` (the build
