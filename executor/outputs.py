@@ -42,10 +42,6 @@ def local_blob_paths(result: BuildResult) -> list[Path]:
     return [result.source.fetch(layer) for layer in result.image.layers]
 
 
-def _push_blob(client: RegistryClient, dest: Reference, blob: BlobToPush) -> str:
-    return push_blob(client, dest, blob)
-
-
 def _layer_blob(result: BuildResult, layer) -> BlobToPush:
     return BlobToPush(layer.digest, layer.size, lambda: result.source.fetch(layer), layer.source)
 
@@ -76,7 +72,7 @@ def push_manifest(client: RegistryClient, manifest: bytes, media_type: str, laye
                 outcomes = list(pool.map(early.take, layers))
             else:
                 blobs = _mountable_from(layers, ref, done)
-                outcomes = list(pool.map(lambda blob, r=ref: _push_blob(client, r, blob), blobs))
+                outcomes = list(pool.map(lambda blob, r=ref: push_blob(client, r, blob), blobs))
             client.upload_blob(ref, config.fetch(), config.digest, config.size)
             done.append(ref)
             log.info("pushed blobs to %s/%s: %s", ref.registry, ref.repository,
