@@ -21,9 +21,14 @@ budget), so its error is the one the push would raise. Refused with 401, 403 or 
 permission, a read-only registry) it is *fatal* -- the push cannot succeed -- and the build
 stops at its next layer (:meth:`UploadPool.submit` raises it). Any other failure (the retry
 budget exhausted, say) is raised by the output step when it takes that layer, before any
-manifest is put; it is not retried with a second budget. Cancellation (SIGINT/SIGTERM: the client's token, see
-:mod:`executor.registry.cancel`) stops the uploads in flight within milliseconds and no new
-one starts; :meth:`UploadPool.close` with ``abort=True`` drops the queued ones.
+manifest is put; it is not retried with a second budget. Cancellation (SIGINT/SIGTERM: the
+client's token, see :mod:`executor.registry.cancel`) stops the uploads in flight within
+milliseconds and no new one starts; :meth:`UploadPool.close` with ``abort=True`` (a failed
+build) drops the queued ones and stops the running ones within one 1 MiB piece.
+
+Counts: :meth:`UploadPool.take` returns what the early push did (``uploaded``, ``mounted``,
+``exists``), so the push's ``pushed blobs ...: N uploaded, M mounted`` summary reads as
+before; a layer taken again (the same layer in a second platform's image) is ``exists``.
 """
 
 from __future__ import annotations
