@@ -107,7 +107,7 @@ class BlobUploads(ClientCore):
         if self.blob_exists(ref, digest):
             log.debug("blob %s already in %s; skipping upload", digest, ref.name)
             return "exists"
-        with _in_flight(self).claim(ref, digest, self._cancel) as holder:
+        with _in_flight(self).claim(ref, digest, self._cancel, stop) as holder:
             if holder == ref.repository and self.blob_exists(ref, digest):
                 return "exists"
             if holder is not None and holder != ref.repository and self.mount_blob(ref, digest, holder):
@@ -274,10 +274,11 @@ class UploadsInFlight:
         self._now: dict[tuple[str, str], tuple[str, threading.Event, list[bool]]] = {}
 
     @contextmanager
-    def claim(self, ref: Reference, digest: str, cancel: CancelToken) -> Iterator[str | None]:
+    def claim(self, ref: Reference, digest: str, cancel: CancelToken,
+              stop: threading.Event | None = None) -> Iterator[str | None]:
         """Hold the upload of ``digest`` to ``ref``'s registry for the ``with`` body. Yields the
         repository another upload of it just completed to (after waiting for it), or None.
-        Waiting ends with Cancelled once ``cancel`` is cancelled."""
+        Waiting ends with Cancelled once ``cancel`` is cancelled or ``stop`` is set."""
         key = (ref.registry, digest)
         holder: str | None = None
         while True:
@@ -290,7 +291,10 @@ class UploadsInFlight:
             repo, done, ok = current
             log.debug("blob %s is being uploaded to %s/%s; waiting for it", digest, ref.registry, repo)
             while not done.wait(0.05):
-                cancel.check(f"waiting for the upload of {digest} to {ref.registry}/{repo}")
+                what = f"waiting for the upload of {digest} to {ref.registry}/{repo}"
+                cancel.check(what)
+                if stop is not None and stop.is_set():
+                    raise Cancelled(f"{what} stopped")
             if ok[0]:
                 holder = repo
         try:

@@ -2,7 +2,7 @@
 against a real docker-registry on loopback, with a busybox base seeded by skopeo.
 
 * A layer's upload starts when the build writes it: the 24 MB COPY layer's upload has completed
-  (its "uploaded blob" line) before the last RUN (``sleep 3``) has written its layer; with the
+  (its "uploaded blob" line) before the last RUN (``sleep 4``) has written its layer; with the
   pool off (``EXECUTOR_PUSH_WHILE_BUILDING=0``) it is uploaded after "built image in"; both
   builds give the same image digest and the same ``pushed blobs`` summary.
 * A read-only destination (405 on the upload) stops the build at its next layer with the
@@ -102,7 +102,7 @@ def test_layer_uploads_while_the_next_step_runs_same_digest(registry, busybox, t
     ctx = context(tmp_path, f"""\
         FROM {busybox}
         COPY big.bin /big.bin
-        RUN sleep 3 && touch /done
+        RUN sleep 4 && touch /done
         """)
     runs = {}
     for early in (True, False):
@@ -120,7 +120,7 @@ def test_layer_uploads_while_the_next_step_runs_same_digest(registry, busybox, t
     lines = on.stderr.splitlines()
     big = big_digest(on.stderr)
     uploaded = index_of(lines, rf"uploaded blob {big} ")
-    last_run = index_of(lines, r"RUN sleep 3 && touch /done")
+    last_run = index_of(lines, r"RUN sleep 4 && touch /done")
     last_layer = index_of(lines, r"INFO\[engine\] layer \w+: 1 paths changed, 0 deleted")
     built = index_of(lines, r"built image in")
     assert last_run < last_layer < built, show(on)
@@ -134,7 +134,7 @@ def test_read_only_destination_stops_the_build_with_the_push_error(registry, bus
     ctx = context(tmp_path, f"""\
         FROM {busybox}
         COPY big.bin /big.bin
-        RUN sleep 3 && touch /done
+        RUN sleep 4 && touch /done
         RUN touch /after
         """)
     with start_custom_registry(tmp_path / "ro", storage_extra={"maintenance": {"readonly": {"enabled": True}}}) as ro:

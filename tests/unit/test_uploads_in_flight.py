@@ -62,3 +62,22 @@ def test_other_registries_do_not_wait_and_a_cancelled_wait_ends():
         token.cancel()
         waiting.join(5)
         assert not waiting.is_alive() and out[1][0] == "cancelled"
+
+
+def test_a_stopped_wait_ends_without_cancelling_the_client():
+    flight, out, stop, token = UploadsInFlight(), [], threading.Event(), CancelToken()
+
+    def run():
+        try:
+            with flight.claim(parse_reference("127.0.0.1:5000/app/dest:v1"), D, token, stop):
+                out.append("got")
+        except Cancelled as e:
+            out.append(str(e))
+
+    with flight.claim(parse_reference("127.0.0.1:5000/app/cache:k"), D, CancelToken()):
+        t = threading.Thread(target=run)
+        t.start()
+        time.sleep(0.1)
+        stop.set()
+        t.join(5)
+    assert out and out[0].endswith("stopped") and not token.cancelled
