@@ -10,6 +10,8 @@ against a real docker-registry on loopback, with a busybox base seeded by skopeo
   fails with the push's error and no tag.
 * Two destinations and two platforms: every manifest complete (each blob HEAD 200); the second
   repository mounts the layers from the first.
+* With --cache (cache repository in the same registry) the new layer is uploaded once and mounted
+  into the other repository.
 * SIGTERM while an early upload is in flight and a RUN is running: out within 2.5 s, exit 143,
   no request started after it, no tag.
 """
@@ -242,3 +244,25 @@ def test_sigterm_during_a_run_stops_the_early_upload(registry, busybox, tmp_path
     assert late == [], report
     assert [ln for ln in err.splitlines() if ln.startswith("error: ")] == ["error: interrupted"], report
     assert tag_absent(registry.host, repo, tag)
+
+
+def test_a_layer_the_cache_and_the_destination_store_is_sent_once(registry, busybox, tmp_path):
+    """--cache with the cache repository in the destination's registry (the default,
+    <destination>/cache): the new 24 MB layer is uploaded to one of them and mounted into the
+    other (before, it was uploaded to both); both hold it and the image is complete."""
+    ctx = context(tmp_path, f"""\
+        FROM {busybox}
+        COPY big.bin /big.bin
+        RUN touch /done
+        """, seed=21)
+    repo = f"early/cached-{uuid.uuid4().hex[:6]}"
+    p = build(ctx, [f"{registry.host}/{repo}:v1"], "--cache")
+    assert p.returncode == 0, show(p)
+    big = big_digest(p.stderr)
+    sent = re.findall(rf"uploaded blob {big} \(\d+ bytes\) to {re.escape(registry.host)}/(\S+)", p.stderr)
+    mounted = re.findall(rf"mounted {big} from (\S+) into {re.escape(registry.host)}/(\S+)", p.stderr)
+    assert len(sent) == 1 and len(mounted) == 1, show(p)
+    assert {sent[0], mounted[0][1]} == {repo, f"{repo}/cache"} and mounted[0][0] == sent[0], show(p)
+    complete(registry.host, repo, "v1")
+    with httpx.Client(timeout=30) as c:
+        assert c.head(f"http://{registry.host}/v2/{repo}/cache/blobs/{big}").status_code == 200
