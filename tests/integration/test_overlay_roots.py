@@ -83,7 +83,7 @@ def test_run_edits_same_digest_as_copy_mode(registry, debian_base, overlay_ok, t
     assert log_ov.count("snapshot from the upper directory") == 9
     layers = re.findall(r"layer [0-9a-f]{12}: \d+ paths changed, \d+ deleted", log_ov)
     assert layers == re.findall(r"layer [0-9a-f]{12}: \d+ paths changed, \d+ deleted", log_copy)
-    assert len(layers) == 9  # 8 RUNs that change something, 1 COPY
+    assert len(layers) == 10, layers  # 8 RUNs that change something, COPY, WORKDIR
 
 
 STAGES = """\
