@@ -30,7 +30,7 @@ from .cached import StepCache
 from .expand import Expand, expander, line_error
 from .images import BlobStore, ImageSource, apply_verified_layer
 from .isolation import Isolation
-from .overlayroot import OverlayChoice, OverlayRoot
+from .stagemounts import StageMounts, clear_stale
 from .plan import BuildPlan, StageNode
 from .state import StageState
 from .step import BuildRecord, CacheUse, Prepared, StepRecord, shorten
@@ -61,10 +61,7 @@ class BuildServices:
     used_build_args: set[str] = field(default_factory=set)
     local_cache: Any = None
     isolation: Isolation | None = None
-    overlay: OverlayChoice | None = None   # stage roots as overlay mounts? (probed at the first unpack)
-    layer_store: Any = None                # the LayerStore when overlay is enabled
-    _overlays: list[OverlayRoot] = field(default_factory=list)
-    _released: bool = False
+    mounts: StageMounts | None = None  # overlay stage roots (made in __post_init__)
     _sources: dict[str, ImageSource] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock)
     _seq: int = 0
@@ -165,62 +162,14 @@ class BuildServices:
     def snapshot_exclude(self) -> list[str]:
         return list(SNAPSHOT_EXCLUDE) + [p.strip("/") for p in self.opts.ignore_paths]
 
-    def overlay_choice(self) -> OverlayChoice:
-        """Stage roots as overlay mounts or plain directories: probed once, logged in one line."""
-        with self._lock:
-            if self.overlay is None:
-                from .layerstore import LayerStore
-                from .overlayroot import STORE_ENV, probe
-                from ..workdir import cache_home
-                where = os.environ.get(STORE_ENV) or str(cache_home() / "executor" / "layers")
-                store = self.work / "layers" if where == "work" else Path(where)
-                choice = probe(self.work, store)
-                if choice.enabled:
-                    try:
-                        self.layer_store = LayerStore(store, choice.flavor)
-                        self.layer_store.prune()
-                    except OSError as e:
-                        choice = OverlayChoice(None, f"layer store {store}: {e.strerror or e}")
-                if choice.enabled:
-                    log.info("stage roots: overlayfs over layers unpacked once into %s (%s)", store, choice.reason)
-                else:
-                    log.info("stage roots: unpacked and copied directories (no overlayfs: %s)", choice.reason)
-                self.overlay = choice
-            return self.overlay
-
-    def track(self, mount: OverlayRoot) -> None:
-        """Remember ``mount`` for :meth:`release_roots` (unmounted at once after it ran)."""
-        with self._lock:
-            if not self._released:
-                self._overlays.append(mount)
-                return
-        mount.close()
-
-    def release_roots(self) -> None:
-        """Unmount every stage root mounted by this build (latest first); idempotent."""
-        with self._lock:
-            mounts, self._overlays, self._released = self._overlays, [], True
-        for m in reversed(mounts):
-            try:
-                m.close()
-            except OSError as e:
-                log.warning("could not unmount %s: %s", m.root, e.strerror or e)
+    def __post_init__(self) -> None:
+        if self.mounts is None:
+            self.mounts = StageMounts(self.work)
 
     def close(self) -> None:
-        self.release_roots()
-        if self.layer_store is not None:
-            self.layer_store.close()
+        self.mounts.release()
         for src in self._sources.values():
             src.close()
-
-
-def _clear_stale(stage_dir: Path) -> None:
-    """Unmount what a killed earlier run left mounted in a reused work directory (``--kaniko-dir``)
-    and remove its overlay directories, so the stage starts from nothing."""
-    from ..fs.overlay import unmount_below
-    if unmount_below(stage_dir):
-        log.info("unmounted stale mounts of an earlier run in %s", stage_dir)
-    shutil.rmtree(stage_dir / "ov", ignore_errors=True)
 
 
 @dataclass
@@ -315,7 +264,7 @@ class StageBuilder:
     def _new_root(self) -> Path:
         root = self._stage_dir() / "rootfs"
         if root.exists():
-            _clear_stale(self._stage_dir())
+            clear_stale(self._stage_dir())
             shutil.rmtree(root)
         root.mkdir(parents=True)
         os.chmod(root, 0o755)
@@ -331,10 +280,9 @@ class StageBuilder:
                 st = StageState(index=node.index, name=node.stage.name, root=root, image=image, platform=node.platform, lazy=True)
             elif parent.overlay is not None:  # stack on the parent's layers instead of copying
                 root = self._stage_dir() / "rootfs"
-                _clear_stale(self._stage_dir())
+                clear_stale(self._stage_dir())
                 with parent.lock:
-                    mount = parent.overlay.stacked(root, self._stage_dir() / "ov")
-                b.track(mount)
+                    mount = b.mounts.stack(parent.overlay, root, self._stage_dir() / "ov")
                 st = StageState(index=node.index, name=node.stage.name, root=root, image=image, platform=node.platform)
                 st.overlay = mount
             else:
@@ -383,45 +331,15 @@ class StageBuilder:
                 return
             t0 = time.monotonic()
             source = self.build.source(state.platform)
-            stacked = self._mount_layers(state, source)
+            state.overlay = self.build.mounts.mount_layers(state.root, self._stage_dir() / "ov", state.image.layers,
+                                                           source, str(state.name or state.index))
+            stacked = state.overlay is not None
             if not stacked:
                 source.unpack(state.image, state.root)
             state.lazy = False
             state.fs_index = None
             log.info("stage %s: %s %d layers in %.2fs", state.name or state.index,
                      "stacked" if stacked else "unpacked", len(state.image.layers), time.monotonic() - t0)
-
-    def _mount_layers(self, state: StageState, source) -> bool:
-        """Mount ``state.root`` as an overlay of the image's layers from the layer store
-        (unpacked there first when missing); False when roots are plain directories here or
-        these layers cannot be stacked (logged), and the caller unpacks instead."""
-        from ..layers.extract import NotStackable
-        from .layerstore import make_fixup_layer, stack_fixups
-        b = self.build
-        if not b.overlay_choice().enabled:
-            return False
-        store = b.layer_store
-        base = self._stage_dir() / "ov"
-        try:
-            dirs = store.get_all(state.image.layers, source)
-            fixups = stack_fixups(dirs)
-            lowers = [d.fs for d in reversed(dirs)]
-            if fixups:
-                make_fixup_layer(base / "fix", fixups)
-                lowers.insert(0, base / "fix")
-            if not lowers:  # scratch: an empty lower
-                (base / "empty").mkdir(parents=True, exist_ok=True)
-                os.chmod(base / "empty", 0o755)
-                lowers = [base / "empty"]
-            mount = OverlayRoot(root=state.root, base=base, lowers=lowers, flavor=store.flavor)
-            mount.mount()
-        except (NotStackable, OSError) as e:
-            log.info("stage %s: not stacking its layers (%s); unpacking them into a plain root",
-                     state.name or state.index, e)
-            return False
-        b.track(mount)
-        state.overlay = mount
-        return True
 
     def apply_layer(self, state: StageState, layer: Layer) -> None:
         """Extract a cached layer onto a filled root (diff_id verified)."""

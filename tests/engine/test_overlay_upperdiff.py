@@ -22,7 +22,6 @@ import pytest
 from executor.engine.overlayroot import OverlayRoot, probe
 from executor.fs.overlay import OverlayFlavor, mounts_below, unmount_below
 from executor.fs.snapshot import FsIndex, diff
-from executor.fs.upperdiff import upper_changes
 from executor.layers.extract import NotStackable, apply_tar_chunks
 
 FLAVOR = OverlayFlavor(False)

@@ -126,3 +126,72 @@ def test_fallback_when_overlay_is_off_logs_the_reason(registry, debian_base, tmp
     assert "stage roots: unpacked and copied directories (no overlayfs: overlayfs turned off" in log
     assert "unpacked 1 layers" in log
     assert not (tmp_path / "store").exists()
+
+
+def _executor_popen(registry, tmp: Path, dockerfile: str, store: Path):
+    import subprocess
+    from tests.support.tools import executor_cmd
+    ctx = tmp / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(dockerfile)
+    env = dict(os.environ, EXECUTOR_OVERLAY="auto", EXECUTOR_LAYER_STORE=str(store), TMPDIR=str(tmp))
+    return subprocess.Popen(executor_cmd() + ["--context", str(ctx), "--no-push", "--insecure-registry", registry.host,
+                                              "--log-format", "text"],
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
+
+
+def test_sigterm_during_a_run_unmounts_the_stage_roots(registry, debian_base, overlay_ok, tmp_path):
+    import signal
+    import time
+    proc = _executor_popen(registry, tmp_path, f"FROM {debian_base}\nRUN touch /started && sleep 120\n",
+                           tmp_path / "store")
+    try:
+        deadline = time.monotonic() + 120
+        while not any("started" in os.listdir(r)
+                      if os.path.isdir(r) else False for r in mounts_below(tmp_path)):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert rc == 143
+    assert mounts_below(tmp_path) == []
+
+
+def test_failed_run_unmounts_and_a_killed_runs_mounts_are_removed(registry, debian_base, overlay_ok, tmp_path):
+    """A failing RUN leaves no mount; a work directory a SIGKILLed run left with its stage root
+    still mounted is unmounted and removed by the next start."""
+    import signal
+    import time
+    store = tmp_path / "store"
+    with pytest.raises(AssertionError, match="non-zero code: 3"):
+        _build(registry, tmp_path, f"FROM {debian_base}\nRUN exit 3\n", overlay=True, store=store)
+    assert mounts_below(tmp_path) == []
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    proc = _executor_popen(registry, killed, f"FROM {debian_base}\nRUN touch /started && sleep 120\n", store)
+    try:
+        deadline = time.monotonic() + 120
+        while not mounts_below(killed):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    stale = mounts_below(killed)
+    assert stale, "the SIGKILLed run should have left its stage root mounted"
+    for pid in [p for p in os.listdir("/proc") if p.isdigit()]:  # its RUN's sleep, orphaned
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if cmdline.startswith(b"sleep\x00120") or b"touch /started && sleep 120" in cmdline:
+                os.kill(int(pid), signal.SIGKILL)
+        except OSError:
+            pass
+    work_dirs = [p for p in killed.iterdir() if p.name.startswith("executor-")]
+    assert work_dirs
+    _, log = _build(registry, killed, f"FROM {debian_base}\nRUN true\n", overlay=True, store=store)
+    assert "removed the work directory" in log
+    assert mounts_below(killed) == []
+    assert not any(p.exists() for p in work_dirs)

@@ -119,8 +119,8 @@ class RunStep:
                           "allow (no CAP_SYS_ADMIN); remove --network=none or run the executor with CAP_SYS_ADMIN")
         # an overlay root: the RUN's changes are what its upper directory holds afterwards
         # (sealed now, so earlier steps' writes are a lower layer); else an lstat walk before/after
-        with state.lock:
-            upper = state.overlay is not None and state.overlay.seal()
+        with state.lock:  # (--single-snapshot diffs the whole stage at its end: no sealing)
+            upper = state.overlay is not None and not ctx.stage_builder.single and state.overlay.seal()
         before = None if upper else ctx.fs_index()
         ident = resolve_user(state.root, state.user)
         env = state.run_env(proxy, ident.home or "/")
