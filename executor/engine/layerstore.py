@@ -77,8 +77,12 @@ class LayerStore:
     _unpacking: dict[str, threading.Lock] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        """Create the store (0700); raises UnsafeDirectory when it is someone else's or writable
+        by others (whoever can write it decides what builds stack), OSError when impossible."""
+        from ..workdir import check_private_dir, make_private_dirs
         self.root = Path(self.root)
-        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_private_dirs(self.root)
+        check_private_dir(self.root, "layer store")
         (self.root / "tmp").mkdir(exist_ok=True, mode=0o700)
         (self.root / self.flavor.name).mkdir(exist_ok=True, mode=0o700)
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..fs.overlay import unmount_below
+from ..workdir import UnsafeDirectory
 from ..layers.extract import NotStackable
 from ..oci.image import Layer
 from .images import ImageSource
@@ -51,6 +52,8 @@ class StageMounts:
                     try:
                         self.store = LayerStore(store, choice.flavor)
                         self.store.prune()
+                    except UnsafeDirectory as e:
+                        choice = OverlayChoice(None, str(e))
                     except OSError as e:
                         choice = OverlayChoice(None, f"layer store {store}: {e.strerror or e}")
                 if choice.enabled:

@@ -10,7 +10,7 @@ same filesystem). Deleting a lower entry leaves a *whiteout* in the upper (a cha
 Mounts are made with the new mount API (fsopen/fsconfig/fsmount/move_mount, Linux 5.2; one
 ``lowerdir+`` per layer, Linux 6.8, so the page-size limit of the option string does not
 apply), else with mount(2) and a ``lowerdir=a:b:...`` string when it fits in a page.
-``redirect_dir``, ``metacopy`` and ``index`` are off, so the upper directory holds whole
+``redirect_dir=nofollow``, ``metacopy`` and ``index`` off, so the upper directory holds whole
 copied-up files and plain whiteouts, and a sealed upper can serve as a lower of a later mount.
 """
 
@@ -79,7 +79,7 @@ def mount_overlay(target: Path, lowers: Sequence[Path], upper: Path, work: Path,
         raise ValueError("an overlay needs at least one lower directory")
     if len(lowers) > MAX_LOWERS:
         raise OSError(errno.E2BIG, f"{len(lowers)} lower layers (at most {MAX_LOWERS})", str(target))
-    opts = [("upperdir", str(upper)), ("workdir", str(work)), ("redirect_dir", "off"), ("index", "off"),
+    opts = [("upperdir", str(upper)), ("workdir", str(work)), ("redirect_dir", "nofollow"), ("index", "off"),
             ("metacopy", "off")]
     try:
         _mount_fsconfig(str(target), [str(p) for p in lowers], opts, flavor.userxattr)

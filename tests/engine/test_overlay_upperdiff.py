@@ -84,14 +84,15 @@ def _walk_changes(lower: Path, tmp: Path, script: str):
     return diff(before, FsIndex.scan(plain))
 
 
+@pytest.mark.parametrize("flavor", [FLAVOR, OverlayFlavor(True)], ids=["trusted", "userxattr"])
 @pytest.mark.parametrize("name", list(SCRIPTS))
-def test_upper_changes_equal_the_walk(can_mount, tmp_path, name):
+def test_upper_changes_equal_the_walk(can_mount, tmp_path, name, flavor):
     script = SCRIPTS[name]
     lower = tmp_path / "lower"
     _lower(lower)
     walk = _walk_changes(lower, tmp_path, script)
     assert walk.is_empty() == (name in ("nothing", "open for writing only"))
-    ov = OverlayRoot(root=tmp_path / "root", base=tmp_path / "ov", lowers=[lower], flavor=FLAVOR)
+    ov = OverlayRoot(root=tmp_path / "root", base=tmp_path / "ov", lowers=[lower], flavor=flavor)
     ov.mount()
     try:
         subprocess.run(["sh", "-c", script], cwd=ov.root, check=True)
@@ -101,11 +102,12 @@ def test_upper_changes_equal_the_walk(can_mount, tmp_path, name):
     assert got == walk
 
 
-def test_changes_after_sealing_are_those_of_the_last_step(can_mount, tmp_path):
+@pytest.mark.parametrize("flavor", [FLAVOR, OverlayFlavor(True)], ids=["trusted", "userxattr"])
+def test_changes_after_sealing_are_those_of_the_last_step(can_mount, tmp_path, flavor):
     """Two steps: the second one's upper holds only its own changes, over the sealed first."""
     lower = tmp_path / "lower"
     _lower(lower)
-    ov = OverlayRoot(root=tmp_path / "root", base=tmp_path / "ov", lowers=[lower], flavor=FLAVOR)
+    ov = OverlayRoot(root=tmp_path / "root", base=tmp_path / "ov", lowers=[lower], flavor=flavor)
     ov.mount()
     try:
         subprocess.run(["sh", "-c", "rm -rf etc/conf.d && mkdir etc/conf.d && echo 1 > etc/conf.d/one"],
