@@ -265,14 +265,17 @@ def stack_fixups(layers: list[LayerDir]) -> dict[str, os.stat_result]:
     return out
 
 
-def make_fixup_layer(path: Path, fixups: dict[str, os.stat_result]) -> None:
-    """Create ``path`` holding the directories of ``fixups`` with their mode and owner."""
+def make_fixup_layer(path: Path, fixups: dict[str, os.stat_result], top: Path) -> None:
+    """Create ``path`` holding the directories of ``fixups`` with their mode and owner, its own
+    root with those of ``top`` (the top layer's root)."""
     path.mkdir(parents=True)
+    fixups = dict(fixups)
+    fixups[""] = os.lstat(top)
     for p in sorted(fixups, key=lambda x: x.count("/")):
-        d = path / p
-        d.mkdir(exist_ok=True)
-    for p, s in sorted(fixups.items(), key=lambda kv: -kv[0].count("/")):
-        d = path / p
+        if p:
+            (path / p).mkdir(exist_ok=True)
+    for p, s in sorted(fixups.items(), key=lambda kv: -kv[0].count("/") - bool(kv[0])):
+        d = path / p if p else path
         os.chown(d, s.st_uid, s.st_gid, follow_symlinks=False)
         os.chmod(d, stat.S_IMODE(s.st_mode))
         os.utime(d, ns=(s.st_atime_ns, s.st_mtime_ns), follow_symlinks=False)

@@ -77,7 +77,7 @@ class StageMounts:
             fixups = stack_fixups(dirs)
             lowers = [d.fs for d in reversed(dirs)]
             if fixups:
-                make_fixup_layer(base / "fix", fixups)
+                make_fixup_layer(base / "fix", fixups, top=dirs[-1].fs)
                 lowers.insert(0, base / "fix")
             if not lowers:  # no layers: one empty lower
                 (base / "empty").mkdir(parents=True, exist_ok=True)

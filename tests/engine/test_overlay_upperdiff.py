@@ -197,3 +197,35 @@ def test_stale_mounts_are_unmounted(can_mount, tmp_path):
     assert mounts_below(tmp_path / "w") == []
     shutil.rmtree(tmp_path / "w")
     assert (lower / "etc" / "passwd").exists()
+
+
+def test_parents_a_layer_did_not_name_keep_the_lower_layers_metadata(can_mount, tmp_path):
+    """A layer holding only ``etc/motd`` (its ``etc`` made as a plain 0755 parent) stacked on
+    one whose ``etc`` is 0750 uid 7: the merged ``etc`` is 0750 uid 7, as when applied in order;
+    a layer whose ``etc`` is a symlink below such a parent cannot be stacked."""
+    from executor.engine.layerstore import LayerDir, make_fixup_layer, stack_fixups
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    _apply(_tar([("etc/", tarfile.DIRTYPE, None), ("etc/passwd", tarfile.REGTYPE, b"p")]), a)
+    os.chmod(a / "etc", 0o750)
+    os.chown(a / "etc", 7, 7)
+    stats = _apply(_tar([("etc/motd", tarfile.REGTYPE, b"m")]), b)
+    assert stats.implicit_dirs == ["etc"]
+    layers = [LayerDir("a", a, ()), LayerDir("b", b, tuple(stats.implicit_dirs))]
+    fix = stack_fixups(layers)
+    assert list(fix) == ["etc"]
+    make_fixup_layer(tmp_path / "fix", fix, top=b)
+    ov = OverlayRoot(root=tmp_path / "root", base=tmp_path / "ov", lowers=[tmp_path / "fix", b, a], flavor=FLAVOR)
+    ov.mount()
+    try:
+        st = os.lstat(ov.root / "etc")
+        assert (stat.S_IMODE(st.st_mode), st.st_uid) == (0o750, 7)
+        assert sorted(os.listdir(ov.root / "etc")) == ["motd", "passwd"]
+    finally:
+        ov.close()
+    c = tmp_path / "c"
+    c.mkdir()
+    os.symlink("usr/etc", c / "etc")
+    with pytest.raises(NotStackable):
+        stack_fixups([LayerDir("c", c, ()), layers[1]])
