@@ -72,7 +72,8 @@ def probe(work: Path, store: Path, environ: dict[str, str] | None = None) -> Ove
 
 def _try(work: Path, store: Path, flavor: OverlayFlavor) -> str | None:
     try:
-        store.mkdir(parents=True, exist_ok=True, mode=0o700)
+        from ..workdir import make_private_dirs
+        make_private_dirs(store)
         lower = Path(tempfile.mkdtemp(prefix="probe-", dir=store))
         top = Path(tempfile.mkdtemp(prefix="probe-", dir=work))
     except OSError as e:
