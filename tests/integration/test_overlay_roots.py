@@ -195,3 +195,28 @@ def test_failed_run_unmounts_and_a_killed_runs_mounts_are_removed(registry, debi
     assert "removed the work directory" in log
     assert mounts_below(killed) == []
     assert not any(p.exists() for p in work_dirs)
+
+
+CACHED = """\
+FROM {base}
+RUN chmod 0750 /srv && echo x > /srv/f
+RUN echo y >> /srv/f
+ARG V=1
+RUN stat -c %a /srv > /mode && echo $V > /v
+"""
+
+
+def test_cached_layers_stacked_from_the_store_give_the_copy_modes_image(registry, debian_base, overlay_ok, tmp_path):
+    """Cache hits for the first two RUNs, a miss for the third: the root is stacked from the base
+    and the two cached layers (unpacked into the store), and the image equals the one a copy-mode
+    build without cache makes. (The executor's own layers name every parent directory, so no
+    fix-up layer is needed here; tests/engine/test_overlay_upperdiff.py covers layers that do not.)"""
+    store = tmp_path / "store"
+    df = CACHED.format(base=debian_base)
+    cache = ["--cache", "--cache-repo", f"{registry.host}/overlay/cache-{uuid.uuid4().hex[:6]}"]
+    _build(registry, tmp_path, df, overlay=True, store=store, extra=cache)
+    d_ov, log = _build(registry, tmp_path, df, overlay=True, store=store, extra=cache + ["--build-arg", "V=2"])
+    assert "stacked 3 layers" in log, log
+    fresh = ["--cache", "--cache-repo", f"{registry.host}/overlay/cache-{uuid.uuid4().hex[:6]}"]
+    d_copy, _ = _build(registry, tmp_path, df, overlay=False, store=store, extra=fresh + ["--build-arg", "V=2"])
+    assert d_ov == d_copy
