@@ -285,6 +285,8 @@ def _remove_if_stale(path: Path) -> bool:
         with _held_lock:
             if str(path) in _held:
                 return False  # this very process's own (cannot happen through flock; be sure)
+        from .fs.overlay import unmount_below
+        unmount_below(path)  # stage roots a killed run left mounted (overlayfs)
         _remove_contents(path, keep=MARKER)
         os.unlink(path / MARKER)  # last: a removal cut short is finished by the next start
         os.rmdir(path)

@@ -341,14 +341,14 @@ def _check_size(layer: Layer, actual: int, how: str) -> None:
                             f"says {layer.size}; the manifest is corrupt, re-push the image")
 
 
-def apply_verified_layer(blob, root: Path, layer: Layer):
+def apply_verified_layer(blob, root: Path, layer: Layer, overlay: str | None = None):
     """apply_layer of ``blob`` (a layer's compressed bytes) onto ``root``, checking that the
     uncompressed content hashes to ``layer.diff_id`` (OCI image-spec config.md, rootfs.diff_ids).
 
     One background thread reads, decompresses and hashes the blob while this one parses the tar
     and writes the files (:class:`~executor.layers.decompress.ChunkStream`), so the content is
     read once. A mismatch raises LayerError after the layer was applied; the build stops, so
-    the root is never used.
+    the root is never used. ``overlay``: see :func:`~executor.layers.extract.apply_tar_chunks`.
     """
     where = f" of {layer.source}" if layer.source else ""
     hasher = hashlib.sha256()
@@ -362,7 +362,7 @@ def apply_verified_layer(blob, root: Path, layer: Layer):
             return head.pop() if head else chunks.next_chunk()
 
         try:
-            stats = apply_tar_chunks(next_chunk, root)
+            stats = apply_tar_chunks(next_chunk, root, overlay=overlay)
         except (OSError, LayerError) as e:
             full = disk_full_cause(e)
             if full is None:

@@ -30,6 +30,7 @@ from .cached import StepCache
 from .expand import Expand, expander, line_error
 from .images import BlobStore, ImageSource, apply_verified_layer
 from .isolation import Isolation
+from .stagemounts import StageMounts, clear_stale
 from .plan import BuildPlan, StageNode
 from .state import StageState
 from .step import BuildRecord, CacheUse, Prepared, StepRecord, shorten
@@ -61,6 +62,7 @@ class BuildServices:
     local_cache: Any = None
     isolation: Isolation | None = None
     uploads: Any = None  # the push-while-building UploadPool (executor.registry.uploads), or None
+    mounts: StageMounts | None = None  # overlay stage roots (made in __post_init__)
     _sources: dict[str, ImageSource] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock)
     _seq: int = 0
@@ -161,7 +163,12 @@ class BuildServices:
     def snapshot_exclude(self) -> list[str]:
         return list(SNAPSHOT_EXCLUDE) + [p.strip("/") for p in self.opts.ignore_paths]
 
+    def __post_init__(self) -> None:
+        if self.mounts is None:
+            self.mounts = StageMounts(self.work)
+
     def close(self) -> None:
+        self.mounts.release()
         for src in self._sources.values():
             src.close()
 
@@ -258,6 +265,7 @@ class StageBuilder:
     def _new_root(self) -> Path:
         root = self._stage_dir() / "rootfs"
         if root.exists():
+            clear_stale(self._stage_dir())
             shutil.rmtree(root)
         root.mkdir(parents=True)
         os.chmod(root, 0o755)
@@ -271,6 +279,13 @@ class StageBuilder:
             if parent.lazy:  # parent never unpacked: stay lazy too
                 root = self._new_root()
                 st = StageState(index=node.index, name=node.stage.name, root=root, image=image, platform=node.platform, lazy=True)
+            elif parent.overlay is not None:  # stack on the parent's layers instead of copying
+                root = self._stage_dir() / "rootfs"
+                clear_stale(self._stage_dir())
+                with parent.lock:
+                    mount = b.mounts.stack(parent.overlay, root, self._stage_dir() / "ov")
+                st = StageState(index=node.index, name=node.stage.name, root=root, image=image, platform=node.platform)
+                st.overlay = mount
             else:
                 root = self._stage_dir() / "rootfs"
                 root.parent.mkdir(parents=True, exist_ok=True)
@@ -317,11 +332,15 @@ class StageBuilder:
                 return
             t0 = time.monotonic()
             source = self.build.source(state.platform)
-            source.unpack(state.image, state.root)
+            state.overlay = self.build.mounts.mount_layers(state.root, self._stage_dir() / "ov", state.image.layers,
+                                                           source, str(state.name or state.index))
+            stacked = state.overlay is not None
+            if not stacked:
+                source.unpack(state.image, state.root)
             state.lazy = False
             state.fs_index = None
-            log.info("stage %s: unpacked %d layers in %.2fs", state.name or state.index,
-                     len(state.image.layers), time.monotonic() - t0)
+            log.info("stage %s: %s %d layers in %.2fs", state.name or state.index,
+                     "stacked" if stacked else "unpacked", len(state.image.layers), time.monotonic() - t0)
 
     def apply_layer(self, state: StageState, layer: Layer) -> None:
         """Extract a cached layer onto a filled root (diff_id verified)."""
@@ -352,6 +371,9 @@ class StageBuilder:
             self.run_step(state, ins)
         if single is not None:
             self._single_snapshot_end(state, single)
+        if state.overlay is not None:  # what readers and stacked stages see is fixed from now on
+            with state.lock:
+                state.overlay.seal()
         return state
 
     # ------------------------------------------------------------------ --single-snapshot

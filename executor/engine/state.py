@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..oci.image import Image
 from ..fs.snapshot import FsIndex
@@ -47,6 +48,7 @@ class StageState:
     lazy: bool = False            # root not filled yet: the image's layers are only descriptors
     key: str = ""                 # cache chain key after the last step
     all_hit: bool = True          # every layer step so far came from the cache
+    overlay: Any = None           # the OverlayRoot when the root is an overlay mount, else None
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     @property

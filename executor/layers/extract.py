@@ -75,12 +75,21 @@ class ExtractStats:
     ``entries``: tar members applied (files, dirs, links, devices; not whiteouts);
     ``whiteouts``: whiteout and opaque markers processed;
     ``skipped``: ``"path: reason"`` for entries that could not be created without
-    privilege (device nodes) or were of an unsupported kind (e.g. GNU sparse).
+    privilege (device nodes) or were of an unsupported kind (e.g. GNU sparse);
+    ``implicit_dirs``: in overlay mode, the relative paths of directories the layer did not
+    name but needed as parents (sorted).
     """
 
     entries: int = 0
     whiteouts: int = 0
     skipped: list[str] = field(default_factory=list)
+    implicit_dirs: list[str] = field(default_factory=list)
+    disk_bytes: int = 0
+
+
+class NotStackable(LayerError):
+    """The layer cannot be an overlayfs lower layer of its own (see ``apply_tar_chunks``'s
+    ``overlay``): the build unpacks it into a plain root instead."""
 
 
 @dataclass
@@ -101,6 +110,11 @@ class _State:
     layer_paths: set[tuple[str, ...]] = field(default_factory=set)
     layer_ancestors: set[tuple[str, ...]] = field(default_factory=set)
     dirs: list[_DirMeta] = field(default_factory=list)
+    #: overlay mode (``apply_tar_chunks(overlay=...)``): the xattr namespace of overlayfs's markers
+    #: (``trusted.overlay.`` or ``user.overlay.``), else None (whiteouts delete, as in a root)
+    overlay: str | None = None
+    #: overlay mode: resolved relative paths of the directories the tar names itself
+    explicit_dirs: set[str] = field(default_factory=set)
 
     def remember(self, parts: tuple[str, ...]) -> None:
         self.layer_paths.add(parts)
@@ -125,14 +139,23 @@ def apply_layer(stream: BinaryIO, root: Path, *, media_type: str | None = None,
         return apply_tar_chunks(chunks.next_chunk, root, same_owner=same_owner)
 
 
-def apply_tar_chunks(next_chunk: Callable[[], bytes], root: Path, *, same_owner: bool = True) -> ExtractStats:
+def apply_tar_chunks(next_chunk: Callable[[], bytes], root: Path, *, same_owner: bool = True,
+                     overlay: str | None = None) -> ExtractStats:
     """Apply the uncompressed layer tar delivered by ``next_chunk`` (the next bytes, ``b""`` at
     the end; e.g. :meth:`ChunkStream.next_chunk`) onto ``root``; what :func:`apply_layer` does
-    after decompressing. Stops at the end-of-archive header: the caller reads what follows."""
+    after decompressing. Stops at the end-of-archive header: the caller reads what follows.
+
+    ``overlay`` (``"trusted.overlay."`` or ``"user.overlay."``): ``root`` is an empty directory
+    that is to hold this one layer as an overlayfs lower layer: whiteouts become overlayfs's
+    (a 0/0 character device for ``.wh.NAME``, the ``<prefix>opaque=y`` xattr for the opaque
+    marker), xattrs of that namespace in the tar are dropped, and what only the layers below
+    could resolve (a hardlink to a file of a lower layer, a 0/0 device that would act as a
+    whiteout) raises :class:`NotStackable`. ``ExtractStats.implicit_dirs`` then lists the
+    directories the tar did not name (created as 0755 parents)."""
     root_s = os.path.realpath(os.fspath(root))
     if not os.path.isdir(root_s):
         raise LayerError(f"cannot apply layer: {root} is not a directory")
-    st = _State(res=RootResolver(root_s), same_owner=same_owner, is_root=os.geteuid() == 0)
+    st = _State(res=RootResolver(root_s), same_owner=same_owner, is_root=os.geteuid() == 0, overlay=overlay)
     reader = TarReader(next_chunk)
     for member in reader:
         try:
@@ -140,7 +163,28 @@ def apply_tar_chunks(next_chunk: Callable[[], bytes], root: Path, *, same_owner:
         except OSError as e:
             raise LayerError(f"cannot apply layer entry {member.name!r}: {e.strerror or e}") from None
     _finish_dirs(st)
+    if overlay is not None:
+        dirs, st.stats.disk_bytes = _all_dirs(root_s)
+        st.stats.implicit_dirs = sorted(dirs - st.explicit_dirs)
     return st.stats
+
+
+def _all_dirs(root: str) -> tuple[set[str], int]:
+    """Relative paths of every directory below ``root`` (not followed through symlinks), and
+    the bytes its entries occupy (st_blocks)."""
+    out: set[str] = set()
+    size = 0
+    stack = [(root, "")]
+    while stack:
+        d, rel = stack.pop()
+        with os.scandir(d) as it:
+            for e in it:
+                size += e.stat(follow_symlinks=False).st_blocks * 512
+                if e.is_dir(follow_symlinks=False):
+                    r = f"{rel}/{e.name}" if rel else e.name
+                    out.add(r)
+                    stack.append((e.path, r))
+    return out, size
 
 
 # -- one member ----------------------------------------------------------------------
@@ -179,6 +223,8 @@ def _apply_member(reader: TarReader, m: Member, st: _State) -> None:
             if not stat.S_ISDIR(existing.st_mode):
                 _remove(path, existing, st)
                 os.mkdir(path, 0o700)
+                if st.overlay is not None and _is_whiteout(existing):  # lower entries stay deleted
+                    os.setxattr(path, st.overlay + "opaque", b"y", follow_symlinks=False)
         st.dirs.append(_DirMeta(parts, m.mode, m.mtime))
         _chown_xattrs_path(path, m, st)
     elif t == SYM:
@@ -192,6 +238,8 @@ def _apply_member(reader: TarReader, m: Member, st: _State) -> None:
         _meta_path(path, m, st)
     else:
         kind = stat.S_IFCHR if t == CHR else stat.S_IFBLK
+        if st.overlay is not None and t == CHR and m.devmajor == 0 and m.devminor == 0:
+            raise NotStackable(f"layer entry {m.name!r} is a 0/0 character device (an overlayfs whiteout)")
         try:
             _create(path, st, lambda: os.mknod(path, kind | m.mode, os.makedev(m.devmajor, m.devminor)))
         except PermissionError:
@@ -242,10 +290,15 @@ def _chown(target, m: Member, st: _State, follow: bool = False) -> None:
             raise LayerError(f"cannot set owner {m.uid}:{m.gid} of {m.name!r}: {e.strerror}") from None
 
 
-def _set_xattrs(target, m: Member) -> None:
+_OVERLAY_XATTRS = ("trusted.overlay.", "user.overlay.")
+
+
+def _set_xattrs(target, m: Member, st: "_State | None" = None) -> None:
     for name, value in m.xattrs:
         if name.startswith(PRIVATE_XATTRS):
             continue  # only ever set by this executor (fs/owners), never taken from a layer
+        if st is not None and st.overlay is not None and name.startswith(_OVERLAY_XATTRS):
+            continue  # overlayfs's own markers (opaque, redirect...): never from a layer
         try:
             if isinstance(target, int):
                 os.setxattr(target, name, value)
@@ -258,14 +311,14 @@ def _set_xattrs(target, m: Member) -> None:
 def _chown_xattrs_path(path: str, m: Member, st: _State) -> None:
     _chown(path, m, st)
     if m.xattrs:
-        _set_xattrs(path, m)
+        _set_xattrs(path, m, st)
 
 
 def _meta_path(path: str, m: Member, st: _State) -> None:
     """Owner, mode, xattrs, mtime of a just-created fifo or device node (not a symlink)."""
     _chown(path, m, st)
     os.chmod(path, m.mode)  # a fifo or device node we just made: nothing to follow
-    _set_xattrs(path, m)
+    _set_xattrs(path, m, st)
     _utime(path, m)
 
 
@@ -283,7 +336,7 @@ def _write_file(reader: TarReader, m: Member, path: str, st: _State) -> None:
         _chown(fd, m, st)
         os.fchmod(fd, m.mode)  # after chown, which clears setuid/setgid
         if m.xattrs:
-            _set_xattrs(fd, m)
+            _set_xattrs(fd, m, st)
         ns = _ns(m.mtime)
         os.utime(fd, ns=(ns, ns))
     finally:
@@ -300,6 +353,8 @@ def _hardlink(m: Member, path: str, st: _State) -> None:
         tst = os.lstat(tpath) if tpath else None
     except FileNotFoundError:
         tst = None
+    if tst is None and st.overlay is not None:
+        raise NotStackable(f"layer entry {m.name!r} is a hardlink to {m.linkname!r} of a lower layer")
     if tst is None:
         raise LayerError(f"layer entry {m.name!r} is a hardlink to {m.linkname!r}, which does not exist in the layer")
     if stat.S_ISDIR(tst.st_mode):
@@ -312,6 +367,10 @@ def _hardlink(m: Member, path: str, st: _State) -> None:
             return
         _remove(path, existing, st)
         os.link(tpath, path, follow_symlinks=False)
+
+
+def _is_whiteout(s: os.stat_result) -> bool:
+    return stat.S_ISCHR(s.st_mode) and s.st_rdev == 0
 
 
 # -- removal ------------------------------------------------------------------------
@@ -347,6 +406,9 @@ def _apply_whiteout(raw: str, parts: tuple[str, ...], st: _State) -> None:
     dparts = parts[:-1]
     if base == WHITEOUT_OPAQUE:
         d = st.res.resolve_dir(dparts, create=True, name=raw)
+        if st.overlay is not None:  # the layer's own entries of the directory stay visible
+            os.setxattr(st.res.host(d), st.overlay + "opaque", b"y", follow_symlinks=False)
+            return
         _opaque(st.res.host(d), dparts, st)
         return
     if base.startswith(WHITEOUT_META_PREFIX):
@@ -357,6 +419,11 @@ def _apply_whiteout(raw: str, parts: tuple[str, ...], st: _State) -> None:
     vparts = dparts + (victim,)
     if vparts in st.layer_paths or vparts in st.layer_ancestors:
         return  # whiteouts only apply to lower layers
+    if st.overlay is not None:  # the lower layers are elsewhere: leave overlayfs's whiteout
+        d = st.res.resolve_dir(dparts, create=True, name=raw)
+        path = os.path.join(st.res.host(d), victim)
+        _create(path, st, lambda: os.mknod(path, stat.S_IFCHR | 0o600, 0))
+        return
     d = st.res.resolve_dir(dparts, create=False, name=raw)
     if d is None:
         return
@@ -402,6 +469,8 @@ def _finish_dirs(st: _State) -> None:
             continue
         if not stat.S_ISDIR(s.st_mode):
             continue
+        if st.overlay is not None:
+            st.explicit_dirs.add(rel)
         os.chmod(path, d.mode)
         ns = _ns(d.mtime)
         os.utime(path, ns=(ns, ns), follow_symlinks=False)

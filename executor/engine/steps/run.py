@@ -118,12 +118,16 @@ class RunStep:
         if ins.network == di.Network.NONE and iso.mode == IsolationMode.CHROOT and not iso.can_unshare_network:
             raise ctx.err("RUN --network=none needs a network namespace, which this environment does not "
                           "allow (no CAP_SYS_ADMIN); remove --network=none or run the executor with CAP_SYS_ADMIN")
-        before = ctx.fs_index()
+        # an overlay root: the RUN's changes are what its upper directory holds afterwards
+        # (sealed now, so earlier steps' writes are a lower layer); else an lstat walk before/after
+        with state.lock:  # (--single-snapshot diffs the whole stage at its end: no sealing)
+            upper = state.overlay is not None and not ctx.stage_builder.single and state.overlay.seal()
+        before = None if upper else ctx.fs_index()
         ident = resolve_user(state.root, state.user)
         env = state.run_env(proxy, ident.home or "/")
         workdir = state.workdir
         if workdir != "/" and not resolve_in_root(state.root, workdir).is_dir():
-            if ensure_dir(ctx, workdir):
+            if ensure_dir(ctx, workdir) and not upper:
                 ctx.fs_index()  # the new dirs are picked up by this RUN's snapshot
         files = {cmd.argv[0]: cmd.script} if cmd.script is not None else None
         scratch = ctx.scratch()
@@ -150,6 +154,12 @@ class RunStep:
         if rc != 0:
             raise RunFailed(f"{ins.location}: {shorten(ins.text)!s} returned a non-zero code: {rc}", rc)
         t1 = time.monotonic()
+        if upper:
+            changes = state.overlay.changes(build.snapshot_exclude())
+            state.fs_index = None  # COPY and WORKDIR only update an index that exists
+            log.debug("RUN took %.2fs, snapshot from the upper directory %.2fs", t_run, time.monotonic() - t1)
+            return changes
+        assert before is not None
         after = FsIndex.scan(state.root, exclude=build.snapshot_exclude())
         changes = drop_setup_only_dirs(diff(before, after), before, after,
                                        [m.target for m in mounts if m.target] + ["/etc/hosts", "/etc/resolv.conf"])
