@@ -70,6 +70,10 @@ def registry_options(*args, **kw):
     return RegistryOptions(**registry_option_values(*args, **kw))
 
 
+#: seconds the destination pings run alone before the build goes on beside them
+PING_HEAD_START_S = 0.05
+
+
 class EarlyClient:
     """A RegistryClient whose destination registries are pinged on a thread of its own.
 
@@ -89,8 +93,12 @@ class EarlyClient:
         self._thread = threading.Thread(target=self._run, name="registry-ping", daemon=True)
 
     def start(self) -> "EarlyClient":
+        """Start the pings; returns when they are done or after :data:`PING_HEAD_START_S`
+        (the caller's imports, competing for the interpreter, would delay sending them; a
+        registry slower than that is waited for while the caller goes on)."""
         if self._ping:
             self._thread.start()
+            self._thread.join(PING_HEAD_START_S)
         return self
 
     def _run(self) -> None:
@@ -176,9 +184,10 @@ def run(v: dict[str, Any], given: set[str], notes: list[str]) -> None:
         raise UserError(f"--compression={compression}: use gzip or zstd")
     if v["run_isolation"] not in ("auto", "namespace", "userns", "chroot"):
         raise UserError(f"--run-isolation={v['run_isolation']}: use auto, namespace, userns or chroot")
-    from .rootless import enter_or_fall_back
-    if fallback := enter_or_fall_back():  # non-root with subuid ranges: root of its own user namespace, or why not
-        log.warning("%s", fallback)
+    if os.geteuid() != 0:  # non-root with subuid ranges: root of its own user namespace, or why not
+        from .rootless import enter_or_fall_back
+        if fallback := enter_or_fall_back():
+            log.warning("%s", fallback)
     top = 9 if compression == "gzip" else 22
     if compression_level != -1 and not 1 <= compression_level <= top:
         raise UserError(f"--compression-level={compression_level}: {compression} levels are 1..{top} "
@@ -196,8 +205,6 @@ def run(v: dict[str, Any], given: set[str], notes: list[str]) -> None:
                         "type; use --image-format=oci or --compression=gzip")
     if v["sbom_format"] not in ("spdx", "cyclonedx"):
         raise UserError(f"--sbom-format={v['sbom_format']}: use spdx or cyclonedx")
-    from .contexts import parse_git_options
-    git_options = parse_git_options(v["git"])
     from .cache.ttl import parse_ttl
 
     ttl = parse_ttl(v["cache_ttl"])
@@ -206,10 +213,14 @@ def run(v: dict[str, Any], given: set[str], notes: list[str]) -> None:
         v["insecure"], v["insecure_pull"], v["insecure_registry"], v["skip_tls_verify"], v["skip_tls_verify_pull"],
         v["skip_tls_verify_registry"], v["registry_certificate"], v["registry_client_cert"], v["registry_mirror"],
         v["registry_map"], v["skip_default_registry_fallback"], v["push_retry"], v["image_download_retry"])
+    if v["git"]:  # checked before any request (imports the context module, which a build needs later anyway)
+        from .contexts import parse_git_options
+        parse_git_options(v["git"])
     early = EarlyClient(ropts, [] if no_push or v["skip_push_permission_check"] else list(destination)).start()
+    from .contexts import parse_git_options, prepare_context
+    git_options = parse_git_options(v["git"])
     from .engine.platforms import default_platform
     platforms = parse_platforms(v["custom_platform"]) if v["custom_platform"] else [default_platform()]
-    from .contexts import prepare_context
     prepared = prepare_context(v["context"], sub_path=v["context_sub_path"], git=git_options,
                                work_parent=kaniko_dir if kaniko_dir is not None and kaniko_dir.is_dir() else None,
                                keep=not cleanup)
