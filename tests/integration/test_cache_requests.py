@@ -65,3 +65,29 @@ def test_no_change_rebuild_makes_each_request_once(proxy, busybox, tmp_path):
     # twice: 13.
     assert len(requests) <= 12, requests
     assert not [p for m, p in requests if m in ("PUT", "POST", "PATCH")], "a no-change rebuild pushed something"
+
+
+def test_entry_whose_layer_blob_is_gone_is_a_miss_when_looked_up_ahead(proxy, busybox, tmp_path):
+    """The rebuild looks its entries up ahead, from the trail; an entry whose layer blob was
+    deleted from the cache repository is still a miss with its warning, and the step runs."""
+    import urllib.request
+
+    repo = f"requests/gone-{uuid.uuid4().hex[:6]}"
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {proxy.host}/busybox:latest\nRUN echo one > /one\nRUN echo two > /two\n")
+    dest = f"{proxy.host}/{repo}:1"
+    _build(proxy, ctx, dest, tmp_path / "d1")
+    layers = skopeo_inspect(dest)["Layers"]
+    gone = layers[-2]  # the first RUN's layer
+    req = urllib.request.Request(f"http://{proxy.host}/v2/{repo}/cache/blobs/{gone}", method="DELETE")
+    assert urllib.request.urlopen(req).status == 202
+    proxy.log.clear()
+    p = run_executor(["--context", str(ctx), "--destination", dest, "--insecure-registry", proxy.host, "--cache",
+                      "--log-format", "text"])
+    out = p.stdout + p.stderr
+    assert f"layer blob {gone[:19]}" in out and "is missing; a miss" in out, out
+    assert "cache miss" in out and "RUN echo one > /one" in out
+    entry_gets = [path for m, path, _ in proxy.log if m == "GET" and f"/v2/{repo}/cache/manifests/" in path
+                        and "trail-" not in path]
+    assert len(entry_gets) == len(set(entry_gets)), "an entry was fetched twice"
