@@ -89,5 +89,5 @@ def test_entry_whose_layer_blob_is_gone_is_a_miss_when_looked_up_ahead(proxy, bu
     assert f"layer blob {gone[:19]}" in out and "is missing; a miss" in out, out
     assert "cache miss" in out and "RUN echo one > /one" in out
     entry_gets = [path for m, path, _ in proxy.log if m == "GET" and f"/v2/{repo}/cache/manifests/" in path
-                        and "trail-" not in path]
+                  and "trail-" not in path]
     assert len(entry_gets) == len(set(entry_gets)), "an entry was fetched twice"
