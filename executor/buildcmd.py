@@ -205,9 +205,6 @@ def run(v: dict[str, Any], given: set[str], notes: list[str]) -> None:
                         "type; use --image-format=oci or --compression=gzip")
     if v["sbom_format"] not in ("spdx", "cyclonedx"):
         raise UserError(f"--sbom-format={v['sbom_format']}: use spdx or cyclonedx")
-    from .cache.ttl import parse_ttl
-
-    ttl = parse_ttl(v["cache_ttl"])
     secrets = {s.id: s for s in map(parse_secret, v["secret"])}
     ropts = registry_option_values(
         v["insecure"], v["insecure_pull"], v["insecure_registry"], v["skip_tls_verify"], v["skip_tls_verify_pull"],
@@ -217,6 +214,8 @@ def run(v: dict[str, Any], given: set[str], notes: list[str]) -> None:
         from .contexts import parse_git_options
         parse_git_options(v["git"])
     early = EarlyClient(ropts, [] if no_push or v["skip_push_permission_check"] else list(destination)).start()
+    from .cache.ttl import parse_ttl  # (fractions, decimal: after the ping is on its way)
+    ttl = parse_ttl(v["cache_ttl"])
     from .contexts import parse_git_options, prepare_context
     git_options = parse_git_options(v["git"])
     from .engine.platforms import default_platform
