@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -71,6 +72,7 @@ MAX_LOOKUPS_AHEAD = 64
 LOOKUP_THREADS = 8
 #: step keywords whose keys are looked up in the store (config-only steps are never stored)
 _STORED = {"RUN": "run", "COPY": "copy", "ADD": "copy", "WORKDIR": ""}
+_KEY = re.compile(r"[0-9a-f]{64}")
 
 
 def secret_name(name: str) -> bool:
@@ -135,11 +137,18 @@ class StepCache:
             trail = self.store.read_trail(ex.trail_name(self.destination, self.target, p))
             self.trails[p] = trail
             if trail is not None:
-                self._look_ahead(trail, labels, target_labels.get(p))
+                try:
+                    self._look_ahead(trail, labels, target_labels.get(p))
+                except Exception as e:  # noqa: BLE001 - an optimisation: never a reason to fail
+                    log.debug("cache: no lookups ahead (%s)", e)
 
     def _look_ahead(self, trail: dict, labels: dict[str, str], target_label: str | None) -> None:
-        """Submit the lookups of the entries ``trail`` names (module doc)."""
-        steps, roots = trail.get("steps") or {}, trail.get("roots") or {}
+        """Submit the lookups of the entries ``trail`` names (module doc). The trail is registry
+        data: only 64-hex keys are looked up."""
+        steps = {pos: k for pos, k in (trail.get("steps") or {}).items()
+                 if isinstance(pos, str) and isinstance(k, str) and _KEY.fullmatch(k)}
+        roots = {label: k for label, k in (trail.get("roots") or {}).items()
+                 if isinstance(label, str) and isinstance(k, str) and _KEY.fullmatch(k)}
         wanted: list[tuple[str, str]] = []
         for pos, key in steps.items():
             keyword = pos.rpartition(" ")[2]
