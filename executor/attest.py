@@ -133,6 +133,8 @@ def _chosen(opts, docs: list[Document]) -> list[Document]:
 
 def attach_all(client, opts, docs: list[Document]) -> None:
     """Attach the ``--sbom`` / ``--provenance`` documents in every destination repository."""
+    if not docs:
+        return  # nothing asked for: the SBOM and referrers modules are not even imported
     from .referrers import attach
     chosen = _chosen(opts, docs)
     if not chosen:

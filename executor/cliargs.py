@@ -2,15 +2,13 @@
 
 Go/pflag booleans (``--flag=true|false``), ``-f=x`` shorthands, old camelCase / snake_case
 spellings (``--tarPath``), the no-op Kaniko flags and their warnings, key=value parsers, and
-the plain grouped ``--help`` that never truncates a flag name at 80 columns.
+the help panel names (the grouped ``--help`` itself is executor.cliapp's).
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-
-import typer
 
 from .errors import UserError
 from .options import SecretSource
@@ -80,32 +78,6 @@ def resolve_dockerfile(context: Path, dockerfile: str) -> Path:
     if p.exists():
         return p.resolve()
     return (context / p).resolve()
-
-
-class GroupedHelpCommand(typer.core.TyperCommand):
-    """The build command with a plain, grouped ``--help``: one section per help panel (context,
-    registry, cache, outputs, build, logging, Kaniko no-ops), each flag's names written whole and
-    its help wrapped beside it, or on the next lines when the names are long (click's definition
-    list). Never truncated at any width, unlike a rich table at 80 columns; hidden flags (old
-    spellings, negative forms) are left out."""
-
-    def format_help(self, ctx, formatter) -> None:
-        self.format_usage(ctx, formatter)
-        self.format_help_text(ctx, formatter)
-        panels: dict[str, list[tuple[str, str]]] = {}
-        for param in self.get_params(ctx):
-            if getattr(param, "hidden", False) or not getattr(param, "opts", None):
-                continue
-            names = ", ".join(sorted(param.opts, key=lambda o: (o.startswith("--"), o)))
-            if not param.opts[0].startswith("-") or len(param.opts) == 1 and param.opts[0].startswith("--"):
-                names = "    " + names  # align long-only flags under the ones with a short form
-            if not getattr(param, "is_flag", False) and param.metavar:
-                names += f" {param.metavar}"
-            panel = getattr(param, "rich_help_panel", None) or "Other"
-            panels.setdefault(panel, []).append((names, param.help or ""))
-        for panel, rows in panels.items():
-            with formatter.section(panel):
-                formatter.write_dl(rows, col_max=34)
 
 
 # Help panels (``executor --help`` groups the flags; every flag name is shown whole at 80 columns).
@@ -186,15 +158,6 @@ def normalise_argv(argv: list[str], known: set[str] | None = None, notes: list[s
             continue
         out.append(arg)
     return out
-
-
-def _opt(default, *names: str, panel: str, help: str | None = None, metavar: str | None = None, **kw):
-    return typer.Option(default, *names, help=help, metavar=metavar, rich_help_panel=panel,
-                        show_default=kw.pop("show_default", False), **kw)
-
-
-def _hidden(default, *names: str):
-    return typer.Option(default, *names, hidden=True)
 
 
 def parse_platforms(value: str) -> list[str]:

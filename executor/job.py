@@ -56,8 +56,6 @@ def _close_uploads(pool, ok: bool) -> None:
 def run_build(opts: BuildOptions, client) -> str:
     """Build, then write every requested output; returns the image digest."""
     from .engine.build import Build
-    from .oci.docker_archive import write_docker_archive
-    from .oci.layout import write_oci_layout
     from .outputs import image_digest, local_blob_paths, push, tar_tags, write_digest_files
 
     if len(opts.platforms) > 1:
@@ -73,10 +71,12 @@ def run_build(opts: BuildOptions, client) -> str:
         if opts.tar_path or opts.oci_layout_path:
             paths = local_blob_paths(result)
             if opts.tar_path:
+                from .oci.docker_archive import write_docker_archive
                 opts.tar_path.parent.mkdir(parents=True, exist_ok=True)
                 write_docker_archive(opts.tar_path, result.image, paths, tar_tags(opts.destinations))
                 log.info("wrote %s", opts.tar_path)
             if opts.oci_layout_path:
+                from .oci.layout import write_oci_layout
                 tag = tar_tags(opts.destinations)[0].rpartition(":")[2]
                 write_oci_layout(opts.oci_layout_path, result.image, paths, ref_name=tag)
                 log.info("wrote OCI layout %s", opts.oci_layout_path)

@@ -8,7 +8,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from ..errors import RegistryError
@@ -39,6 +41,8 @@ class LayerCache:
     platform: str = "linux/amd64"
     _bg: BackgroundWriter = field(default_factory=lambda: BackgroundWriter("push"))
     _warned: bool = False
+    _blob_checks: dict[str, Future] = field(default_factory=dict)  # layer digest -> HEAD made by this build
+    _blob_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _ref(self, key: str) -> Reference:
         return parse_reference(f"{self.repo}:{key}")
@@ -64,22 +68,38 @@ class LayerCache:
 
     def lookup(self, key: str) -> CacheHit | None:
         """The entry for ``key``, or None (absent, expired, unreadable, layer blob gone: all are misses).
-        Two requests: the entry manifest, and a HEAD of its layer blob."""
+        Two requests: the entry manifest, and a HEAD of its layer blob (not repeated for a blob
+        this build already found there: entries of identical layers share one)."""
         doc = self._get(key)
         hit = parse_entry(doc, self.repo, self.ttl_seconds, time.time()) if doc else None
-        if hit is not None and hit.layer is not None:
-            try:
-                present = self.client.blob_exists(self._ref(key), hit.layer.digest)
-            except Cancelled:
-                raise
-            except RegistryError as e:
-                present = False
-                log.warning("cache %s: cannot check layer blob %s (%s)", self.repo, hit.layer.digest[:19], e)
-            if not present:
-                log.warning("cache %s: layer blob %s of entry %s is missing; a miss", self.repo,
-                            hit.layer.digest[:19], key[:12])
-                return None
+        if hit is not None and hit.layer is not None and not self._blob_present(key, hit.layer.digest):
+            log.warning("cache %s: layer blob %s of entry %s is missing; a miss", self.repo,
+                        hit.layer.digest[:19], key[:12])
+            return None
         return hit
+
+    def _blob_present(self, key: str, digest: str) -> bool:
+        """HEAD of layer blob ``digest`` in the repository (False, with a warning, when it cannot be
+        checked). One HEAD per digest and build: a lookup meeting a HEAD of the same blob by another
+        lookup (concurrent or earlier) takes its answer when it was found, else checks itself."""
+        with self._blob_lock:
+            check = self._blob_checks.get(digest)
+            own = check is None
+            if own:
+                check = self._blob_checks[digest] = Future()
+        if not own and check.result():
+            return True
+        present = False
+        try:
+            present = self.client.blob_exists(self._ref(key), digest)
+        except Cancelled:
+            raise
+        except RegistryError as e:
+            log.warning("cache %s: cannot check layer blob %s (%s)", self.repo, digest[:19], e)
+        finally:
+            if own:
+                check.set_result(present)
+        return present
 
     def lookup_config(self, key: str) -> dict | None:
         """The image config stored under final-config ``key`` (within TTL), or None. Two requests."""

@@ -12,11 +12,12 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TextIO
+from typing import Callable, TextIO
 
 from ..context import Context
 from ..errors import UserError
@@ -60,17 +61,41 @@ class BuildResult:
 
 def _resolve_bases(b: BuildServices, nodes: list) -> None:
     """Resolve every FROM image of ``nodes`` (StageNodes) for its platform, concurrently, before
-    any stage runs: a base missing a requested platform, or unreachable, fails the build before
+    any stage runs (an image several stages start from is resolved once, not by each of them): a base missing a requested platform, or unreachable, fails the build before
     minutes of other platforms' work. The results are the sources' cache, so stages do not ask
     again. Raises the first RegistryError / UserError."""
     wanted = list(dict.fromkeys((n.platform, n.base) for n in nodes
                                 if n.parent is None and n.base.lower() != "scratch"))
-    if len(wanted) < 2:
-        return  # one base: the stage resolves it first thing anyway
+    if len(wanted) < 2:  # one image (maybe several stages FROM it): resolved once, here
+        for platform, base in wanted:
+            b.source(platform).resolve(base)
+        return
     with ThreadPoolExecutor(max_workers=min(8, len(wanted)), thread_name_prefix="resolve") as pool:
         futures = [pool.submit(b.source(platform).resolve, base) for platform, base in wanted]
         for f in futures:
             f.result()
+
+
+def _resolve_bases_soon(b: BuildServices, nodes: list) -> Callable[[], None]:
+    """:func:`_resolve_bases` on a thread of its own (while the RUN isolation is probed and the
+    cache's trail is read); returns the function that waits for it and raises its error. The
+    thread is a daemon: a build failing before the wait does not wait for a slow registry."""
+    error: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            _resolve_bases(b, nodes)
+        except BaseException as e:  # noqa: BLE001 - raised by the waiting thread
+            error.append(e)
+
+    t = threading.Thread(target=work, name="resolve-bases", daemon=True)
+    t.start()
+
+    def wait() -> None:
+        t.join()
+        if error:
+            raise error[0]
+    return wait
 
 
 def _epoch(opts: BuildOptions) -> int | None:
@@ -137,12 +162,14 @@ class Build:
         b = self.services = BuildServices(
             opts=opts, client=self.client, plans=plans, work=self.work, store=self.store,
             context=Context(opts.context, DockerIgnore.from_file(ignore_file)),
-            cache=open_step_cache(opts, self.client), record=BuildRecord(), epoch=_epoch(opts),
+            cache=open_step_cache(opts, self.client, {p: pl.nodes[pl.target].label for p, pl in plans.items()}),
+            record=BuildRecord(), epoch=_epoch(opts),
             stdout=self.stdout, stderr=self.stderr,
             local_cache=open_local_cache(opts.cache_dir, opts.cache_ttl_seconds), units=units,
             readers={u: sum(1 for deps in work.deps.values() if u in deps) for u in work.order},
             uploads=self.uploads)
         b.used_build_args |= set().union(*(pl.used_build_args for pl in plans.values()))
+        bases_resolved = _resolve_bases_soon(b, [plans[work.platform_of[u]].nodes[u[1]] for u in work.order])
         runs = [i for pl in plans.values() for n in pl.order for i in pl.nodes[n].stage.instructions
                 if isinstance(i, Run)]
         if runs:  # probe privileges now, in the main thread, before stage threads exist
@@ -164,7 +191,7 @@ class Build:
             with stage_label(label):
                 StageBuilder(b, plan, node, exported=unit in work.exported).run()
 
-        _resolve_bases(b, [plans[work.platform_of[u]].nodes[u[1]] for u in work.order])
+        bases_resolved()
         run_graph(work.order, work.deps, build_unit, jobs, on_abort=b.abort)
         self._warn_unused(b.used_build_args)
         results = []

@@ -25,13 +25,24 @@ where ``<reason>`` names the step's changed components (``source 0 app.txt chang
 changed before it (``the previous step missed (its result changed)``, with ``; it follows
 from <first changed step>`` when the first change is further back), or ``no earlier build of
 this step recorded``. Components are fetched only on a miss (one request per miss).
+
+Lookups ahead: the trail is read on a thread of its own while the stages resolve their bases,
+and the entries it names (the previous build's keys of RUN/COPY/ADD/WORKDIR steps, and its
+final config) are looked up concurrently as soon as it arrives. A step whose key is one of
+them takes that result instead of asking the store again, so a no-change rebuild makes its
+lookups in a few concurrent rounds instead of one request after another. The results are
+those of ``store.lookup``/``lookup_config`` (absent, expired, a missing layer blob: a miss
+with its warning; ``--cache-from`` order): only their timing changes. A key no step asks for
+(the build changed) costs one wasted lookup; at most :data:`MAX_LOOKUPS_AHEAD` are made.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
+import re
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +64,15 @@ if TYPE_CHECKING:
     from .stage import StageBuilder
 
 log = logging.getLogger("executor.cache")
+
+
+#: most entries looked up ahead from the previous build's trail (a bound on wasted requests)
+MAX_LOOKUPS_AHEAD = 64
+#: concurrent lookups ahead
+LOOKUP_THREADS = 8
+#: step keywords whose keys are looked up in the store (config-only steps are never stored)
+_STORED = {"RUN": "run", "COPY": "copy", "ADD": "copy", "WORKDIR": ""}
+_KEY = re.compile(r"[0-9a-f]{64}")
 
 
 def secret_name(name: str) -> bool:
@@ -92,16 +112,72 @@ class StepCache:
     _stages: dict[int, _Stage] = field(default_factory=dict)      # id(StageState) -> what was seen
     _services: Any = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _pool: ThreadPoolExecutor | None = None
+    _trails_read: Future | None = None
+    _ahead: dict[tuple[str, str], Future] = field(default_factory=dict)  # ("entry"|"config", key) -> lookup
 
     def chain(self, prev: str, components: dict[str, str]) -> str:
         return chain_key(prev, components)
 
     # ------------------------------------------------------------------ trail
-    def read_trails(self, destination: str, target: str, platforms: list[str]) -> None:
-        """Read the previous build's trail of each platform (one request each; absent = None)."""
+    def read_trails(self, destination: str, target: str, platforms: list[str],
+                    labels: dict[str, str] | None = None, target_labels: dict[str, str] | None = None) -> None:
+        """Start reading the previous build's trail of each platform (one request each; absent =
+        None) on a thread, then looking up the entries it names (module doc). ``labels``: the
+        ``--label`` values (part of the final-config key); ``target_labels``: platform -> label
+        of its target stage (whose last key names the final config; none: not looked up ahead).
+        Returns at once."""
         self.destination, self.target = destination, target
+        self._pool = ThreadPoolExecutor(max_workers=LOOKUP_THREADS, thread_name_prefix="cache-lookup")
+        self._trails_read = self._pool.submit(self._read_trails, platforms, dict(labels or {}),
+                                              dict(target_labels or {}))
+
+    def _read_trails(self, platforms: list[str], labels: dict[str, str], target_labels: dict[str, str]) -> None:
         for p in platforms:
-            self.trails[p] = self.store.read_trail(ex.trail_name(destination, target, p))
+            trail = self.store.read_trail(ex.trail_name(self.destination, self.target, p))
+            self.trails[p] = trail
+            if trail is not None:
+                try:
+                    self._look_ahead(trail, labels, target_labels.get(p))
+                except Exception as e:  # noqa: BLE001 - an optimisation: never a reason to fail
+                    log.debug("cache: no lookups ahead (%s)", e)
+
+    def _look_ahead(self, trail: dict, labels: dict[str, str], target_label: str | None) -> None:
+        """Submit the lookups of the entries ``trail`` names (module doc). The trail is registry
+        data: only 64-hex keys are looked up."""
+        steps = {pos: k for pos, k in (trail.get("steps") or {}).items()
+                 if isinstance(pos, str) and isinstance(k, str) and _KEY.fullmatch(k)}
+        roots = {label: k for label, k in (trail.get("roots") or {}).items()
+                 if isinstance(label, str) and isinstance(k, str) and _KEY.fullmatch(k)}
+        wanted: list[tuple[str, str]] = []
+        for pos, key in steps.items():
+            keyword = pos.rpartition(" ")[2]
+            if keyword in _STORED and self._enabled(_STORED[keyword]):
+                wanted.append(("entry", key))
+        if target_label is not None and target_label in roots:  # the target stage's last key names the final config
+            own = sorted((int(pos[len(target_label) + 1:].partition(" ")[0]), k) for pos, k in steps.items()
+                         if pos.startswith(target_label + "/") and pos[len(target_label) + 1:].partition(" ")[0].isdigit())
+            wanted.append(("config", image_config_key(own[-1][1] if own else roots[target_label], labels)))
+        with self._lock:
+            for kind, key in wanted:
+                if len(self._ahead) >= MAX_LOOKUPS_AHEAD or (kind, key) in self._ahead or self._pool is None:
+                    continue
+                lookup = self.store.lookup if kind == "entry" else self.store.lookup_config
+                self._ahead[(kind, key)] = self._pool.submit(lookup, key)
+
+    def _await_trails(self) -> None:
+        """Wait for the trails (re-raises a cancellation met reading them)."""
+        if self._trails_read is not None:
+            self._trails_read.result()
+
+    def _lookup(self, kind: str, key: str):
+        """``store.lookup(key)`` ("entry") or ``store.lookup_config(key)`` ("config"): the
+        lookup made ahead when there is one, else a request now."""
+        with self._lock:
+            ahead = self._ahead.pop((kind, key), None)
+        if ahead is not None:
+            return ahead.result()
+        return self.store.lookup(key) if kind == "entry" else self.store.lookup_config(key)
 
     def stage_started(self, sb: "StageBuilder", state: StageState) -> None:
         """Note a stage's root key (call before its first step)."""
@@ -118,6 +194,7 @@ class StepCache:
             seen.steps.append(rec)
 
     def _trail_for(self, sb: "StageBuilder") -> dict | None:
+        self._await_trails()
         unit = getattr(sb, "unit", None)
         if unit and unit[0] in self.trails:
             return self.trails[unit[0]]
@@ -218,6 +295,7 @@ class StepCache:
             roots[seen.label] = seen.root
             steps += [(ex.position(seen.label, n, r.keyword), r.key) for n, r in enumerate(seen.steps) if r.key]
         doc = ex.trail_document(self.destination, self.target, platform, roots, steps)
+        self._await_trails()
         old = self.trails.get(platform)
         if old is not None and not old.get("source") and old.get("roots") == doc["roots"] and old.get("steps") == doc["steps"]:
             return
@@ -252,7 +330,7 @@ class StepCache:
         self.note_step(state, rec)
         enabled = self._enabled(p.cache_class)
         if enabled:
-            hit = self.store.lookup(key)
+            hit = self._lookup("entry", key)
             if hit is not None and self._use(sb, state, p, hit):
                 rec.cache = CacheUse.HIT
                 rec.cache_source = hit.origin
@@ -303,7 +381,7 @@ class StepCache:
         image = target.image
         key = image_config_key(target.key, labels)
         if target.all_hit:
-            cached = self.store.lookup_config(key)
+            cached = self._lookup("config", key)
             if cached is not None and strip_created(cached) == strip_created(image.config):
                 image.config = cached
                 log.info("cache: every step hit; reusing the image config %s (same image as before)", short(key))
@@ -316,6 +394,11 @@ class StepCache:
         """Wait for the background cache writes (warnings only)."""
         sources = f" ({self.hits_from} from --cache-from)" if self.hits_from else ""
         log.info("cache: %d hits%s, %d misses", self.hits, sources, self.misses)
+        if self._pool is not None:  # lookups ahead nobody asked for: not waited for
+            with self._lock:
+                pool, self._pool = self._pool, None
+                self._ahead.clear()
+            pool.shutdown(wait=False, cancel_futures=True)
         self.store.close()
 
 
@@ -335,14 +418,16 @@ def _open_store(repo: str, opts: BuildOptions, client: RegistryClient, push: boo
     return name, LayerCache(client, name, opts.cache_ttl_seconds, push=push, platform=opts.platform)
 
 
-def open_step_cache(opts: BuildOptions, client: RegistryClient) -> StepCache | None:
+def open_step_cache(opts: BuildOptions, client: RegistryClient,
+                    target_labels: dict[str, str] | None = None) -> StepCache | None:
     """The StepCache for ``opts``, or None without ``--cache`` and ``--cache-from``.
 
     ``--cache-repo oci:/path`` selects the on-disk OCI-layout store; anything else is a
     registry repository (default ``<first destination>/cache``, as Kaniko). Each
     ``--cache-from`` (same two forms) is a read-only source asked after it, in order
     (:class:`executor.cache.chain.StoreChain`); ``--cache-from`` without ``--cache`` reads
-    those sources and writes nothing.
+    those sources and writes nothing. ``target_labels``: platform -> label of its target stage
+    (for the lookups ahead, :meth:`StepCache.read_trails`).
     """
     if not opts.cache and not opts.cache_from:
         return None
@@ -362,5 +447,6 @@ def open_step_cache(opts: BuildOptions, client: RegistryClient) -> StepCache | N
                  repo or "no --cache-repo (--cache-from alone: nothing is stored)")
     cache = StepCache(store, run_layers=opts.cache_run_layers, copy_layers=opts.cache_copy_layers)
     destination = parse_reference(opts.destinations[0]).name if opts.destinations else (repo or sources[0][0])
-    cache.read_trails(destination, opts.target or "", list(dict.fromkeys(opts.platforms or [opts.platform])))
+    cache.read_trails(destination, opts.target or "", list(dict.fromkeys(opts.platforms or [opts.platform])),
+                      opts.labels, target_labels)
     return cache
