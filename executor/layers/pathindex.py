@@ -334,7 +334,7 @@ class MergedTree:
             child = node.children.get(name)
             final = not todo
             if child is None:
-                if create and not final:
+                if create:
                     child = node.children[name] = _Node(None, implicit=True)
                 else:
                     return cur + [name] + list(reversed(todo)), None
