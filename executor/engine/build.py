@@ -136,8 +136,8 @@ class Build:
             stdout=self.stdout, stderr=self.stderr,
             local_cache=open_local_cache(opts.cache_dir, opts.cache_ttl_seconds), units=units,
             readers={u: sum(1 for deps in work.deps.values() if u in deps) for u in work.order})
-        if b.cache is not None:
-            from .lazyfs import LayerIndexes
+        from .lazyfs import LayerIndexes, lazy_enabled
+        if b.cache is not None and lazy_enabled():
             b.indexes = LayerIndexes(b.cache.store)
         b.used_build_args |= set().union(*(pl.used_build_args for pl in plans.values()))
         runs = [i for pl in plans.values() for n in pl.order for i in pl.nodes[n].stage.instructions

@@ -19,7 +19,8 @@ too). Whenever the result cannot be proven the same as the eager one -- an index
 malformed, implicit directories, a non-directory with xattrs below a copied directory, the
 step failing in the skeleton -- :func:`execute_lazily` returns :data:`FALLBACK` and the caller
 takes the eager path (materialize + execute). ``EXECUTOR_LAZY_FS=0`` in the environment turns
-the lazy path off (internal switch, for tests comparing both paths).
+the lazy filesystem off: no path index is made, stored or used (an internal switch, for tests
+comparing both paths or counting cache entries; not a user flag).
 """
 
 from __future__ import annotations
@@ -107,17 +108,18 @@ class LayerIndexes:
         return tree
 
     def publish(self, diff_id: str) -> None:
-        """Store the index of a layer this build made next to its cache entry (background)."""
+        """Store the index of a layer this build made next to its cache entry (background,
+        serialized there)."""
         store_index = getattr(self.store, "store_index", None)
         with self._lock:
             index = self._mem.get(diff_id)
         if index is not None and store_index is not None:
-            store_index(diff_id, index.encode())
+            store_index(diff_id, index.encode)
 
     def publish_scans(self, layers: list[Layer]) -> None:
         """For every local layer blob not indexed in this build (base layers, cached layers of
         older executors): store its index in the background, scanned from the blob's tar headers
-        only when the store has none yet."""
+        only when the store has none yet (the blobs were verified by their extraction)."""
         store_index = getattr(self.store, "store_index", None)
         if store_index is None:
             return
@@ -132,7 +134,8 @@ class LayerIndexes:
             def produce(path: Path = path, layer: Layer = layer) -> bytes | None:
                 t0 = time.monotonic()
                 try:
-                    index = scan_layer_file(path, layer.media_type, layer.diff_id)
+                    # the blob was just extracted with its diff_id verified: not hashed again
+                    index = scan_layer_file(path, layer.media_type, layer.diff_id, verify=False)
                 except (LayerError, OSError) as e:
                     log.debug("path index of layer %s not made: %s", layer.diff_id[:19], e)
                     return None
@@ -229,7 +232,7 @@ def execute_lazily(sb: "StageBuilder", state: StageState, p: Prepared) -> Any:
     Returns the Layer (None: nothing changed), or :data:`FALLBACK`."""
     b = sb.build
     indexes: LayerIndexes | None = getattr(b, "indexes", None)
-    if indexes is None or p.lazy_paths is None or not lazy_enabled():
+    if indexes is None or p.lazy_paths is None:
         return FALLBACK
     t0 = time.monotonic()
     try:

@@ -265,22 +265,25 @@ def scan_tar_chunks(next_chunk, diff_id: str = "") -> PathIndex:
     return rec.index(diff_id)
 
 
-def scan_layer(blob: BinaryIO, media_type: str | None, diff_id: str) -> PathIndex:
+def scan_layer(blob: BinaryIO, media_type: str | None, diff_id: str, verify: bool = True) -> PathIndex:
     """The index of the layer blob ``blob`` (compressed as ``media_type``), whose uncompressed
-    content must hash to ``diff_id`` (LayerError otherwise). Reads headers only; writes nothing."""
+    content must hash to ``diff_id`` (LayerError otherwise; ``verify`` False: the caller has
+    just verified it, e.g. by extracting it). Reads headers only; writes nothing."""
     from .decompress import ChunkStream
-    hasher = hashlib.sha256()
+    hasher = hashlib.sha256() if verify else None
     with ChunkStream(blob, media_type, hasher=hasher) as chunks:
         index = scan_tar_chunks(chunks.next_chunk, diff_id)
-        chunks.drain()
-    if "sha256:" + hasher.hexdigest() != diff_id:
+        if hasher is not None:
+            chunks.drain()
+    if hasher is not None and "sha256:" + hasher.hexdigest() != diff_id:
         raise LayerError(f"layer content does not match diff_id {diff_id}")
     return index
 
 
-def scan_layer_file(path: Path, media_type: str | None, diff_id: str) -> PathIndex:
+def scan_layer_file(path: Path, media_type: str | None, diff_id: str, verify: bool = True) -> PathIndex:
+    """:func:`scan_layer` of the blob file ``path``."""
     with open(path, "rb") as f:
-        return scan_layer(f, media_type, diff_id)
+        return scan_layer(f, media_type, diff_id, verify)
 
 
 # -- the merged tree --------------------------------------------------------------------

@@ -124,12 +124,12 @@ def test_copy_after_cache_hits_downloads_no_layer(proxy, debian_base, tmp_path):
     mark = len(proxy.log)
     lazy, log = _build(host, ctx, dest + "-lazy", cache, *base)
     gets = _blob_gets(proxy, mark)
-    layers = [d["digest"] for d in skopeo_inspect(f"{dest}-lazy@{lazy}", raw=True)["layers"]]
+    layers = [d["digest"] for d in skopeo_inspect(f"{dest}-lazy", raw=True)["layers"]]
     assert not [g for g in gets if any(d in g for d in layers[:-1])], gets  # base and RUN layer: not fetched
     assert "lazy: layer computed from path indexes" in log, log
     eager, _ = _build(host, ctx, dest + "-eager", cache, *base, "--no-push-cache", lazy=False)
     assert lazy == eager
-    bundle = umoci_unpack(f"{dest}-lazy@{lazy}", tmp_path / "u")
+    bundle = umoci_unpack(f"{dest}-lazy", tmp_path / "u")
     assert (bundle / "rootfs" / "app" / "app.txt").read_text() == "changed\n"
     assert (bundle / "rootfs" / "big").stat().st_size == 3000000
     assert (bundle / "rootfs" / "usr" / "bin" / "sh").exists() or (bundle / "rootfs" / "bin").is_symlink()
@@ -163,4 +163,12 @@ def test_a_hostile_index_falls_back_to_the_eager_path(registry, debian_base, tmp
     eager, _ = _build(registry.host, ctx, dest + "-e", f"oci:{layout}", *base, "--no-push-cache", lazy=False)
     assert lazy == eager
     assert not Path("/tmp/escape").exists()
+    # path-index entries are cache entries like the others: pruned by age
+    names = [m["annotations"]["org.opencontainers.image.ref.name"]
+             for m in json.loads((layout / "index.json").read_text())["manifests"]]
+    assert sum(n.startswith("pathindex-") for n in names) >= 2, names  # the base's and the RUN layer's
+    run_executor(["cache", "prune", "--cache-repo", f"oci:{layout}", "--older-than", "0s"])
+    names = [m["annotations"]["org.opencontainers.image.ref.name"]
+             for m in json.loads((layout / "index.json").read_text())["manifests"]]
+    assert not [n for n in names if n.startswith("pathindex-")], names
     shutil.rmtree(layout)
