@@ -66,6 +66,7 @@ class LayerIndexes:
     store: Any = None
     _mem: dict[str, PathIndex] = field(default_factory=dict)
     _absent: set[str] = field(default_factory=set)
+    _trees: dict[int, tuple[object, tuple[str, ...], MergedTree]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def put(self, diff_id: str, index: PathIndex) -> None:
@@ -96,15 +97,26 @@ class LayerIndexes:
                 self._mem[diff_id] = index
         return index
 
-    def tree(self, layers: list[Layer]) -> MergedTree | None:
-        """The merged tree of ``layers`` (bottom first), or None when an index is missing."""
-        tree = MergedTree()
-        for layer in layers:
+    def tree(self, layers: list[Layer], owner: object | None = None) -> MergedTree | None:
+        """The merged tree of ``layers`` (bottom first), or None when an index is missing.
+        Raises Unprovable. ``owner`` (a stage state, whose steps run one after another): its
+        last tree is kept and extended by the layers added since, instead of merged anew."""
+        key = tuple(layer.diff_id for layer in layers)
+        with self._lock:
+            kept = self._trees.pop(id(owner), None) if owner is not None else None
+        if kept is not None and kept[0] is owner and key[:len(kept[1])] == kept[1]:
+            tree, rest = kept[2], layers[len(kept[1]):]
+        else:
+            tree, rest = MergedTree(), layers
+        for layer in rest:  # on any failure the partly merged tree is dropped (not put back)
             index = self.get(layer.diff_id)
             if index is None:
                 log.info("lazy: no path index for layer %s; unpacking the layers", layer.diff_id[:19])
                 return None
             tree.apply(index)
+        if owner is not None:
+            with self._lock:
+                self._trees[id(owner)] = (owner, key, tree)
         return tree
 
     def publish(self, diff_id: str) -> None:
@@ -240,7 +252,7 @@ def execute_lazily(sb: "StageBuilder", state: StageState, p: Prepared) -> Any:
         if probes is None:
             log.info("lazy: this step needs the files of the image; unpacking the layers")
             return FALLBACK
-        tree = indexes.tree(state.image.layers)
+        tree = indexes.tree(state.image.layers, owner=state)
         if tree is None:
             return FALLBACK
         skel = b.unique("lazy")

@@ -165,18 +165,16 @@ class PathIndex:
         rec = head.get("diff_id")
         if not isinstance(rec, str) or (diff_id is not None and rec != diff_id):
             raise PathIndexError(f"index is of layer {rec!r:.80}, not {diff_id}")
-        out = cls(diff_id=rec)
-        append = out.entries.append
-        for i, line in enumerate(lines[1:], 2):
-            append(_parse_row(line, f"index line {i}"))
-        return out
+        try:  # one parse of every row (the line structure is only formatting)
+            rows = json.loads("[" + ",".join(lines[1:]) + "]")
+        except ValueError:
+            raise PathIndexError("index entries are not JSON") from None
+        if len(rows) != n:
+            raise PathIndexError(f"index header says {n} entries, it has {len(rows)}")
+        return cls(diff_id=rec, entries=[_parse_row(row, f"index entry {i}") for i, row in enumerate(rows, 1)])
 
 
-def _parse_row(line: str, what: str) -> IndexEntry:
-    try:
-        row = json.loads(line)
-    except ValueError:
-        raise PathIndexError(f"{what}: not JSON") from None
+def _parse_row(row, what: str) -> IndexEntry:
     if not isinstance(row, list) or len(row) not in (8, 9):
         raise PathIndexError(f"{what}: not an entry")
     path, kind, mode, uid, gid, size, mtime_ns, link = row[:8]
@@ -410,15 +408,22 @@ class MergedTree:
                 if node is None or node.children is None:
                     continue
                 node.children.pop(parts[-1], None)
+        parents: dict[str, _Node] = {}  # parent path -> its node, while nothing is replaced
         for e in index.entries:
             if e.kind in (WHITEOUT, OPAQUE):
                 continue
-            parts = e.path.split("/")
-            _, parent = self._resolve(parts[:-1], True, create=True)
-            if parent is None or parent.children is None:
-                raise Unprovable(f"the parent of {e.path} is not a directory")
-            name = parts[-1]
+            cut = e.path.rfind("/")
+            ppath, name = (e.path[:cut], e.path[cut + 1:]) if cut >= 0 else ("", e.path)
+            parent = parents.get(ppath)
+            if parent is None:
+                _, parent = self._resolve(ppath.split("/") if ppath else [], True, create=True)
+                if parent is None or parent.children is None:
+                    raise Unprovable(f"the parent of {e.path} is not a directory")
+                parents[ppath] = parent
             old = parent.children.get(name)
+            if old is not None and not (e.kind == DIRECTORY and old.children is not None):
+                if old.children is not None or (old.entry is not None and old.entry.kind == SYMLINK):
+                    parents.clear()  # a directory or symlink replaced: resolutions may change
             if e.kind == HARDLINK:
                 _, target = self._resolve(e.link.split("/"), False)
                 if target is None or target.entry is None or target.entry.kind in (DIRECTORY, SYMLINK):
