@@ -108,6 +108,13 @@ class LayerIndexes:
             tree, rest = kept[2], layers[len(kept[1]):]
         else:
             tree, rest = MergedTree(), layers
+        with self._lock:
+            missing = [layer.diff_id for layer in rest if layer.diff_id not in self._mem
+                       and layer.diff_id not in self._absent]
+        if len(missing) > 1:  # fetch them side by side (two requests each)
+            from concurrent.futures import ThreadPoolExecutor
+            with ThreadPoolExecutor(max_workers=min(4, len(missing))) as pool:
+                list(pool.map(self.get, missing))
         for layer in rest:  # on any failure the partly merged tree is dropped (not put back)
             index = self.get(layer.diff_id)
             if index is None:
@@ -255,6 +262,7 @@ def execute_lazily(sb: "StageBuilder", state: StageState, p: Prepared) -> Any:
         tree = indexes.tree(state.image.layers, owner=state)
         if tree is None:
             return FALLBACK
+        t_tree = time.monotonic()
         skel = b.unique("lazy")
         skel.mkdir(parents=True)
         os.chmod(skel, 0o755)
@@ -264,6 +272,7 @@ def execute_lazily(sb: "StageBuilder", state: StageState, p: Prepared) -> Any:
     try:
         try:
             build_skeleton(tree, skel, probes, copied_dirs=p.cache_class == "copy")
+            t_skel = time.monotonic()
         except (Unprovable, OSError) as e:
             log.info("lazy: %s; unpacking the layers", e)
             return FALLBACK
@@ -281,8 +290,11 @@ def execute_lazily(sb: "StageBuilder", state: StageState, p: Prepared) -> Any:
                 state.root = orig
             state.apply_config(p.config)
             layer = sb.commit(state, changes, p.created_by, keep_layer=True, root=skel)
+        t1 = time.monotonic()
         log.info("lazy: %s computed from path indexes in %.2fs (%d layers not unpacked)",
-                 "layer" if layer else "step", time.monotonic() - t0, len(state.image.layers) - (1 if layer else 0))
+                 "layer" if layer else "step", t1 - t0, len(state.image.layers) - (1 if layer else 0))
+        log.debug("lazy: indexes %.3fs, skeleton %.3fs, step + layer %.3fs", t_tree - t0, t_skel - t_tree,
+                  t1 - t_skel)
         return layer
     finally:
         _rmtree(skel)

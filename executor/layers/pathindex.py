@@ -36,7 +36,7 @@ import stat
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Iterable
+from typing import BinaryIO, Iterable, NamedTuple
 
 from ..errors import LayerError
 from .tarstream import BLK, CHR, DIR, FIFO, LNK, REG, SYM, TarReader
@@ -68,13 +68,13 @@ class PathIndexError(ValueError):
     says which line/path)."""
 
 
-@dataclass(frozen=True)
-class IndexEntry:
+class IndexEntry(NamedTuple):
     """One layer entry: ``path`` (clean, relative, ``/``-separated, never ''), ``kind`` (one of
     :data:`KINDS`), ``mode`` (permission bits incl. setuid/setgid/sticky), numeric ``uid``/
     ``gid``, ``size`` (bytes of a regular file, else 0), ``mtime_ns`` (nanoseconds since the
     epoch), ``link`` (symlink target as written, or the hardlink target path; else '') and
-    ``xattrs`` ((name, raw value) pairs, as in the layer)."""
+    ``xattrs`` ((name, raw value) pairs, as in the layer). A named tuple: an index holds one per
+    layer entry, and a frozen dataclass costs several times more to create."""
 
     path: str
     kind: str
@@ -94,10 +94,10 @@ class IndexEntry:
 
 
 def _canonical(path: str, what: str) -> str:
-    if not isinstance(path, str) or not path or len(path) > MAX_PATH or "\x00" in path:
+    if type(path) is not str or not path or len(path) > MAX_PATH or "\x00" in path:
         raise PathIndexError(f"{what}: bad path {path!r:.80}")
-    parts = path.split("/")
-    if any(p in ("", ".", "..") for p in parts):
+    if path[0] == "/" or path[-1] == "/" or "//" in path or (
+            "." in path and any(p in (".", "..") for p in path.split("/"))):
         raise PathIndexError(f"{what}: path {path!r:.80} is not a clean relative path")
     return path
 
@@ -175,40 +175,38 @@ class PathIndex:
 
 
 def _parse_row(row, what: str) -> IndexEntry:
-    if not isinstance(row, list) or len(row) not in (8, 9):
+    if type(row) is not list or len(row) not in (8, 9):
         raise PathIndexError(f"{what}: not an entry")
     path, kind, mode, uid, gid, size, mtime_ns, link = row[:8]
     if not (kind == OPAQUE and path == "."):  # "." : an opaque marker at the root
-        path = _canonical(path, what)
+        _canonical(path, what)
     if kind not in KINDS:
         raise PathIndexError(f"{what}: unknown kind {kind!r:.20}")
-    _int(mode, 0, 0o7777, what)
-    _int(uid, 0, _MAX_ID, what)
-    _int(gid, 0, _MAX_ID, what)
-    _int(size, 0, MAX_SIZE, what)
-    _int(mtime_ns, -_MAX_NS, _MAX_NS, what)
-    if not isinstance(link, str) or len(link) > MAX_PATH or "\x00" in link:
+    if not (type(mode) is int and 0 <= mode <= 0o7777 and type(uid) is int and 0 <= uid <= _MAX_ID
+            and type(gid) is int and 0 <= gid <= _MAX_ID and type(size) is int and 0 <= size <= MAX_SIZE
+            and type(mtime_ns) is int and -_MAX_NS <= mtime_ns <= _MAX_NS):
+        raise PathIndexError(f"{what}: a number out of range")
+    if type(link) is not str or len(link) > MAX_PATH or "\x00" in link:
         raise PathIndexError(f"{what}: bad link target")
     if kind == HARDLINK:
         _canonical(link, what)
-    elif kind != SYMLINK and link:
+    elif link and kind != SYMLINK:
         raise PathIndexError(f"{what}: a link target on a {kind!r} entry")
-    xattrs: tuple[tuple[str, bytes], ...] = ()
-    if len(row) == 9:
-        xa = row[8]
-        if not isinstance(xa, dict) or len(xa) > 256:
-            raise PathIndexError(f"{what}: bad xattrs")
-        items = []
-        for k, v in sorted(xa.items()):
-            if not isinstance(k, str) or not k or len(k) > 255 or "\x00" in k or not isinstance(v, str) \
-                    or len(v) > MAX_XATTR * 2:
-                raise PathIndexError(f"{what}: bad xattr")
-            try:
-                items.append((k, base64.b64decode(v, validate=True)))
-            except ValueError:
-                raise PathIndexError(f"{what}: bad xattr value") from None
-        xattrs = tuple(items)
-    return IndexEntry(path, kind, mode, uid, gid, size, mtime_ns, link, xattrs)
+    if len(row) == 8:
+        return IndexEntry(path, kind, mode, uid, gid, size, mtime_ns, link)
+    xa = row[8]
+    if not isinstance(xa, dict) or len(xa) > 256:
+        raise PathIndexError(f"{what}: bad xattrs")
+    items = []
+    for k, v in sorted(xa.items()):
+        if not isinstance(k, str) or not k or len(k) > 255 or "\x00" in k or not isinstance(v, str) \
+                or len(v) > MAX_XATTR * 2:
+            raise PathIndexError(f"{what}: bad xattr")
+        try:
+            items.append((k, base64.b64decode(v, validate=True)))
+        except ValueError:
+            raise PathIndexError(f"{what}: bad xattr value") from None
+    return IndexEntry(path, kind, mode, uid, gid, size, mtime_ns, link, tuple(items))
 
 
 def _ns(t: int | float) -> int:
