@@ -60,6 +60,7 @@ FEATURES = """\
     COPY --chown=1000:1000 --chmod=0640 app.txt /srv/new/deep/x.txt
     COPY --link app.txt /opt/linked.txt
     ADD app.txt /opt/added.txt
+    ADD --checksum=@SUM@ @URL@/remote.txt /opt/url/
     COPY --parents sub/./a/b.txt /p/
     COPY <<EOF /etc/heredoc.txt
     hello
@@ -95,8 +96,33 @@ def _context(tmp: Path, dockerfile: str) -> Path:
     return ctx
 
 
-def test_lazy_and_eager_change_builds_give_the_same_image(registry, debian_base, tmp_path):
-    ctx = _context(tmp_path, FEATURES)
+@pytest.fixture
+def http_base(tmp_path):
+    """A local http.server on 127.0.0.1 serving tmp_path/www (for ADD <url>)."""
+    import http.server
+    import threading
+    www = tmp_path / "www"
+    www.mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, directory=str(www), **kw)
+
+        def log_message(self, *a):
+            pass
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield www, f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+    srv.server_close()
+
+
+def test_lazy_and_eager_change_builds_give_the_same_image(registry, debian_base, tmp_path, http_base):
+    import hashlib
+    www, url = http_base
+    (www / "remote.txt").write_text("from the web\n")
+    checksum = "sha256:" + hashlib.sha256(b"from the web\n").hexdigest()
+    ctx = _context(tmp_path, FEATURES.replace("@SUM@", checksum).replace("@URL@", url))
     cache = f"{registry.host}/lazy/features-cache-{uuid.uuid4().hex[:6]}"
     dest = f"{registry.host}/lazy/features:{uuid.uuid4().hex[:6]}"
     base = ["--build-arg", f"BASE={debian_base}"]
@@ -104,7 +130,8 @@ def test_lazy_and_eager_change_builds_give_the_same_image(registry, debian_base,
     (ctx / "app.txt").write_text("v2, longer\n")
     eager, _ = _build(registry.host, ctx, dest + "-eager", cache, *base, "--no-push-cache", lazy=False)
     lazy, log = _build(registry.host, ctx, dest + "-lazy", cache, *base, "--no-push-cache")
-    assert log.count("lazy: layer computed from path indexes") >= 10, log
+    assert log.count("lazy: layer computed from path indexes") == 15, log  # every step before ADD app.tar
+    assert log.count("lazy: step computed from path indexes") == 1, log  # WORKDIR /usr: exists, no layer
     # ADD of a local archive needs the files (it merges into what is there): the first fallback
     assert log.count("lazy: this step needs the files of the image; unpacking the layers") == 1, log
     assert len(re.findall(r"stage \S+: unpacked \d+ layers in", log)) == 1, log  # once, at the fallback
