@@ -10,6 +10,7 @@ Bases: the Debian minbase image (merged /usr: /lib -> usr/lib) made by debootstr
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import textwrap
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.fault_proxy import FaultProxy
-from tests.support.tools import run_executor, skopeo_inspect, umoci_unpack
+from tests.support.tools import executor_cmd, run, run_executor, skopeo_inspect, umoci_unpack
 
 pytestmark = pytest.mark.integration
 
@@ -207,3 +208,54 @@ def test_a_hostile_index_falls_back_to_the_eager_path(registry, debian_base, tmp
              for m in json.loads((layout / "index.json").read_text())["manifests"]]
     assert not [n for n in names if n.startswith("pathindex-")], names
     shutil.rmtree(layout)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None,
+                    reason="switches to uid 1000 with setpriv: needs root and util-linux")
+def test_lazy_without_root_writes_the_owners_of_the_eager_root_build(registry, busybox):
+    """Without root the skeleton's owners are recorded (fs/owners), not applied: a lazy build as
+    uid 1000 with no capabilities writes the same layers as root's eager build, ancestors owned
+    by 1000 and 7:8 in the base included."""
+    from tests.support.rootless import run_executor_as, shared_dir
+    tmp = shared_dir("executor-lazy-rootless-")
+    try:
+        ctx = tmp / "ctx"
+        (ctx / "dir" / "sub").mkdir(parents=True)
+        (ctx / "app.txt").write_text("v1\n")
+        (ctx / "dir" / "sub" / "z").write_text("z\n")
+        for p in [ctx, *ctx.rglob("*")]:
+            p.chmod(0o755 if p.is_dir() else 0o644)
+        (ctx / "Dockerfile.base").write_text(f"FROM {busybox}\nCOPY --chown=1000:1000 dir /owned\n"
+                                             "COPY --chown=7:8 dir /other\n")
+        base = f"{registry.host}/lazy/rootless-base:{uuid.uuid4().hex[:8]}"
+        run(executor_cmd() + ["--context", str(ctx), "--dockerfile", "Dockerfile.base", "--destination", base,
+                              "--insecure-registry", registry.host])
+        (ctx / "Dockerfile").write_text(f"FROM {base}\nCOPY app.txt /owned/new.txt\n"
+                                        "COPY app.txt /owned/sub/deeper/x.txt\nCOPY app.txt /other/sub/\n"
+                                        "WORKDIR /owned/w\n")
+        dest = f"{registry.host}/lazy/rootless"
+        args = ["--context", str(ctx), "--insecure-registry", registry.host, "--reproducible", "--cache",
+                "--cache-copy-layers", "--cache-repo", f"{registry.host}/lazy/rootless-cache-{uuid.uuid4().hex[:6]}",
+                "--log-format", "text"]
+        env = {**os.environ, "SOURCE_DATE_EPOCH": EPOCH}
+        run(executor_cmd() + args + ["--destination", f"{dest}:prime"], env=env)  # stores the indexes
+        (ctx / "app.txt").write_text("v2, longer\n")
+        run(executor_cmd() + args + ["--no-push-cache", "--destination", f"{dest}:eager", "--digest-file",
+                                     str(tmp / "eager")], env={**env, "EXECUTOR_LAZY_FS": "0"})
+        home = tmp / "home"
+        home.mkdir()
+        os.chown(home, 1000, 1000)
+        os.environ["SOURCE_DATE_EPOCH"], old = EPOCH, os.environ.get("SOURCE_DATE_EPOCH")
+        try:
+            p = run_executor_as(1000, args + ["--no-push-cache", "--destination", f"{dest}:lazy", "--digest-file",
+                                              str(home / "digest")], home)
+        finally:
+            if old is None:
+                del os.environ["SOURCE_DATE_EPOCH"]
+            else:
+                os.environ["SOURCE_DATE_EPOCH"] = old
+        assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
+        assert p.stderr.count("lazy: layer computed from path indexes") == 4, p.stderr
+        assert (home / "digest").read_text() == (tmp / "eager").read_text()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
