@@ -155,7 +155,7 @@ class LayerIndexes:
                 try:
                     # the blob was just extracted with its diff_id verified: not hashed again
                     index = scan_layer_file(path, layer.media_type, layer.diff_id, verify=False)
-                except (LayerError, OSError) as e:
+                except (LayerError, OSError, PathIndexError) as e:
                     log.debug("path index of layer %s not made: %s", layer.diff_id[:19], e)
                     return None
                 log.debug("path index of layer %s: %d entries in %.2fs", layer.diff_id[:19], len(index.entries),

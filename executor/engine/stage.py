@@ -462,7 +462,7 @@ class StageBuilder:
         recorder = IndexRecorder() if b.indexes is not None else None
         res = write_layer(root or state.root, changes, tmp, compression=b.opts.compression,
                           level=b.opts.compression_level, oci=state.image.oci, mtime=b.epoch, index=recorder)
-        if recorder is not None and b.indexes is not None:
+        if recorder is not None and not recorder.overflow and b.indexes is not None:
             b.indexes.put(res.diff_id, recorder.index(res.diff_id))
         path = b.store.adopt(tmp, res.digest)
         desc = {"mediaType": res.media_type, "digest": res.digest, "size": res.size}

@@ -49,9 +49,9 @@ FILE, DIRECTORY, SYMLINK, HARDLINK, CHARDEV, BLOCKDEV, FIFO_KIND, WHITEOUT, OPAQ
 KINDS = frozenset("fdlhcbpwo")
 _TAR_KIND = {REG: FILE, DIR: DIRECTORY, SYM: SYMLINK, LNK: HARDLINK, CHR: CHARDEV, BLK: BLOCKDEV, FIFO: FIFO_KIND}
 
-MAX_ENTRIES = 4_000_000
-MAX_ENCODED = 256 << 20     # decompressed bytes of an index
-MAX_COMPRESSED = 64 << 20   # compressed bytes of an index
+MAX_ENTRIES = 300_000       # entries of one layer's index (a larger layer is not indexed: eager path)
+MAX_ENCODED = 48 << 20      # decompressed bytes of an index (bounds the memory a hostile one takes)
+MAX_COMPRESSED = 16 << 20   # compressed bytes of an index
 MAX_PATH = 4096
 MAX_SIZE = 1 << 50          # bytes of one file
 MAX_XATTR = 64 << 10        # bytes of one xattr value
@@ -220,9 +220,16 @@ class IndexRecorder:
 
     def __init__(self) -> None:
         self.entries: list[IndexEntry] = []
+        self.overflow = False  # more than MAX_ENTRIES: nothing more is kept, :meth:`index` raises
 
     def add(self, name: str, kind: str, mode: int, uid: int, gid: int, size: int, mtime: int | float,
             link: str = "", xattrs: Iterable[tuple[str, bytes]] = ()) -> None:
+        if self.overflow:
+            return
+        if len(self.entries) >= MAX_ENTRIES:
+            self.overflow = True
+            self.entries = []
+            return
         parts = [p for p in name.split("/") if p not in ("", ".")]
         if not parts or ".." in parts:
             return  # the root entry (its metadata is not in a layer diff), or an escaping name
@@ -246,6 +253,9 @@ class IndexRecorder:
                                        tuple(sorted(xattrs))))
 
     def index(self, diff_id: str = "") -> PathIndex:
+        """The recorded index; raises PathIndexError when the layer has too many entries."""
+        if self.overflow:
+            raise PathIndexError(f"the layer has more than {MAX_ENTRIES} entries: not indexed")
         return PathIndex(diff_id, list(self.entries))
 
 

@@ -134,3 +134,14 @@ def test_a_parent_made_implicitly_by_extraction_is_unprovable():
     t = MergedTree.of([_ix(f("deep/er/file"))])
     with pytest.raises(Unprovable):
         t.trace("deep/er")
+
+
+def test_a_layer_with_too_many_entries_is_not_indexed(monkeypatch):
+    import executor.layers.pathindex as pi
+    monkeypatch.setattr(pi, "MAX_ENTRIES", 3)
+    rec = IndexRecorder()
+    for i in range(5):
+        rec.add(f"f{i}", "f", 0o644, 0, 0, 1, 0)
+    assert rec.overflow and rec.entries == []
+    with pytest.raises(PathIndexError, match="more than 3"):
+        rec.index()
