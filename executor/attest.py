@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import UserError
+from .logs import counted
 from .oci.image import manifest_bytes, sha256_digest  # noqa: F401 - sha256_digest used by job
 from .reference import parse_reference
 
@@ -144,7 +145,8 @@ def attach_all(client, opts, docs: list[Document]) -> None:
     for repo in repos.values():
         for d in chosen:
             attach(client, repo, d.subject, d.data, d.artifact_type, d.annotations)
-    log.info("attached %d document(s) to %d repositories in %.2fs", len(chosen), len(repos), time.monotonic() - t0)
+    log.info("attached %s to %s in %.2fs", counted(len(chosen), "document"),
+             counted(len(repos), "repository", "repositories"), time.monotonic() - t0)
 
 
 def check_paths(opts) -> None:

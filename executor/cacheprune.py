@@ -27,6 +27,7 @@ from typing import List
 import typer
 
 from .errors import UserError
+from .logs import counted
 
 log = logging.getLogger("executor.cache")
 
@@ -144,7 +145,7 @@ def _summary(report, older_than: str) -> str:
     n_exp = len(report.expired)
     done = (f"{n_exp} would be deleted" if report.dry_run else
             f"{len(report.deleted)} deleted" + (f", {len(report.failed)} could not be" if report.failed else ""))
-    line = (f"{report.location}: {report.entries} cache entries, {n_exp} older than {older_than}: {done}; "
+    line = (f"{report.location}: {counted(report.entries, 'cache entry', 'cache entries')}, {n_exp} older than {older_than}: {done}; "
             f"{report.entries - n_exp} kept")
     if report.others:
         line += f"; {report.others} other tag{'s' if report.others != 1 else ''} left alone"

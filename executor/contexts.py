@@ -60,6 +60,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from .errors import UserError
+from .redaction import redact_userinfo
 
 log = logging.getLogger("executor.context")
 
@@ -166,7 +167,7 @@ class PreparedContext:
 
 def redact(url: str) -> str:
     """``url`` with any ``user:password@`` replaced by ``***@`` (for logs and errors)."""
-    return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@#?]*@", r"\1***@", url)
+    return redact_userinfo(url)
 
 
 def classify(spec: str) -> tuple[str, str]:

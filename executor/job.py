@@ -1,12 +1,15 @@
 """One build job: build (one platform or several), then write every requested output.
 
 Outputs in order, nothing half-written: ``--tar-path`` / ``--oci-layout-path`` files, then the
-push (blobs, manifests by digest, the tag last), then the digest files.
+push (blobs, manifests by digest, the tag last), then the digest files. When pushing, each
+layer of the output image starts uploading to the first destination as soon as the build
+writes it (:mod:`executor.registry.uploads`); the push then waits for those uploads.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 from . import attest
@@ -29,6 +32,27 @@ def apply_manifest_options(image, opts: BuildOptions) -> None:
         log.info("built from %s at commit %s", opts.context_source, opts.source_commit)
 
 
+#: Environment switch of the push while building (issue 12): "0" turns it off (tests compare
+#: the images of both ways; not a user flag).
+EARLY_PUSH_ENV = "EXECUTOR_PUSH_WHILE_BUILDING"
+
+
+def start_uploads(opts: BuildOptions, client):
+    """The build's upload pool (:class:`executor.registry.uploads.UploadPool`) to the first
+    ``--destination``, or None: with ``--no-push`` (tar / layout outputs only), or with
+    ``EXECUTOR_PUSH_WHILE_BUILDING=0``."""
+    if opts.no_push or not opts.destinations or os.environ.get(EARLY_PUSH_ENV, "1") == "0":
+        return None
+    from .reference import parse_reference
+    from .registry.uploads import UploadPool
+    return UploadPool(client, parse_reference(opts.destinations[0]))
+
+
+def _close_uploads(pool, ok: bool) -> None:
+    if pool is not None:
+        pool.close(abort=not ok)
+
+
 def run_build(opts: BuildOptions, client) -> str:
     """Build, then write every requested output; returns the image digest."""
     from .engine.build import Build
@@ -39,7 +63,9 @@ def run_build(opts: BuildOptions, client) -> str:
     if len(opts.platforms) > 1:
         return run_multi_platform_build(opts, client)
     t0 = time.monotonic()
-    builder = Build(opts, client)
+    uploads = start_uploads(opts, client)
+    builder = Build(opts, client, uploads=uploads)
+    ok = False
     try:
         result = builder.build()
         log.info("built image in %.2fs", time.monotonic() - t0)
@@ -60,13 +86,15 @@ def run_build(opts: BuildOptions, client) -> str:
             digest = image_digest(result)
             log.info("skipping push (--no-push); image digest %s", digest)
         else:
-            digest = push(client, result, opts.destinations).digest
+            digest = push(client, result, opts.destinations, uploads).digest
             attest.attach_all(client, opts, docs)
         write_digest_files(digest, opts.destinations if not opts.no_push else opts.destinations,
                            opts.digest_file, opts.image_name_with_digest_file, opts.image_name_tag_with_digest_file)
         log.info("done in %.2fs: %s", time.monotonic() - t0, digest)
+        ok = True
         return digest
     finally:
+        _close_uploads(uploads, ok)  # before the cleanup removes the blobs it reads
         builder.cleanup()
 
 
@@ -82,7 +110,9 @@ def run_multi_platform_build(opts: BuildOptions, client) -> str:
         raise UserError(f"{flag} holds one image; with several platforms ({', '.join(opts.platforms)}) push to a "
                         f"registry, or build one --custom-platform at a time")
     t0 = time.monotonic()
-    builder = Build(opts, client)
+    uploads = start_uploads(opts, client)
+    builder = Build(opts, client, uploads=uploads)
+    ok = False
     try:
         results = builder.build_all()
         log.info("built %d platform images in %.2fs", len(results), time.monotonic() - t0)
@@ -99,11 +129,13 @@ def run_multi_platform_build(opts: BuildOptions, client) -> str:
             digest = sha256_digest(image_index(results)[0])
             log.info("skipping push (--no-push); index digest %s", digest)
         else:
-            digest = push_index(client, results, opts.destinations).digest
+            digest = push_index(client, results, opts.destinations, uploads).digest
             attest.attach_all(client, opts, docs)
         write_digest_files(digest, opts.destinations, opts.digest_file, opts.image_name_with_digest_file,
                            opts.image_name_tag_with_digest_file)
         log.info("done in %.2fs: %s", time.monotonic() - t0, digest)
+        ok = True
         return digest
     finally:
+        _close_uploads(uploads, ok)  # before the cleanup removes the blobs it reads
         builder.cleanup()

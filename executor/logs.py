@@ -13,6 +13,11 @@ from collections.abc import Iterator
 _STAGE: contextvars.ContextVar[str] = contextvars.ContextVar("executor_stage", default="")
 
 
+def counted(n: int, one: str, many: str | None = None) -> str:
+    """``n`` with the noun agreeing: ``counted(1, "cache entry", "cache entries")`` -> ``"1 cache
+    entry"``; ``many`` defaults to ``one + "s"``."""
+    return f"{n} {one if n == 1 else (many or one + 's')}"
+
 @contextlib.contextmanager
 def stage_label(label: str) -> Iterator[None]:
     """Prefix every log line of this thread (context) with ``[label]`` while inside ("" = none)."""

@@ -11,14 +11,15 @@ import logging
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 from pathlib import Path
 
 from .errors import RegistryError, UserError
 from .oci.image import manifest_bytes, sha256_digest
 from .reference import Reference, parse_reference
 from .registry.client import RegistryClient
+from .registry.uploads import BlobToPush, UploadPool, push_blob
 
 if TYPE_CHECKING:  # the engine is not loaded by commands that only write outputs (executor index)
     from .engine.build import BuildResult
@@ -41,52 +42,39 @@ def local_blob_paths(result: BuildResult) -> list[Path]:
     return [result.source.fetch(layer) for layer in result.image.layers]
 
 
-@dataclass(frozen=True)
-class BlobToPush:
-    """One blob of an image to push: ``fetch()`` gives its local file (or bytes) when it must be
-    uploaded; ``source`` ("registry/repo") a repository it may be mounted from, or None."""
-
-    digest: str
-    size: int
-    fetch: Callable[[], Path | bytes]
-    source: str | None = None
-
-
-def _push_blob(client: RegistryClient, dest: Reference, blob: BlobToPush) -> str:
-    if client.blob_exists(dest, blob.digest):
-        return "exists"
-    if blob.source:
-        src = parse_reference(blob.source)
-        if src.registry == dest.registry and src.repository != dest.repository:
-            if client.mount_blob(dest, blob.digest, src.repository):
-                return "mounted"
-    client.upload_blob(dest, blob.fetch(), blob.digest, blob.size)
-    return "uploaded"
-
-
 def _layer_blob(result: BuildResult, layer) -> BlobToPush:
     return BlobToPush(layer.digest, layer.size, lambda: result.source.fetch(layer), layer.source)
 
 
 def push_manifest(client: RegistryClient, manifest: bytes, media_type: str, layers: list[BlobToPush],
-                  config: BlobToPush, destinations: list[str]) -> PushedImage:
+                  config: BlobToPush, destinations: list[str], early: UploadPool | None = None) -> PushedImage:
     """Push ``manifest`` (sent byte for byte) with its blobs to every destination.
 
     Blobs first, per repository (HEAD, then cross-repository mount, then upload; the config
-    last of them), manifests last. Raises RegistryError (naming the registry) on failure; no
-    manifest is put then."""
+    last of them), manifests last. In the repository of ``early`` (the build's upload pool:
+    :mod:`executor.registry.uploads`) each layer is taken from the pool: its upload started
+    while the build ran is awaited, a layer never started is pushed here. A repository after
+    the first one of the same registry mounts the layers from that first one instead of
+    uploading them again. Raises RegistryError (naming the registry) on failure; no manifest
+    is put then."""
     digest = sha256_digest(manifest)
     refs = [parse_reference(d) for d in destinations]
     current = [ref for ref in refs if _already_there(client, ref, digest)]
     seen_repos: set[tuple[str, str]] = {(r.registry, r.repository) for r in current}  # its blobs are there
+    done: list[Reference] = []  # repositories that now hold every layer
     with ThreadPoolExecutor(max_workers=4) as pool:
         for ref in refs:
             key = (ref.registry, ref.repository)
             if key in seen_repos:
                 continue
             seen_repos.add(key)
-            outcomes = list(pool.map(lambda blob, r=ref: _push_blob(client, r, blob), layers))
+            if early is not None and early.serves(ref):
+                outcomes = list(pool.map(early.take, layers))
+            else:
+                blobs = _mountable_from(layers, ref, done)
+                outcomes = list(pool.map(lambda blob, r=ref: push_blob(client, r, blob), blobs))
             client.upload_blob(ref, config.fetch(), config.digest, config.size)
+            done.append(ref)
             log.info("pushed blobs to %s/%s: %s", ref.registry, ref.repository,
                      ", ".join(f"{outcomes.count(k)} {k}" for k in ("uploaded", "mounted", "exists") if outcomes.count(k)))
     for ref in refs:
@@ -96,6 +84,21 @@ def push_manifest(client: RegistryClient, manifest: bytes, media_type: str, laye
         client.put_manifest(ref, manifest, media_type)
         log.info("pushed %s@%s", ref, digest)
     return PushedImage(digest=digest, references=refs)
+
+
+def _mountable_from(layers: list[BlobToPush], ref: Reference, done: list[Reference]) -> list[BlobToPush]:
+    """``layers`` for ``ref``, each without a source in ``ref``'s registry given the first
+    repository of that registry already pushed (in ``done``) as its source, to mount from."""
+    first = next((d for d in done if d.registry == ref.registry), None)
+    if first is None:
+        return layers
+    out = []
+    for blob in layers:
+        src = parse_reference(blob.source) if blob.source else None
+        if src is None or src.registry != ref.registry:
+            blob = replace(blob, source=f"{first.registry}/{first.repository}")
+        out.append(blob)
+    return out
 
 
 def _already_there(client: RegistryClient, ref: Reference, digest: str) -> bool:
@@ -119,10 +122,12 @@ def image_parts(result: BuildResult) -> tuple[bytes, list[BlobToPush], BlobToPus
     return manifest_bytes(image.manifest(cfg)), layers, BlobToPush(sha256_digest(cfg), len(cfg), lambda: cfg)
 
 
-def push(client: RegistryClient, result: BuildResult, destinations: list[str]) -> PushedImage:
-    """Push the built image to every destination; returns the manifest digest (see push_manifest)."""
+def push(client: RegistryClient, result: BuildResult, destinations: list[str],
+         early: UploadPool | None = None) -> PushedImage:
+    """Push the built image to every destination; returns the manifest digest (see push_manifest;
+    ``early``: the build's upload pool)."""
     manifest, layers, config = image_parts(result)
-    return push_manifest(client, manifest, result.image.manifest_media_type(), layers, config, destinations)
+    return push_manifest(client, manifest, result.image.manifest_media_type(), layers, config, destinations, early)
 
 
 def image_digest(result: BuildResult) -> str:

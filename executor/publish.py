@@ -16,6 +16,7 @@ from .oci.index import entry_from_config, index_bytes
 from .outputs import PushedImage, image_parts, push_manifest
 from .reference import parse_reference
 from .registry.client import RegistryClient
+from .registry.uploads import UploadPool
 
 log = logging.getLogger("executor.push")
 
@@ -33,9 +34,11 @@ def image_index(results: list[BuildResult]) -> tuple[bytes, str, list[tuple[Buil
     return data, media_type, manifests
 
 
-def push_index(client: RegistryClient, results: list[BuildResult], destinations: list[str]) -> PushedImage:
+def push_index(client: RegistryClient, results: list[BuildResult], destinations: list[str],
+               early: UploadPool | None = None) -> PushedImage:
     """Push every result's image by digest to each destination repository, then the index to
-    every destination; returns the index digest. Raises RegistryError naming the registry."""
+    every destination; returns the index digest (``early``: the build's upload pool, see
+    push_manifest). Raises RegistryError naming the registry."""
     data, media_type, manifests = image_index(results)
     refs = [parse_reference(d) for d in destinations]
     repos = list(dict.fromkeys(r.name for r in refs))
@@ -43,7 +46,7 @@ def push_index(client: RegistryClient, results: list[BuildResult], destinations:
         man, layers, config = image_parts(result)
         # by digest only: no tag points at a single platform's image, not even for a moment
         push_manifest(client, man, result.image.manifest_media_type(), layers, config,
-                      [f"{repo}@{digest}" for repo in repos])
+                      [f"{repo}@{digest}" for repo in repos], early)
         log.info("pushed the %s image (%s)", result.platform, digest)
     digest = sha256_digest(data)
     for ref in refs:

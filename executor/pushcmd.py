@@ -44,6 +44,7 @@ from typing import List, Optional
 import typer
 
 from .errors import UserError
+from .logs import counted
 from .oci import mediatypes as mt
 from .oci.docker_archive import blob_compression
 from .oci.image import file_digest, manifest_bytes, sha256_digest
@@ -325,7 +326,8 @@ def _attach(client, image: LocalImage, digest: str, destinations: list[str]) -> 
     for repo in repos.values():
         for a in image.attachments:
             attach(client, repo, subject, a.document, a.artifact_type, a.annotations or None)
-    log.info("attached %d artifact(s) of the layout to %d repositories", len(image.attachments), len(repos))
+    log.info("attached %s of the layout to %s", counted(len(image.attachments), "artifact"),
+             counted(len(repos), "repository", "repositories"))
 
 
 def run(argv: list[str]) -> None:

@@ -322,9 +322,34 @@ def run(args: Sequence[str], env: Mapping[str, str] | None = None, runner: Runne
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+USAGE = """usage: executor tekton-step [BUILD_ARG...] --kaniko-build-extra-args-- [EXTRA_ARG...]
+
+The kaniko-build Tekton step (Task and StepAction, tekton/stepactions/kaniko-build): builds
+and pushes PARAM_IMAGE, then writes the step's results. Not meant to be typed by hand; the
+catalog's YAML passes everything.
+
+Arguments: the BUILD_ARGS array (each becomes --build-arg), the separator, then the
+EXTRA_ARGS array (passed to the executor as they are).
+
+Environment (unset = empty):
+  PARAM_IMAGE, PARAM_DOCKERFILE, PARAM_CONTEXT   the Task params (paths relative to SOURCE_PATH)
+  SOURCE_PATH       the source workspace
+  PARAM_SBOM        false | true | spdx | cyclonedx
+  PARAM_PROVENANCE  false | true
+  DOCKERCONFIG_BOUND, DOCKERCONFIG_PATH          the dockerconfig workspace (else the
+                    ServiceAccount's credentials in $HOME/.docker; a DOCKER_CONFIG without
+                    a config.json is then ignored)
+  CACHE_BOUND, CACHE_PATH                        the cache workspace (an OCI layout cache)
+  RESULT_IMAGE_DIGEST, RESULT_IMAGE_URL, RESULT_ARTIFACT_OUTPUTS   result file paths
+
+Results are written only after a successful push. Errors: one line "kaniko-build: ...",
+non-zero exit.
+"""
+
+
 def main(argv: Sequence[str]) -> None:
     """``executor tekton-step [BUILD_ARGS...] --kaniko-build-extra-args-- [EXTRA_ARGS...]``."""
     if argv[:1] in (["-h"], ["--help"]):
-        sys.stdout.write(__doc__ or "")
+        sys.stdout.write(USAGE)
         return
     sys.exit(run(argv))

@@ -7,6 +7,8 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from ..logs import counted
+
 log = logging.getLogger("executor.cache")
 
 
@@ -44,7 +46,7 @@ class BackgroundWriter:
                 log.warning("could not %s cache entry %s:%s: %s", self.verb, repo, key[:12], e)
         if futures:
             past = {"push": "pushed", "write": "wrote"}.get(self.verb, self.verb)
-            log.info("%s %d cache entries to %s%s", past, ok, repo, f" ({failed} failed)" if failed else "")
+            log.info("%s %s to %s%s", past, counted(ok, "cache entry", "cache entries"), repo, f" ({failed} failed)" if failed else "")
         return ok, failed
 
     def close(self, repo: str) -> None:

@@ -26,6 +26,7 @@ from ..logs import stage_label
 from ..oci.image import Image
 from ..options import BuildOptions
 from ..registry.client import RegistryClient
+from ..registry.uploads import UploadPool
 from ..workdir import new_work_dir, release_work_dir
 from .cached import open_step_cache
 from .images import BlobStore, ImageSource
@@ -83,15 +84,19 @@ def _epoch(opts: BuildOptions) -> int | None:
 class Build:
     """Builds ``options.dockerfile`` in ``options.context`` with images pulled through ``client``.
 
+    ``uploads`` (push while building): every layer of an output image is submitted to it as
+    soon as it is written, base-image layers when the stage's base is resolved.
+
     ``build()`` returns a :class:`BuildResult` or raises a UserError subclass
     (DockerfileError, BuildError, RunFailed, RegistryError); ``cleanup()`` removes the work
     directory (call it after the outputs are written).
     """
 
     def __init__(self, options: BuildOptions, client: RegistryClient, stdout: TextIO | None = None,
-                 stderr: TextIO | None = None):
+                 stderr: TextIO | None = None, uploads: UploadPool | None = None):
         self.opts = options
         self.client = client
+        self.uploads = uploads  # layers of the output image are handed to it as they are written
         self.stdout, self.stderr = stdout, stderr
         # a fresh marked work dir; work dirs of earlier runs that were killed are removed first
         self.work = Path(options.work_dir) if options.work_dir else new_work_dir(keep=not options.cleanup)
@@ -135,7 +140,8 @@ class Build:
             cache=open_step_cache(opts, self.client), record=BuildRecord(), epoch=_epoch(opts),
             stdout=self.stdout, stderr=self.stderr,
             local_cache=open_local_cache(opts.cache_dir, opts.cache_ttl_seconds), units=units,
-            readers={u: sum(1 for deps in work.deps.values() if u in deps) for u in work.order})
+            readers={u: sum(1 for deps in work.deps.values() if u in deps) for u in work.order},
+            uploads=self.uploads)
         from .lazyfs import LayerIndexes, lazy_enabled
         if b.cache is not None and lazy_enabled():
             b.indexes = LayerIndexes(b.cache.store)

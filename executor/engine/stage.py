@@ -61,6 +61,7 @@ class BuildServices:
     used_build_args: set[str] = field(default_factory=set)
     local_cache: Any = None
     isolation: Isolation | None = None
+    uploads: Any = None  # the push-while-building UploadPool (executor.registry.uploads), or None
     indexes: Any = None  # lazyfs.LayerIndexes with --cache: layers' path indexes by diff_id
     _sources: dict[str, ImageSource] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock)
@@ -341,6 +342,8 @@ class StageBuilder:
         state.meta = self.plan.meta
         state.platform = node.platform
         b.states[self.unit] = state
+        if b.uploads is not None and self.exported and node.parent is None:  # the base's layers, early
+            b.uploads.submit_layers(state.image.layers, b.source(node.platform).fetch)
         if b.cache is not None:
             b.cache.stage_started(self, state)  # the root key, for cache-miss explanations
         instructions = list(node.stage.instructions)
@@ -470,6 +473,8 @@ class StageBuilder:
         state.image.add_layer(layer, b.history(created_by))
         log.info("layer %s: %d paths changed, %d deleted, %d bytes", res.digest[7:19], len(changes.changed),
                  len(changes.deleted), res.size)
+        if b.uploads is not None and self.exported:  # push while building (issue 12)
+            b.uploads.submit_layers([layer], self.build.source(state.platform).fetch)
         return layer
 
 

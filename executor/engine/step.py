@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 from ..dockerfile.instructions import Instruction
 from ..fs.snapshot import ChangeSet
+from ..redaction import redact_userinfo
 
 
 class CacheUse(enum.StrEnum):
@@ -41,8 +42,9 @@ SHOWN_MAX = 200
 
 
 def shorten(text: str, limit: int = SHOWN_MAX) -> str:
-    """The first line of an instruction (or any text) cut to ``limit`` characters, for errors and logs."""
-    lines = text.strip().splitlines()
+    """The first line of an instruction (or any text) cut to ``limit`` characters, for errors and
+    logs, with URL credentials redacted (:func:`executor.redaction.redact_userinfo`)."""
+    lines = redact_userinfo(text.strip()).splitlines()
     first = lines[0] if lines else ""
     if len(first) > limit:
         return first[:limit] + f"... ({len(first)} characters)"

@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -18,7 +20,7 @@ import httpx
 from executor.errors import RegistryError
 from executor.reference import Reference
 from executor.registry.auth import scope_for
-from executor.registry.cancel import CancelToken
+from executor.registry.cancel import Cancelled, CancelToken
 from executor.registry.core import ClientCore
 from executor.registry.messages import error_detail
 from executor.registry.transport import Endpoint, IntegrityError, TransientError
@@ -80,8 +82,10 @@ class BlobUploads(ClientCore):
             return False
         raise self._fail(ref, "the blob mount", resp)
 
-    def upload_blob(self, ref: Reference, path_or_bytes: Path | bytes, digest: str, size: int) -> None:
-        """Upload a blob unless it already exists (spec.md "Pushing blobs").
+    def upload_blob(self, ref: Reference, path_or_bytes: Path | bytes, digest: str, size: int,
+                    stop: threading.Event | None = None) -> str:
+        """Upload a blob unless it already exists (spec.md "Pushing blobs"); returns
+        ``"exists"``, ``"mounted"`` or ``"uploaded"``.
 
         ``POST`` opens a session; blobs up to ``chunk_size`` bytes go in one
         ``PUT ?digest=``; larger ones as ``PATCH`` chunks with ``Content-Range``,
@@ -91,12 +95,29 @@ class BlobUploads(ClientCore):
         answers the commit with ``DIGEST_INVALID`` (bytes corrupted on the way) the blob
         is uploaded again from scratch. All within the push budget (``--push-retry``).
         ``path_or_bytes`` is streamed from disk when it is a Path; ``size`` in bytes.
+
+        One upload of a blob per registry at a time (this client's threads): a second upload
+        of the same digest to the same registry waits for the first, then mounts the blob
+        from that repository (spec.md "Mounting a blob from another repository") instead of
+        sending the bytes again -- e.g. a layer the layer cache and the destination both
+        store. ``stop`` (set from another thread) abandons the upload between 1 MiB pieces
+        with :class:`~executor.registry.cancel.Cancelled`, this client staying usable.
         Raises RegistryError naming the registry and the blob.
         """
         if self.blob_exists(ref, digest):
             log.debug("blob %s already in %s; skipping upload", digest, ref.name)
-            return
-        src = BlobSource(path_or_bytes, size, self._cancel)
+            return "exists"
+        with _in_flight(self).claim(ref, digest, self._cancel, stop) as holder:
+            if holder == ref.repository and self.blob_exists(ref, digest):
+                return "exists"
+            if holder is not None and holder != ref.repository and self.mount_blob(ref, digest, holder):
+                return "mounted"
+            self._upload_new(ref, path_or_bytes, digest, size, stop)
+            return "uploaded"
+
+    def _upload_new(self, ref: Reference, path_or_bytes: Path | bytes, digest: str, size: int,
+                    stop: threading.Event | None) -> None:
+        src = BlobSource(path_or_bytes, size, self._cancel, stop)
         scopes = (scope_for(ref.repository, "pull,push"),)
         chunk = max(1, int(self.options.chunk_size))
         state: dict = {"location": None, "offset": 0, "confirmed": 0, "rewinds": 0}
@@ -196,10 +217,12 @@ class BlobSource:
     the file shrinks while it is being read; :class:`~executor.registry.cancel.Cancelled`
     between pieces once ``cancel`` is cancelled (ending the request body mid-way)."""
 
-    def __init__(self, src: Path | bytes, size: int, cancel: CancelToken | None = None):
+    def __init__(self, src: Path | bytes, size: int, cancel: CancelToken | None = None,
+                 stop: threading.Event | None = None):
         self.src = src
         self.size = size
         self.cancel = cancel
+        self.stop = stop
         if isinstance(src, (bytes, bytearray, memoryview)):
             actual = len(src)
         else:
@@ -216,8 +239,11 @@ class BlobSource:
         return "sha256:" + h.hexdigest()
 
     def _check(self) -> None:
+        what = f"uploading {self.src if isinstance(self.src, Path) else 'a blob'}"
         if self.cancel is not None:
-            self.cancel.check(f"uploading {self.src if isinstance(self.src, Path) else 'a blob'}")
+            self.cancel.check(what)
+        if self.stop is not None and self.stop.is_set():
+            raise Cancelled(f"{what} stopped")
 
     def iter_range(self, start: int, end: int) -> Iterator[bytes]:
         """Bytes ``[start, end)``."""
@@ -237,6 +263,52 @@ class BlobSource:
                     raise RegistryError(f"blob source {self.src} shrank while uploading")
                 left -= len(b)
                 yield b
+
+
+class UploadsInFlight:
+    """The blob uploads of one client in progress, by (registry, digest): see
+    :meth:`BlobUploads.upload_blob`. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._now: dict[tuple[str, str], tuple[str, threading.Event, list[bool]]] = {}
+
+    @contextmanager
+    def claim(self, ref: Reference, digest: str, cancel: CancelToken,
+              stop: threading.Event | None = None) -> Iterator[str | None]:
+        """Hold the upload of ``digest`` to ``ref``'s registry for the ``with`` body. Yields the
+        repository another upload of it just completed to (after waiting for it), or None.
+        Waiting ends with Cancelled once ``cancel`` is cancelled or ``stop`` is set."""
+        key = (ref.registry, digest)
+        holder: str | None = None
+        while True:
+            with self._lock:
+                current = self._now.get(key)
+                if current is None:
+                    mine = (ref.repository, threading.Event(), [False])
+                    self._now[key] = mine
+                    break
+            repo, done, ok = current
+            log.debug("blob %s is being uploaded to %s/%s; waiting for it", digest, ref.registry, repo)
+            while not done.wait(0.05):
+                what = f"waiting for the upload of {digest} to {ref.registry}/{repo}"
+                cancel.check(what)
+                if stop is not None and stop.is_set():
+                    raise Cancelled(f"{what} stopped")
+            if ok[0]:
+                holder = repo
+        try:
+            yield holder
+            mine[2][0] = True
+        finally:
+            with self._lock:
+                self._now.pop(key, None)
+            mine[1].set()
+
+
+def _in_flight(client) -> UploadsInFlight:
+    """``client``'s UploadsInFlight (made on first use; dict.setdefault is atomic)."""
+    return client.__dict__.setdefault("_uploads_in_flight", UploadsInFlight())
 
 
 def _with_digest(location: str, digest: str) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -281,10 +282,18 @@ def test_provenance_lists_add_urls_with_their_digests_and_no_credentials(registr
         ctx = tmp_path / "ctx"
         ctx.mkdir()
         (ctx / "Dockerfile").write_text(f"FROM {busybox}\nADD http://deploy:s3cr3t-t0ken@{base}/tool.txt /tool.txt\n"
-                                        f"ADD --checksum=sha256:{pinned} http://{base}/pinned.txt /pinned.txt\n")
+                                        f"ADD --checksum=sha256:{pinned} http://{base}/pinned.txt /pinned.txt\n"
+                                        f"ADD --checksum=sha256:{pinned} http://deploy:s3cr3t-t0ken@{base}/pinned.txt /p2\n")
         for n in (1, 2):
-            run_executor(["--context", str(ctx), "--no-push", "--insecure-registry", registry.host, "--cache",
-                          "--cache-repo", f"oci:{tmp_path / 'cache'}", "--provenance-path", str(tmp_path / f"p{n}.json")])
+            p = run_executor(["--context", str(ctx), "--no-push", "--insecure-registry", registry.host, "--cache",
+                              "--cache-repo", f"oci:{tmp_path / 'cache'}", "--provenance-path", str(tmp_path / f"p{n}.json"),
+                              "--oci-layout-path", str(tmp_path / f"out{n}")])
+            # the URL's credentials are used for the download and shown nowhere: not in the log,
+            # the image (history), the cache entries (created-by, miss-explanation records)
+            assert "s3cr3t" not in p.stdout + p.stderr and "http://***@" in p.stderr
+            leaks = subprocess.run(["grep", "-rl", "s3cr3t", str(tmp_path / f"out{n}"), str(tmp_path / "cache")],
+                                   capture_output=True, text=True)
+            assert leaks.returncode == 1 and leaks.stdout == "", leaks.stdout
     finally:
         srv.shutdown()
         srv.server_close()
@@ -298,4 +307,4 @@ def test_provenance_lists_add_urls_with_their_digests_and_no_credentials(registr
              ["predicate"]["buildDefinition"]["resolvedDependencies"]}
     assert first[f"add:http://{base}/tool.txt"]["digest"] == {"sha256": hashlib.sha256(b"downloaded tool\n").hexdigest()}
     steps = json.loads((tmp_path / "p2.json").read_text())["predicate"]["buildDefinition"]["internalParameters"]["steps"]
-    assert [s["cache"] for s in steps if "pinned" in s["instruction"]] == ["hit"]
+    assert [s["cache"] for s in steps if "pinned" in s["instruction"]] == ["hit", "hit"]

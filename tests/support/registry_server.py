@@ -53,16 +53,19 @@ class CustomRegistry:
 
 
 def start_custom_registry(state: Path, http_extra: dict | None = None, auth: dict | None = None,
-                          timeout: float = 15.0) -> CustomRegistry:
+                          timeout: float = 15.0, storage_extra: dict | None = None) -> CustomRegistry:
     """Start ``docker-registry serve`` on a free loopback port with ``http_extra`` merged into
-    the ``http`` section (e.g. ``{"tls": {...}}``) and ``auth`` as the ``auth`` section.
+    the ``http`` section (e.g. ``{"tls": {...}}``), ``storage_extra`` into the ``storage``
+    section (e.g. ``{"maintenance": {"readonly": {"enabled": True}}}``) and ``auth`` as the
+    ``auth`` section.
     Waits until the port accepts connections; raises RuntimeError with the log otherwise."""
     state.mkdir(parents=True, exist_ok=True)
     port = free_port()
     cfg: dict = {
         "version": 0.1,
         "log": {"level": "warn"},
-        "storage": {"filesystem": {"rootdirectory": str(state / "data")}, "delete": {"enabled": True}},
+        "storage": {"filesystem": {"rootdirectory": str(state / "data")}, "delete": {"enabled": True},
+                    **(storage_extra or {})},
         "http": {"addr": f"127.0.0.1:{port}", **(http_extra or {})},
     }
     if auth:

@@ -349,3 +349,17 @@ def test_the_script_passes_args_and_env_unchanged(env):
     assert rec["env"]["PARAM_IMAGE"] == f"r:5000/a:b$(touch {marker})"
     assert rec["env"]["PARAM_CONTEXT"] == f"x; touch {marker}"
     assert not marker.exists()
+
+
+def test_tekton_step_help_is_a_usage_naming_every_variable_it_reads():
+    """``executor tekton-step --help``: a usage line and every environment variable the step
+    reads (not the module's reST docstring)."""
+    import re
+
+    from tests.support.tools import run_executor
+    p = run_executor(["tekton-step", "--help"])
+    assert p.stdout.startswith("usage: executor tekton-step ") and "``" not in p.stdout
+    read = set(re.findall(r'env\.get\("([A-Z_]+)"', Path(tekton.__file__).read_text()))
+    assert len(read) >= 10
+    for name in read:
+        assert name in p.stdout, name

@@ -22,6 +22,7 @@ from ...context import SourceMatch, has_wildcard, match_sources
 from ...dockerfile import instructions as di
 from ...dockerfile.shell import expand_heredoc
 from ...errors import BuildError
+from ...redaction import redact_userinfo
 from ...fs.paths import clean_abs, resolve_in_root
 from ...fs.snapshot import ChangeSet, FsIndex, diff
 from ..step import Prepared
@@ -112,7 +113,7 @@ class CopyStep:
                    "chmod": "" if chmod is None else oct(chmod), "link": str(ins.link), "parents": str(parents),
                    "exclude": "\n".join(excludes), "from": tree.cache_id if tree else ""}
             for i, src in enumerate(sources):
-                name = f"source {i} {src.pattern}"
+                name = f"source {i} {redact_userinfo(src.pattern)}"  # names are recorded (cache miss explanations)
                 if src.heredoc is not None:
                     out[name] = "heredoc:" + hashlib.sha256(body(src).encode()).hexdigest()
                 elif src.url:
@@ -163,8 +164,8 @@ class CopyStep:
                             probes.append(posixpath.join(dest, rel))
             return probes
 
-        return Prepared(created_by=ins.text.strip(), components=components, execute=execute, cache_class="copy",
-                        lazy_paths=lazy_paths)
+        return Prepared(created_by=redact_userinfo(ins.text.strip()), components=components, execute=execute,
+                        cache_class="copy", lazy_paths=lazy_paths)
 
     def _execute(self, ctx, sources: list[_Source], tree, dest: str, chown, chmod, excludes, checksum: str,
                  parents: bool, body) -> list[str]:
@@ -240,7 +241,7 @@ class CopyStep:
             ctx.build.record.add_download(url, digest)
             return written
         except BuildError as e:
-            raise BuildError(f"{ctx.ins.location}: ADD {url}: {e}") from None
+            raise BuildError(f"{ctx.ins.location}: ADD {redact_userinfo(url)}: {e}") from None
 
 
 _NUMERIC_CHOWN = re.compile(r"[0-9]+(:[0-9]+)?")

@@ -19,6 +19,7 @@ from ...errors import RunFailed
 from ...fs.paths import resolve_in_root
 from ...fs.snapshot import ChangeSet, FsIndex, diff
 from ...logs import current_stage
+from ...redaction import redact_userinfo
 from ..isolation import IsolationMode
 from ..output import prefixed_streams
 from ..runroot import run_in_root
@@ -92,8 +93,8 @@ class RunStep:
         visible = {k: v for k, v in state.args.items() if v is not None}
         visible.update(state.env())
         args_used = [f"{k}={v}" for k, v in state.args.items() if v is not None and k not in PROXY_ARGS]
-        created_by = ("RUN " + (f"|{len(args_used)} {' '.join(args_used)} " if args_used else "")
-                      + " ".join(cmd.argv if cmd.script is None else [ins.command.words[0]]))
+        created_by = redact_userinfo("RUN " + (f"|{len(args_used)} {' '.join(args_used)} " if args_used else "")
+                                     + " ".join(cmd.argv if cmd.script is None else [ins.command.words[0]]))
 
         def components() -> dict[str, str]:
             out = {"instruction": "RUN", "command": json.dumps(cmd.argv), "script": cmd.script or "",
