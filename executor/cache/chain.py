@@ -74,6 +74,17 @@ class StoreChain:
                 return {**trail, "source": source} if source else trail
         return None
 
+    def lookup_index(self, diff_id: str) -> bytes | None:
+        for _, store in self._stores():
+            data = store.lookup_index(diff_id)
+            if data is not None:
+                return data
+        return None
+
+    def store_index(self, diff_id: str, data) -> None:
+        if self.primary is not None:
+            self.primary.store_index(diff_id, data)
+
     def write_trail(self, name: str, trail: str) -> None:
         if self.primary is not None:
             self.primary.write_trail(name, trail)

@@ -27,6 +27,13 @@ image config of the target stage. When every instruction of the target stage hit
 stored config equals the new one in everything except ``created`` timestamps, the stored
 one is reused, so a no-change rebuild gives the byte-identical image (same digest).
 
+A path-index entry ``<cache-repo>:pathindex-<64 hex of a layer's diff_id>`` (kind
+``pathindex``) holds, as its one "layer", the layer's path index (media type
+:data:`executor.layers.pathindex.MEDIA_TYPE`; annotation ``dev.executor.cache.diff-id``):
+the metadata of every entry of that layer, for the lazy filesystem (COPY/ADD/WORKDIR after
+cache hits without downloading the layers). Content-addressed by diff_id, so base layers and
+the executor's own layers share one scheme; the index is untrusted when read back.
+
 A trail entry ``<cache-repo>:trail-<32 hex>`` (kind ``trail``, no layer) lists each step's
 position -> key of the last successful build of one pipeline (annotation
 ``dev.executor.cache.trail``; :mod:`.explain`): a miss is compared with the same step's entry
@@ -146,6 +153,41 @@ def entry_documents(key: str, layer: Layer | None, created_by: str, platform: st
            "config": {"mediaType": mt.OCI_CONFIG, "digest": sha256_digest(cfg_bytes), "size": len(cfg_bytes)},
            "layers": layers, "annotations": ann}
     return cfg_bytes, manifest_bytes(man)
+
+
+def index_name(diff_id: str) -> str:
+    """The tag of the path-index entry of the layer ``diff_id`` (``pathindex-<64 hex>``)."""
+    return "pathindex-" + diff_id.partition(":")[2]
+
+
+def index_entry_documents(diff_id: str, data: bytes, platform: str, now: float) -> tuple[bytes, bytes]:
+    """(config bytes, manifest bytes) of the path-index entry of layer ``diff_id`` whose
+    serialized index is ``data`` (pushed as the entry's one blob)."""
+    from ..layers.pathindex import MEDIA_TYPE
+    os_name, _, rest = platform.partition("/")
+    created = rfc3339(now)
+    cfg = {"architecture": rest.split("/")[0] or "amd64", "os": os_name, "created": created, "config": {},
+           "rootfs": {"type": "layers", "diff_ids": []}}
+    cfg_bytes = canonical_json(cfg)
+    man = {"schemaVersion": 2, "mediaType": mt.OCI_MANIFEST,
+           "config": {"mediaType": mt.OCI_CONFIG, "digest": sha256_digest(cfg_bytes), "size": len(cfg_bytes)},
+           "layers": [{"mediaType": MEDIA_TYPE, "digest": sha256_digest(data), "size": len(data)}],
+           "annotations": {ANN_KIND: "pathindex", ANN_DIFF_ID: diff_id, ANN_CREATED: created}}
+    return cfg_bytes, manifest_bytes(man)
+
+
+def parse_index_entry(manifest: dict, diff_id: str) -> dict | None:
+    """The index blob descriptor of a path-index entry manifest for ``diff_id``, or None."""
+    from ..layers.pathindex import MAX_COMPRESSED, MEDIA_TYPE
+    ann = manifest.get("annotations") or {}
+    layers = manifest.get("layers") or []
+    if ann.get(ANN_KIND) != "pathindex" or ann.get(ANN_DIFF_ID) != diff_id or len(layers) != 1:
+        return None
+    d = layers[0]
+    if (not isinstance(d, dict) or d.get("mediaType") != MEDIA_TYPE or not isinstance(d.get("digest"), str)
+            or not isinstance(d.get("size"), int) or not 0 < d["size"] <= MAX_COMPRESSED):
+        return None
+    return d
 
 
 def parse_entry(manifest: dict, source: str, ttl_seconds: int, now: float) -> CacheHit | None:

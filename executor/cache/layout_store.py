@@ -43,7 +43,8 @@ from ..oci.image import Layer, file_digest, sha256_digest
 from ..oci.layout import (LAYOUT_VERSION, REF_NAME, add_index_entry, blob_path as _blob_path, put_blob,
                           read_index, tmp_name as _tmp_name)
 from .background import BackgroundWriter
-from .entry import ANN_CREATED, ANN_KIND, CacheHit, entry_documents, expired, parse_entry, parse_rfc3339
+from .entry import (ANN_CREATED, ANN_KIND, CacheHit, entry_documents, expired, index_entry_documents, index_name,
+                    parse_entry, parse_index_entry, parse_rfc3339)
 from .explain import ANN_RECORD, ANN_TRAIL, parse_record, parse_trail
 
 log = logging.getLogger("executor.cache")
@@ -176,6 +177,41 @@ class LayoutLayerCache:
         ``push=False``); it replaces the earlier one of that name."""
         if self.push:
             self._bg.submit(name, self._write_entry, name, None, "build trail", None, None, trail)
+
+    def lookup_index(self, diff_id: str) -> bytes | None:
+        """The serialized path index of layer ``diff_id`` (untrusted bytes, digest verified), or None."""
+        found = self._manifest(index_name(diff_id))
+        desc = parse_index_entry(found[0], diff_id) if found else None
+        if desc is None:
+            return None
+        try:
+            data = _blob_path(self.root, desc["digest"]).read_bytes()
+        except (OSError, ValueError):
+            return None
+        return data if sha256_digest(data) == desc["digest"] else None
+
+    def store_index(self, diff_id: str, data) -> None:
+        """Write the path index of layer ``diff_id`` in the background (``data``: bytes, or a
+        callable producing them or None, called only when no index is stored yet)."""
+        if self.push:
+            self._bg.submit(index_name(diff_id), self._write_index, diff_id, data)
+
+    def _write_index(self, diff_id: str, data) -> None:
+        if callable(data):
+            if self._manifest(index_name(diff_id)) is not None:
+                return
+            data = data()
+            if data is None:
+                return
+        cfg_bytes, man = index_entry_documents(diff_id, data, self.platform, time.time())
+        put_blob(self.root, sha256_digest(data), data=data)
+        put_blob(self.root, sha256_digest(cfg_bytes), data=cfg_bytes)
+        digest = sha256_digest(man)
+        put_blob(self.root, digest, data=man)
+        ann = json.loads(man)["annotations"]
+        add_index_entry(self.root, {"mediaType": mt.OCI_MANIFEST, "digest": digest, "size": len(man),
+                                    "annotations": {REF_NAME: index_name(diff_id), ANN_KIND: "pathindex",
+                                                    ANN_CREATED: ann[ANN_CREATED]}})
 
     def store(self, key: str, layer: Layer | None, created_by: str, config: dict | None = None,
               record: str | None = None) -> None:

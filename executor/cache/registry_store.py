@@ -20,7 +20,8 @@ from ..oci.image import Layer, sha256_digest
 from ..reference import Reference, parse_reference
 from ..registry.client import RegistryClient
 from .background import BackgroundWriter
-from .entry import ANN_CREATED, ANN_KIND, CacheHit, entry_documents, expired, parse_entry, parse_rfc3339
+from .entry import (ANN_CREATED, ANN_KIND, CacheHit, entry_documents, expired, index_entry_documents, index_name,
+                    parse_entry, parse_index_entry, parse_rfc3339)
 from .explain import ANN_RECORD, ANN_TRAIL, parse_record, parse_trail
 
 log = logging.getLogger("executor.cache")
@@ -135,6 +136,43 @@ class LayerCache:
         ``push=False``)."""
         if self.push:
             self._bg.submit(name, self._push_entry, name, None, "build trail", None, None, trail)
+
+    def lookup_index(self, diff_id: str) -> bytes | None:
+        """The serialized path index of layer ``diff_id`` (untrusted bytes, digest verified), or
+        None when absent or unreadable. Two requests (entry manifest, index blob)."""
+        doc = self._get(index_name(diff_id))
+        desc = parse_index_entry(doc, diff_id) if doc else None
+        if desc is None:
+            return None
+        buf = io.BytesIO()
+        try:
+            self.client.fetch_blob(self._ref(index_name(diff_id)), desc["digest"], buf)
+        except Cancelled:
+            raise
+        except RegistryError:
+            return None
+        data = buf.getvalue()
+        return data if sha256_digest(data) == desc["digest"] else None
+
+    def store_index(self, diff_id: str, data) -> None:
+        """Store the path index of layer ``diff_id`` in the background: ``data`` is the serialized
+        index, or a callable producing it (run in the background, after checking that no index
+        is stored yet; None = nothing to store). No-op with ``push=False``."""
+        if self.push:
+            self._bg.submit(index_name(diff_id), self._push_index, diff_id, data)
+
+    def _push_index(self, diff_id: str, data) -> None:
+        if callable(data):
+            if self._get(index_name(diff_id)) is not None:
+                return
+            data = data()
+            if data is None:
+                return
+        ref = self._ref(index_name(diff_id))
+        cfg_bytes, man = index_entry_documents(diff_id, data, self.platform, time.time())
+        self.client.upload_blob(ref, data, sha256_digest(data), len(data))
+        self.client.upload_blob(ref, cfg_bytes, sha256_digest(cfg_bytes), len(cfg_bytes))
+        self.client.put_manifest(ref, man, mt.OCI_MANIFEST)
 
     def store(self, key: str, layer: Layer | None, created_by: str, config: dict | None = None,
               record: str | None = None) -> None:

@@ -168,6 +168,9 @@ class Build:
             local_cache=open_local_cache(opts.cache_dir, opts.cache_ttl_seconds), units=units,
             readers={u: sum(1 for deps in work.deps.values() if u in deps) for u in work.order},
             uploads=self.uploads)
+        from .lazyfs import LayerIndexes, lazy_enabled
+        if b.cache is not None and lazy_enabled():
+            b.indexes = LayerIndexes(b.cache.store)
         b.used_build_args |= set().union(*(pl.used_build_args for pl in plans.values()))
         bases_resolved = _resolve_bases_soon(b, [plans[work.platform_of[u]].nodes[u[1]] for u in work.order])
         runs = [i for pl in plans.values() for n in pl.order for i in pl.nodes[n].stage.instructions

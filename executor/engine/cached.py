@@ -357,6 +357,9 @@ class StepCache:
             history = (state.image.config.get("history") or [{}])[-1]
             self.store.store(key, layer, history.get("created_by", p.created_by),
                              record=ex.encode(ex.record(prev, components, secret_name)))
+            indexes = getattr(sb.build, "indexes", None)
+            if layer is not None and indexes is not None:
+                indexes.publish(layer.diff_id)  # the lazy filesystem of later builds
         state.key = key
 
     def _use(self, sb: "StageBuilder", state: StageState, p: Prepared, hit: CacheHit) -> bool:

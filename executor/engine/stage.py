@@ -22,6 +22,7 @@ from ..context import Context
 from ..dockerfile.instructions import FileCopy, Instruction, Run, Workdir, load_dockerfile
 from ..errors import BuildError, DockerfileError
 from ..fs.snapshot import ChangeSet, FsIndex
+from ..layers.pathindex import IndexRecorder
 from ..layers.writer import write_layer
 from ..oci.image import Image, Layer
 from ..options import BuildOptions
@@ -63,6 +64,7 @@ class BuildServices:
     isolation: Isolation | None = None
     uploads: Any = None  # the push-while-building UploadPool (executor.registry.uploads), or None
     mounts: StageMounts | None = None  # overlay stage roots (made in __post_init__)
+    indexes: Any = None  # lazyfs.LayerIndexes with --cache: layers' path indexes by diff_id
     _sources: dict[str, ImageSource] = field(default_factory=dict)
     _lock: threading.RLock = field(default_factory=threading.RLock)
     _seq: int = 0
@@ -337,6 +339,8 @@ class StageBuilder:
             stacked = state.overlay is not None
             if not stacked:
                 source.unpack(state.image, state.root)
+            if self.build.indexes is not None:  # the lazy filesystem of later builds (blobs on disk only)
+                self.build.indexes.publish_scans(state.image.layers)
             state.lazy = False
             state.fs_index = None
             log.info("stage %s: %s %d layers in %.2fs", state.name or state.index,
@@ -456,13 +460,20 @@ class StageBuilder:
         change stays in the root and the image gets a history entry, but no blob is written.
         """
         assert p.execute is not None
+        if state.lazy and keep_layer and p.lazy_paths is not None:
+            from .lazyfs import FALLBACK, execute_lazily
+            layer = execute_lazily(self, state, p)
+            if layer is not FALLBACK:
+                return layer
         self.materialize(state)
         changes = p.execute()
         state.apply_config(p.config)
         return self.commit(state, changes, p.created_by, keep_layer=keep_layer)
 
-    def commit(self, state: StageState, changes: ChangeSet, created_by: str, *, keep_layer: bool) -> Layer | None:
-        """Write ``changes`` as a layer (or an empty_layer history entry when nothing changed)."""
+    def commit(self, state: StageState, changes: ChangeSet, created_by: str, *, keep_layer: bool,
+               root: Path | None = None) -> Layer | None:
+        """Write ``changes`` (paths of ``root``, default the stage root) as a layer (or an
+        empty_layer history entry when nothing changed)."""
         b = self.build
         if changes.is_empty():
             state.image.add_history(b.history(created_by))
@@ -473,8 +484,11 @@ class StageBuilder:
                      len(changes.changed), len(changes.deleted))
             return None
         tmp = b.store.tmp_path(f"layer-{os.getpid()}-{time.monotonic_ns()}-{threading.get_ident()}")
-        res = write_layer(state.root, changes, tmp, compression=b.opts.compression,
-                          level=b.opts.compression_level, oci=state.image.oci, mtime=b.epoch)
+        recorder = IndexRecorder() if b.indexes is not None else None
+        res = write_layer(root or state.root, changes, tmp, compression=b.opts.compression,
+                          level=b.opts.compression_level, oci=state.image.oci, mtime=b.epoch, index=recorder)
+        if recorder is not None and not recorder.overflow and b.indexes is not None:
+            b.indexes.put(res.diff_id, recorder.index(res.diff_id))
         path = b.store.adopt(tmp, res.digest)
         desc = {"mediaType": res.media_type, "digest": res.digest, "size": res.size}
         layer = Layer(descriptor=desc, diff_id=res.diff_id, path=path)

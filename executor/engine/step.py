@@ -62,6 +62,10 @@ class Prepared:
     returns None when the inputs cannot be known before running (ADD of a URL without
     ``--checksum``). ``execute``: the filesystem work; None for steps that only change config.
     ``cache_class``: which ``--cache-*-layers`` policy applies ("run" or "copy"; "" = always).
+    ``lazy_paths``: for a step that writes only at known destinations (COPY, ADD, WORKDIR), a
+    callable giving the in-image paths ``execute`` resolves (its destinations), or None when it
+    also reads the stage's files (``--chown`` by name, ADD of an archive...); the lazy
+    filesystem (:mod:`executor.engine.lazyfs`) then runs it without unpacking the layers.
     """
 
     created_by: str
@@ -69,6 +73,7 @@ class Prepared:
     components: Callable[[], dict[str, str] | None] = lambda: {}
     execute: Callable[[], ChangeSet] | None = None
     cache_class: str = ""
+    lazy_paths: Callable[[], list[str] | None] | None = None
 
 
 class Step(Protocol):

@@ -33,6 +33,7 @@ from executor.oci.mediatypes import layer_type
 from . import tarfmt
 from .compress import GZIP, DigestingWriter
 from ..fs.paths import RootResolver, clean_name
+from .pathindex import IndexRecorder
 
 _SKIP_XATTRS = ("security.selinux",)
 
@@ -122,7 +123,8 @@ def _clamp(t: int, mtime: int | None) -> int:
 
 def write_layer(root: Path, changes: ChangeSet, out_path: Path, *, compression: str = GZIP,
                 level: int | None = None, oci: bool = True, mtime: int | None = None,
-                include_parents: bool = True, threads: int | None = None) -> LayerResult:
+                include_parents: bool = True, threads: int | None = None,
+                index: IndexRecorder | None = None) -> LayerResult:
     """Write the layer for ``changes`` (paths relative to ``root``) to ``out_path``.
 
     ``compression``: "gzip" | "zstd" | "none"; ``level``: compression level (gzip
@@ -130,7 +132,9 @@ def write_layer(root: Path, changes: ChangeSet, out_path: Path, *, compression: 
     ValueError otherwise); ``mtime`` (seconds since the epoch, e.g. SOURCE_DATE_EPOCH)
     clamps every entry's mtime to at most that value; ``threads`` compression threads
     (0: calling thread; None: :func:`layer_threads`, every CPU -- the bytes are the same for
-    any N > 0). Paths listed in ``changes`` that no longer exist are skipped.
+    any N > 0). Paths listed in ``changes`` that no longer exist are skipped. ``index`` (an
+    :class:`~executor.layers.pathindex.IndexRecorder`) gets every header written, for the
+    layer's path index.
     Returns :class:`LayerResult`. On error the partial ``out_path`` is removed.
     """
     media_type = layer_type(oci, compression)
@@ -143,7 +147,7 @@ def write_layer(root: Path, changes: ChangeSet, out_path: Path, *, compression: 
         with open(out_path, "wb") as out:
             dw = DigestingWriter(out, compression, level, threads)
             try:
-                _write_tar(root_s, items, dw, mtime)
+                _write_tar(root_s, items, dw, mtime, index)
                 d = dw.close()
             except BaseException:
                 dw.abort()
@@ -157,19 +161,22 @@ def write_layer(root: Path, changes: ChangeSet, out_path: Path, *, compression: 
     return LayerResult(out_path, d.digest, d.diff_id, d.size, media_type, d.uncompressed_size)
 
 
-def _write_tar(root: str, items: list[_Item], sink: DigestingWriter, mtime: int | None) -> None:
+def _write_tar(root: str, items: list[_Item], sink: DigestingWriter, mtime: int | None,
+               index: IndexRecorder | None = None) -> None:
     seen_inodes: dict[tuple[int, int], bytes] = {}
     tw = tarfmt.TarWriter(sink)
     for it in items:
         if it.whiteout:
             tw.add(tarfmt.header(os.fsencode(it.path), 0, 0, 0, 0, 0, tarfmt.REGTYPE))
+            if index is not None:
+                index.add(it.path, "f", 0, 0, 0, 0, 0)
         else:
-            _add_path(tw, root, it.path, mtime, seen_inodes)
+            _add_path(tw, root, it.path, mtime, seen_inodes, index)
     tw.close()
 
 
 def _add_path(tw: tarfmt.TarWriter, root: str, rel: str, mtime: int | None,
-              seen_inodes: dict[tuple[int, int], bytes]) -> None:
+              seen_inodes: dict[tuple[int, int], bytes], index: IndexRecorder | None = None) -> None:
     hp = os.path.join(root, rel)
     try:
         st = os.lstat(hp)
@@ -184,6 +191,8 @@ def _add_path(tw: tarfmt.TarWriter, root: str, rel: str, mtime: int | None,
     xa = _xattrs(hp)
     uid, gid = layer_owner(st, xa, hp)  # the recorded owner of a build without root (fs/owners)
     xa = xa or None
+    if index is not None:
+        _record(index, rel, hp, st, fmt, mode, uid, gid, mt, xa, seen_inodes)
     if fmt == stat.S_IFDIR:
         tw.add(tarfmt.header(name + b"/", mode, uid, gid, 0, mt, tarfmt.DIRTYPE, xattrs=xa))
         return
@@ -216,6 +225,24 @@ def _add_path(tw: tarfmt.TarWriter, root: str, rel: str, mtime: int | None,
         return
     if fmt == stat.S_IFIFO:
         tw.add(tarfmt.header(name, mode, uid, gid, 0, mt, tarfmt.FIFOTYPE, xattrs=xa))
+
+
+_KINDS = {stat.S_IFREG: "f", stat.S_IFDIR: "d", stat.S_IFLNK: "l", stat.S_IFCHR: "c", stat.S_IFBLK: "b",
+          stat.S_IFIFO: "p"}
+
+
+def _record(index: IndexRecorder, rel: str, hp: str, st: os.stat_result, fmt: int, mode: int, uid: int, gid: int,
+            mt: int, xa: dict[str, bytes] | None, seen_inodes: dict[tuple[int, int], bytes]) -> None:
+    """Record the entry :func:`_add_path` is about to write (same fields as its header)."""
+    kind, link, size = _KINDS.get(fmt, "f"), "", 0
+    if fmt == stat.S_IFLNK:
+        link = os.readlink(hp)
+    if fmt == stat.S_IFREG:
+        size = st.st_size
+        first = seen_inodes.get((st.st_dev, st.st_ino)) if st.st_nlink > 1 else None
+        if first is not None:
+            kind, link, size = "h", os.fsdecode(first), 0
+    index.add(rel, kind, mode, uid, gid, size, mt, link, tuple((xa or {}).items()))
 
 
 def directory_changeset(root: Path, relpaths: Iterable[str]) -> ChangeSet:

@@ -31,10 +31,11 @@ DOCKERFILE = """\
 
 
 def tags(registry, repo: str) -> list[str]:
-    """The registry's tag list of ``repo`` (empty for an unknown repository)."""
+    """The registry's tag list of ``repo`` (empty for an unknown repository), without the layers'
+    path-index entries (``pathindex-<diff_id hex>``, the lazy filesystem's; tested in test_lazy_fs)."""
     try:
         with urllib.request.urlopen(f"http://{registry.host}/v2/{repo}/tags/list") as r:
-            return sorted(json.load(r).get("tags") or [])
+            return sorted(t for t in json.load(r).get("tags") or [] if not t.startswith("pathindex-"))
     except urllib.error.HTTPError as e:
         assert e.code == 404
         return []

@@ -69,13 +69,15 @@ def build(host: str, ctx: Path, dest: str, layout: Path, *extra: str):
 
 def index_entries(layout: Path, trails: bool = False) -> dict[str, dict]:
     """ref name -> descriptor of the layout's index.json (asserting names are unique); the build
-    trails (``trail-<hex>``, one per destination/target/platform) only with ``trails``."""
+    trails (``trail-<hex>``, one per destination/target/platform) only with ``trails``; never the
+    layers' path-index entries (``pathindex-<hex>``, the lazy filesystem's; see test_lazy_fs)."""
     idx = json.loads((layout / "index.json").read_text())
     assert idx["schemaVersion"] == 2 and idx["mediaType"] == "application/vnd.oci.image.index.v1+json"
     names = [m["annotations"][REF_NAME] for m in idx["manifests"]]
     assert len(names) == len(set(names)), names
     return {m["annotations"][REF_NAME]: m for m in idx["manifests"]
-            if trails or not m["annotations"][REF_NAME].startswith("trail-")}
+            if (trails or not m["annotations"][REF_NAME].startswith("trail-"))
+            and not m["annotations"][REF_NAME].startswith("pathindex-")}
 
 
 def skopeo_layout(layout: Path, key: str) -> dict:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import posixpath
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -137,7 +138,34 @@ class CopyStep:
                 state.fs_index.update(state.root, written)
             return ChangeSet(changed=tuple(written), deleted=())
 
-        return Prepared(created_by=redact_userinfo(ins.text.strip()), components=components, execute=execute, cache_class="copy")
+        def lazy_paths() -> list[str] | None:
+            """The destination paths ``execute`` resolves (lazy filesystem), or None when it also
+            reads the stage's files: --chown by name (/etc/passwd), ADD of a local archive
+            (merged into what is there), --parents with --from (matched at run time)."""
+            if chown_text and not _NUMERIC_CHOWN.fullmatch(chown_text):
+                return None
+            if parents and tree is not None:
+                return None
+            if self.is_add and any(_is_archive(m.path) for s in sources for m in s.matches):
+                return None
+            probes = [dest.rstrip("/") or "/"]
+            for src in sources:
+                if src.heredoc is not None and dest.endswith("/"):
+                    probes.append(posixpath.join(dest, src.heredoc.name))
+            if parents:
+                for src in sources:
+                    cut = (posixpath.normpath("/" + src.pattern.split("/./")[0]).lstrip("/")
+                           if "/./" in src.pattern else "")
+                    for m in src.matches:
+                        rel = m.rel
+                        if cut and (rel == cut or rel.startswith(cut + "/")):
+                            rel = rel[len(cut):].lstrip("/")
+                        if rel:
+                            probes.append(posixpath.join(dest, rel))
+            return probes
+
+        return Prepared(created_by=redact_userinfo(ins.text.strip()), components=components, execute=execute,
+                        cache_class="copy", lazy_paths=lazy_paths)
 
     def _execute(self, ctx, sources: list[_Source], tree, dest: str, chown, chmod, excludes, checksum: str,
                  parents: bool, body) -> list[str]:
@@ -214,6 +242,9 @@ class CopyStep:
             return written
         except BuildError as e:
             raise BuildError(f"{ctx.ins.location}: ADD {redact_userinfo(url)}: {e}") from None
+
+
+_NUMERIC_CHOWN = re.compile(r"[0-9]+(:[0-9]+)?")
 
 
 def _note_declared(ctx, url: str, checksum: str) -> None:

@@ -38,4 +38,4 @@ class WorkdirStep:
 
         return Prepared(created_by=self.instruction.text.strip(), config={"WorkingDir": path},
                         components=lambda: {"instruction": "WORKDIR", "path": path, "user": user},
-                        execute=execute)
+                        execute=execute, lazy_paths=lambda: None if user else [path])
