@@ -361,8 +361,6 @@ class StageBuilder:
         state.meta = self.plan.meta
         state.platform = node.platform
         b.states[self.unit] = state
-        if b.uploads is not None and self.exported and node.parent is None:  # the base's layers, early
-            b.uploads.submit_layers(state.image.layers, b.source(node.platform).fetch)
         if b.cache is not None:
             b.cache.stage_started(self, state)  # the root key, for cache-miss explanations
         instructions = list(node.stage.instructions)
@@ -496,7 +494,10 @@ class StageBuilder:
         log.info("layer %s: %d paths changed, %d deleted, %d bytes", res.digest[7:19], len(changes.changed),
                  len(changes.deleted), res.size)
         if b.uploads is not None and self.exported:  # push while building (issue 12)
-            b.uploads.submit_layers([layer], self.build.source(state.platform).fetch)
+            # the new layer and, with the first one, the layers under it (base, cache hits; each
+            # digest is submitted once): a build whose every step hit submits nothing, so a
+            # no-change rebuild stays one manifest HEAD at the push
+            b.uploads.submit_layers(state.image.layers, self.build.source(state.platform).fetch)
         return layer
 
 
