@@ -92,9 +92,10 @@ P_COMPAT = "Kaniko compatibility (no effect; each warns once)"
 # Kaniko flags the executor accepts and ignores: flag -> what the executor does instead (the
 # warning printed once when the flag is given). Kaniko README / root.go for their meaning.
 NO_OP_FLAGS = {
-    "--snapshot-mode": "the executor snapshots by a stat index of the whole root after each step "
-                       "(type, mode, owner, size, mtime, ctime, inode, link target; no content hashing), "
-                       "which catches what full mode does at the cost of redo",
+    "--snapshot-mode": "the executor takes a RUN's changes from its overlayfs upper directory, or "
+                       "where it cannot mount from a stat index of the whole root (type, mode, owner, "
+                       "size, mtime, ctime, inode, link target; no content hashing), which catches what "
+                       "full mode does at the cost of redo",
     "--use-new-run": "every RUN is snapshotted exactly by the executor's stat index of the root; "
                      "there is no separate experimental RUN implementation",
     "--compressed-caching": "layers are compressed while they are written to disk, in one stream; "

@@ -96,22 +96,43 @@ class LayerStore:
             lk = self._unpacking.setdefault(layer.diff_id, threading.Lock())
         with lk:
             found = self._open(layer.diff_id)
-            if found is not None:
+            if found is not None and self.has(layer):
                 return found
-            self._unpack(layer, source)
+            # absent, or stored from another blob: this blob's content is verified against the
+            # diff_id (by unpacking it) before the entry stands for it -- the pushed image names
+            # this blob, so what RUN steps see must be what it holds
+            if self._unpack(layer, source):
+                self._mark(layer)
             found = self._open(layer.diff_id)
             if found is None:  # pruned by another build in between: vanishingly rare
                 raise LayerError(f"layer {layer.diff_id} vanished from the layer store {self.root}")
+            if not self.has(layer):
+                raise NotStackable(f"layer blob {layer.digest[:19]} was not verified against the stored layer")
             return found
 
-    def has(self, diff_id: str) -> bool:
-        return (self.entry(diff_id) / "meta.json").exists()
+    def _marker(self, layer: Layer) -> Path:
+        return self.entry(layer.diff_id) / "blobs" / layer.digest.split(":", 1)[-1]
+
+    def has(self, layer: Layer) -> bool:
+        """Stored, and ``layer``'s blob (by digest) verified to hold that diff_id."""
+        try:
+            return stat.S_ISREG(os.lstat(self._marker(layer)).st_mode)
+        except OSError:
+            return False
+
+    def _mark(self, layer: Layer) -> None:
+        marker = self._marker(layer)
+        try:
+            marker.parent.mkdir(mode=0o700, exist_ok=True)
+            marker.touch(mode=0o600, exist_ok=True)
+        except OSError as e:
+            log.debug("layer store: cannot mark blob %s verified: %s", layer.digest[:19], e)
 
     def get_all(self, layers: list[Layer], source: ImageSource) -> list[LayerDir]:
         """:meth:`get` of every layer, in order: the missing blobs download together and the
         layers unpack two at a time (each into its own directory, so in any order)."""
         from concurrent.futures import ThreadPoolExecutor
-        absent = [x for x in layers if not self.has(x.diff_id)]
+        absent = [x for x in layers if not self.has(x)]
         missing = dict(zip([x.diff_id for x in absent], source.fetch_all(absent), strict=True))
 
         def one(layer: Layer) -> LayerDir:
@@ -128,6 +149,15 @@ class LayerStore:
     def _open(self, diff_id: str) -> LayerDir | None:
         """The stored entry with its shared lock taken (held until :meth:`close`), else None."""
         d = self.entry(diff_id)
+        for path in (d, d / "fs"):  # the store's own directories, never a symlink elsewhere
+            try:
+                st = os.lstat(path)
+            except FileNotFoundError:
+                if path == d:
+                    return None
+                break  # no fs: a not-stackable entry (its meta says why)
+            if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+                raise NotStackable(f"layer store entry {path} is not a private directory of this user")
         with self._lock:
             fd = self._held.get(diff_id)
         if fd is None:
@@ -142,20 +172,28 @@ class LayerStore:
             with self._lock:
                 self._held[diff_id] = fd
             os.utime(d / "meta.json")  # last use, for the LRU prune
-        with os.fdopen(os.dup(fd)) as f:
-            f.seek(0)
-            meta = json.load(f)
+        try:
+            with os.fdopen(os.dup(fd)) as f:
+                f.seek(0)
+                meta = json.load(f)
+            if not isinstance(meta, dict):
+                raise ValueError("not an object")
+        except (OSError, ValueError) as e:  # a torn or damaged entry: not used
+            raise NotStackable(f"layer store entry {d} is damaged ({e}); remove it") from None
         if not meta.get("stackable", False):
             raise NotStackable(meta.get("reason") or "not stackable")
         return LayerDir(diff_id=diff_id, fs=d / "fs", implicit_dirs=tuple(meta.get("implicit_dirs") or ()))
 
-    def _unpack(self, layer: Layer, source: ImageSource) -> None:
+    def _unpack(self, layer: Layer, source: ImageSource) -> bool:
+        """Unpack ``layer`` into the store (kept unless another build stored it first); True
+        when its blob was read to the end with its diff_id verified."""
         path = source.fetch(layer)
         hexd = layer.diff_id.split(":", 1)[-1]
         tmp = self.root / "tmp" / f"{hexd}.{os.getpid()}.{threading.get_ident()}"
         if tmp.exists():
             _rmtree(tmp)
         (tmp / "fs").mkdir(parents=True)
+        os.chmod(tmp, 0o700)
         os.chmod(tmp / "fs", 0o755)
         t0 = time.monotonic()
         meta: dict = {"diff_id": layer.diff_id}
@@ -169,13 +207,20 @@ class LayerStore:
         except BaseException:
             _rmtree(tmp)
             raise
-        (tmp / "meta.json").write_text(json.dumps(meta))
+        with open(tmp / "meta.json", "w") as f:
+            f.write(json.dumps(meta))
+            f.flush()
+            os.fsync(f.fileno())  # never a torn meta.json after a crash
+        if meta["stackable"]:
+            (tmp / "blobs").mkdir(mode=0o700)
+            (tmp / "blobs" / layer.digest.split(":", 1)[-1]).touch(mode=0o600)
         try:
             os.rename(tmp, self.entry(layer.diff_id))
         except OSError:  # another build stored it first
             _rmtree(tmp)
         log.info("layer %s: unpacked into the layer store in %.2fs%s", layer.diff_id[7:19], time.monotonic() - t0,
                  "" if meta["stackable"] else f" (not stackable: {meta['reason']})")
+        return bool(meta["stackable"])
 
     def prune(self) -> list[str]:
         """Remove least recently used entries no build holds until the store is at most
@@ -248,6 +293,13 @@ def stack_fixups(layers: list[LayerDir]) -> dict[str, os.stat_result]:
         for p in ld.implicit_dirs:
             parts = p.split("/")
             paths.update("/".join(parts[:k]) for k in range(1, len(parts) + 1))
+    for i, ld in enumerate(layers):
+        for p in ld.implicit_dirs:
+            if _only_whiteouts(ld.fs / p) and not any(os.path.isdir(low.fs / p) and not os.path.islink(low.fs / p)
+                                                       for low in layers[:i]):
+                # applied to a root, a whiteout in a directory no layer has does nothing;
+                # stacked, the directory made to hold it would appear
+                raise NotStackable(f"/{p} exists only to hold whiteouts of a layer")
     out: dict[str, os.stat_result] = {}
     for p in sorted(paths):
         chosen = None
@@ -263,6 +315,23 @@ def stack_fixups(layers: list[LayerDir]) -> dict[str, os.stat_result]:
         if chosen is not None:
             out[p] = chosen
     return out
+
+
+def _only_whiteouts(path: Path) -> bool:
+    """True when the directory ``path`` holds nothing but overlayfs whiteouts (0/0 character
+    devices), at any depth."""
+    try:
+        with os.scandir(path) as it:
+            for e in it:
+                st = e.stat(follow_symlinks=False)
+                if stat.S_ISDIR(st.st_mode):
+                    if not _only_whiteouts(Path(e.path)):
+                        return False
+                elif not (stat.S_ISCHR(st.st_mode) and st.st_rdev == 0):
+                    return False
+    except OSError:
+        return False
+    return True
 
 
 def make_fixup_layer(path: Path, fixups: dict[str, os.stat_result], top: Path) -> None:

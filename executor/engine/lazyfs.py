@@ -33,9 +33,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
-from ..errors import BuildError, LayerError
+from ..errors import BuildError, LayerError, RegistryError
 from ..fs.owners import PRIVATE_XATTRS, can_chown, record_owner
 from ..layers.pathindex import (DIRECTORY, SYMLINK, IndexEntry, MergedTree, PathIndex, PathIndexError,
                                 Unprovable, scan_layer_file)
@@ -135,10 +135,12 @@ class LayerIndexes:
         if index is not None and store_index is not None:
             store_index(diff_id, index.encode)
 
-    def publish_scans(self, layers: list[Layer]) -> None:
-        """For every local layer blob not indexed in this build (base layers, cached layers of
-        older executors): store its index in the background, scanned from the blob's tar headers
-        only when the store has none yet (the blobs were verified by their extraction)."""
+    def publish_scans(self, layers: list[Layer], fetch: Callable[[Layer], Path] | None = None) -> None:
+        """For every layer not indexed in this build (base layers, cached layers of older
+        executors): store its index in the background, scanned from the blob's tar headers
+        only when the store has none yet. A blob on disk was verified by its extraction; one
+        that is not (a layer the overlay layer store already held) is fetched with ``fetch``
+        in the background and its diff_id verified while it is scanned."""
         store_index = getattr(self.store, "store_index", None)
         if store_index is None:
             return
@@ -146,16 +148,17 @@ class LayerIndexes:
             with self._lock:
                 if layer.diff_id in self._mem:
                     continue
-            path = layer.path
-            if path is None or not path.exists():
+            local = layer.path is not None and layer.path.exists()
+            if not local and fetch is None:
                 continue
 
-            def produce(path: Path = path, layer: Layer = layer) -> bytes | None:
+            def produce(layer: Layer = layer, local: bool = local) -> bytes | None:
                 t0 = time.monotonic()
                 try:
-                    # the blob was just extracted with its diff_id verified: not hashed again
-                    index = scan_layer_file(path, layer.media_type, layer.diff_id, verify=False)
-                except (LayerError, OSError, PathIndexError) as e:
+                    path = layer.path if local else fetch(layer)
+                    # a blob just extracted had its diff_id verified: not hashed again
+                    index = scan_layer_file(path, layer.media_type, layer.diff_id, verify=not local)
+                except (LayerError, RegistryError, OSError, PathIndexError) as e:
                     log.debug("path index of layer %s not made: %s", layer.diff_id[:19], e)
                     return None
                 log.debug("path index of layer %s: %d entries in %.2fs", layer.diff_id[:19], len(index.entries),

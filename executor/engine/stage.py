@@ -22,6 +22,7 @@ from ..context import Context
 from ..dockerfile.instructions import FileCopy, Instruction, Run, Workdir, load_dockerfile
 from ..errors import BuildError, DockerfileError
 from ..fs.snapshot import ChangeSet, FsIndex
+from ..interrupts import check_interrupted
 from ..layers.pathindex import IndexRecorder
 from ..layers.writer import write_layer
 from ..oci.image import Image, Layer
@@ -339,8 +340,8 @@ class StageBuilder:
             stacked = state.overlay is not None
             if not stacked:
                 source.unpack(state.image, state.root)
-            if self.build.indexes is not None:  # the lazy filesystem of later builds (blobs on disk only)
-                self.build.indexes.publish_scans(state.image.layers)
+            if self.build.indexes is not None:  # the lazy filesystem of later builds (in the background)
+                self.build.indexes.publish_scans(state.image.layers, source.fetch)
             state.lazy = False
             state.fs_index = None
             log.info("stage %s: %s %d layers in %.2fs", state.name or state.index,
@@ -401,6 +402,7 @@ class StageBuilder:
     def run_step(self, state: StageState, ins: Instruction) -> None:
         """Prepare ``ins``'s step, run it through the cache, record what happened."""
         b = self.build
+        check_interrupted()
         log.info("%s", shorten(ins.text))
         rec = StepRecord(stage=self.node.label, location=str(ins.location), keyword=ins.keyword,
                          text=shorten(ins.text), started=time.time())
@@ -464,6 +466,7 @@ class StageBuilder:
             if layer is not FALLBACK:
                 return layer
         self.materialize(state)
+        check_interrupted()  # SIGINT/SIGTERM during a long unpack: no RUN starts after it
         changes = p.execute()
         state.apply_config(p.config)
         return self.commit(state, changes, p.created_by, keep_layer=keep_layer)

@@ -13,6 +13,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import LayerError
 from ..fs.overlay import unmount_below
 from ..workdir import UnsafeDirectory
 from ..layers.extract import NotStackable
@@ -85,7 +86,9 @@ class StageMounts:
                 lowers = [base / "empty"]
             mount = OverlayRoot(root=root, base=base, lowers=lowers, flavor=self.store.flavor)
             mount.mount()
-        except (NotStackable, OSError) as e:
+        except (NotStackable, LayerError, OSError) as e:
+            # the plain root applies every layer by the reference rules (and reports a corrupt
+            # one the same way); the stacked root is only ever a faster way to the same tree
             log.info("stage %s: not stacking its layers (%s); unpacking them into a plain root", label, e)
             return None
         self.track(mount)

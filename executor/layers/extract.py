@@ -405,6 +405,8 @@ def _apply_whiteout(raw: str, parts: tuple[str, ...], st: _State) -> None:
     st.stats.whiteouts += 1
     dparts = parts[:-1]
     if base == WHITEOUT_OPAQUE:
+        if st.overlay is not None and not dparts:  # overlayfs ignores a lower layer root's mark
+            raise NotStackable(f"layer entry {raw!r}: an opaque marker at the layer's root")
         d = st.res.resolve_dir(dparts, create=True, name=raw)
         if st.overlay is not None:  # the layer's own entries of the directory stay visible
             os.setxattr(st.res.host(d), st.overlay + "opaque", b"y", follow_symlinks=False)

@@ -168,6 +168,7 @@ def test_layer_in_overlay_form(can_mount, tmp_path):
 @pytest.mark.parametrize("entries", [
     [("a", tarfile.LNKTYPE, "lower-file")],
     [("dev0", tarfile.CHRTYPE, None)],
+    [("new", tarfile.REGTYPE, b"n"), (".wh..wh..opq", tarfile.REGTYPE, b"")],  # overlayfs ignores it at a root
 ])
 def test_not_stackable(can_mount, tmp_path, entries):
     root = tmp_path / "l"
@@ -229,3 +230,20 @@ def test_parents_a_layer_did_not_name_keep_the_lower_layers_metadata(can_mount, 
     os.symlink("usr/etc", c / "etc")
     with pytest.raises(NotStackable):
         stack_fixups([LayerDir("c", c, ()), layers[1]])
+
+
+def test_a_directory_made_only_for_whiteouts_is_not_stacked(can_mount, tmp_path):
+    """``a/.wh.b`` with no ``a`` in any lower layer: applied to a root it does nothing; stacked,
+    the directory made to hold the whiteout would appear, so the stack is refused. With ``a``
+    in a lower layer it stacks."""
+    from executor.engine.layerstore import LayerDir, stack_fixups
+    low, top = tmp_path / "low", tmp_path / "top"
+    low.mkdir()
+    top.mkdir()
+    _apply(_tar([("etc/", tarfile.DIRTYPE, None), ("etc/x", tarfile.REGTYPE, b"x")]), low)
+    stats = _apply(_tar([("a/.wh.b", tarfile.REGTYPE, b""), ("etc/.wh.x", tarfile.REGTYPE, b"")]), top)
+    layers = [LayerDir("sha256:1", low, ()), LayerDir("sha256:2", top, tuple(stats.implicit_dirs))]
+    with pytest.raises(NotStackable, match="/a exists only to hold whiteouts"):
+        stack_fixups(layers)
+    (low / "a").mkdir()
+    stack_fixups(layers)

@@ -220,3 +220,67 @@ def test_cached_layers_stacked_from_the_store_give_the_copy_modes_image(registry
     fresh = ["--cache", "--cache-repo", f"{registry.host}/overlay/cache-{uuid.uuid4().hex[:6]}"]
     d_copy, _ = _build(registry, tmp_path, df, overlay=False, store=store, extra=fresh + ["--build-arg", "V=2"])
     assert d_ov == d_copy
+
+
+def _image_with_layer(registry, tmp: Path, base: str, data: bytes, name: str, *, blob_data: bytes | None = None) -> str:
+    """``base`` plus one layer holding the file /good with ``data``; with ``blob_data`` the
+    layer's blob holds that instead while the config keeps ``data``'s diff_id (a lying image)."""
+    import gzip
+    import hashlib
+    import io
+    import json
+    import subprocess
+    import tarfile
+
+    def tar(content: bytes) -> bytes:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as t:
+            ti = tarfile.TarInfo("good")
+            ti.size = len(content)
+            t.addfile(ti, io.BytesIO(content))
+        return buf.getvalue()
+    lay = tmp / f"layout-{uuid.uuid4().hex[:6]}"
+    subprocess.run(["skopeo", "copy", "-q", "--src-tls-verify=false", f"docker://{base}", f"oci:{lay}:latest"],
+                   check=True)
+    blob = lambda d: lay / "blobs" / "sha256" / d.split(":")[1]  # noqa: E731
+    idx = json.loads((lay / "index.json").read_text())
+    man = json.loads(blob(idx["manifests"][0]["digest"]).read_text())
+    cfg = json.loads(blob(man["config"]["digest"]).read_text())
+    raw, shipped = tar(data), tar(blob_data if blob_data is not None else data)
+    gz = gzip.compress(shipped, mtime=0)
+    gd = "sha256:" + hashlib.sha256(gz).hexdigest()
+    blob(gd).write_bytes(gz)
+    cfg["rootfs"]["diff_ids"].append("sha256:" + hashlib.sha256(raw).hexdigest())
+    cb = json.dumps(cfg).encode()
+    cd = "sha256:" + hashlib.sha256(cb).hexdigest()
+    blob(cd).write_bytes(cb)
+    man["config"].update(digest=cd, size=len(cb))
+    man["layers"].append({"mediaType": man["layers"][0]["mediaType"], "digest": gd, "size": len(gz)})
+    mb = json.dumps(man).encode()
+    md = "sha256:" + hashlib.sha256(mb).hexdigest()
+    blob(md).write_bytes(mb)
+    idx["manifests"][0].update(digest=md, size=len(mb))
+    (lay / "index.json").write_text(json.dumps(idx))
+    ref = f"{registry.host}/overlay/{name}:{uuid.uuid4().hex[:8]}"
+    subprocess.run(["skopeo", "copy", "-q", "--dest-tls-verify=false", f"oci:{lay}:latest", f"docker://{ref}"],
+                   check=True)
+    return ref
+
+
+def test_a_stored_layer_stands_only_for_blobs_verified_against_it(registry, busybox, overlay_ok, tmp_path):
+    """An image whose layer blob does not hold the content its config's diff_id names fails as
+    in copy mode, even when the store already holds a layer with that diff_id (the pushed
+    image names the blob, so RUN must see what the blob holds); a damaged entry is not used."""
+    store = tmp_path / "store"
+    good = _image_with_layer(registry, tmp_path, busybox, b"benign\n", "good")
+    evil = _image_with_layer(registry, tmp_path, busybox, b"benign\n", "evil", blob_data=b"EVIL\n")
+    _build(registry, tmp_path, f"FROM {good}\nRUN cat /good\n", overlay=True, store=store)
+    for mode in (True, False):
+        with pytest.raises(AssertionError) as failed:
+            _build(registry, tmp_path, f"FROM {evil}\nRUN cat /good\n", overlay=mode, store=store)
+        last = str(failed.value).rstrip().splitlines()[-1]  # (--verbosity debug also prints the traceback)
+        assert last.startswith("error: layer ") and "but the image config says diff_id" in last, last
+    for meta in (store / "trusted").glob("*/meta.json"):
+        meta.write_text("{garbage")
+    _, log = _build(registry, tmp_path, f"FROM {good}\nRUN cat /good\n", overlay=True, store=store)
+    assert "is damaged" in log and "Traceback" not in log

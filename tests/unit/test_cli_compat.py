@@ -50,8 +50,8 @@ def test_no_op_flags_warn_once_each(tmp_path):
         mine = [w for w in warns if f"{flag}=" in w]
         assert len(mine) == 1, (flag, warns)
         assert "ignored; " in mine[0]
-    assert any("--snapshot-mode=redo: ignored; the executor snapshots by a stat index of the whole root "
-               "after each step" in w for w in warns)
+    assert any("--snapshot-mode=redo: ignored; the executor takes a RUN's changes from its overlayfs upper "
+               "directory, or where it cannot mount from a stat index of the whole root" in w for w in warns)
     assert any("--compressed-caching=false: ignored" in w for w in warns)
 
 

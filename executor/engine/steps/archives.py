@@ -10,6 +10,7 @@ check (ADD of a git repository is not supported: a clear error).
 from __future__ import annotations
 
 import bz2
+import errno
 import email.utils
 import gzip
 import hashlib
@@ -17,6 +18,7 @@ import lzma
 import os
 import posixpath
 import re
+import shutil
 import urllib.parse
 from pathlib import Path
 from typing import BinaryIO
@@ -145,7 +147,13 @@ def download_to(root: Path, url: str, dest: str, chown: tuple[int, int] | None, 
     target = resolve_in_root(root, final, follow_final=False)
     if os.path.lexists(target) and not os.path.isdir(target):
         os.unlink(target)
-    os.replace(tmp, target)
+    try:
+        os.replace(tmp, target)
+    except OSError as e:
+        if e.errno != errno.EXDEV:  # the root is another filesystem (an overlay stage root)
+            raise
+        shutil.copyfile(tmp, target)
+        os.unlink(tmp)
     uid, gid = chown or (0, 0)
     set_owner(target, uid, gid)  # before chmod: a read-only file takes no user.* attribute
     os.chmod(target, chmod if chmod is not None else 0o600)
