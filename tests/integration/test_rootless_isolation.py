@@ -84,7 +84,8 @@ def test_userns_run_cannot_reach_the_executor_and_owners_survive(registry, busyb
         RUN kill -STOP $PPID; kill -STOP 1; echo not-frozen > /stop-out
         RUN --mount=type=secret,id=tok,target=/run/secrets/tok \\
             kill -9 $PPID; kill -9 1; cat /run/secrets/tok | wc -c > /kill-out
-        RUN sleep 600 & ps -o pid,ppid,args > /ps-out
+        RUN sleep 600 & while [ "$(cat /proc/$!/comm 2>/dev/null)" != sleep ]; do :; done; \\
+            ps -o pid,ppid,args > /ps-out
         RUN mkdir -p /owned && touch /owned/f && chown -R 1000:1000 /owned
         USER 1000:1000
         RUN mkdir /owned/by-user && touch /owned/by-user/g
