@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import http.server
 import shutil
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -10,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.fault_proxy import FaultProxy
 from tests.support.tools import REPO, run_executor, umoci_unpack
 
 
@@ -50,3 +53,32 @@ def debian_example(registry, debian_base, tmp_path_factory) -> DebianExample:
     return DebianExample(dest=dest, digest=(work / "digest").read_text(), stderr=p.stderr, seconds=seconds,
                          sbom=work / "sbom.spdx.json", provenance=work / "provenance.json",
                          layout=work / "u" / "layout", bundle=bundle, context=ctx)
+
+
+@pytest.fixture(scope="module")
+def proxy(registry):
+    """A pass-through proxy in front of the session registry, one per test module;
+    ``proxy.log`` lists every request. (Fault tests define their own, one per test.)"""
+    host, port = registry.host.rsplit(":", 1)
+    p = FaultProxy(upstream=(host, int(port))).start()
+    yield p
+    p.stop()
+
+
+@pytest.fixture
+def http_files(tmp_path):
+    """A local http.server on 127.0.0.1 serving tmp_path/www (Last-Modified from each file's mtime)."""
+    www = tmp_path / "www"
+    www.mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, directory=str(www), **kw)
+
+        def log_message(self, *a):
+            pass
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield www, f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+    srv.server_close()

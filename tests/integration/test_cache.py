@@ -22,14 +22,6 @@ pytestmark = pytest.mark.integration
 CACHE_LINE = re.compile(r"cache (hit|miss) ([0-9a-f]{12}): (.*)$")
 
 
-@pytest.fixture(scope="module")
-def proxy(registry):
-    """A pass-through proxy in front of the session registry; ``proxy.log`` lists every request."""
-    host, port = registry.host.rsplit(":", 1)
-    p = FaultProxy(upstream=(host, int(port))).start()
-    yield p
-    p.stop()
-
 
 def write_ctx(ctx: Path, dockerfile: str, files: dict[str, str]) -> Path:
     ctx.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.fault_proxy import FaultProxy
 from tests.support.tools import run_executor
 
 pytestmark = pytest.mark.integration
@@ -20,13 +19,6 @@ pytestmark = pytest.mark.integration
 EXPLAIN = re.compile(r"cache miss at (.*) \((Dockerfile:\d+)\): (.*)$")
 CACHE_LINE = re.compile(r"cache (hit|miss) ([0-9a-f]{12}): (.*)$")
 
-
-@pytest.fixture(scope="module")
-def proxy(registry):
-    host, port = registry.host.rsplit(":", 1)
-    p = FaultProxy(upstream=(host, int(port))).start()
-    yield p
-    p.stop()
 
 
 def _build(proxy, ctx: Path, repo: str, cache: list[str], *extra: str):

@@ -27,14 +27,6 @@ CACHE_LINE = re.compile(r"cache (hit|miss) ([0-9a-f]{12}): (.*)$")
 REF_NAME = "org.opencontainers.image.ref.name"
 
 
-@pytest.fixture(scope="module")
-def proxy(registry):
-    """A pass-through proxy in front of the session registry; ``proxy.log`` lists every request."""
-    host, port = registry.host.rsplit(":", 1)
-    p = FaultProxy(upstream=(host, int(port))).start()
-    yield p
-    p.stop()
-
 
 @pytest.fixture
 def base(proxy, busybox) -> str:

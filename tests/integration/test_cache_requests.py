@@ -16,13 +16,6 @@ from tests.support.tools import run_executor, skopeo_inspect
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def proxy(registry):
-    host, port = registry.host.rsplit(":", 1)
-    p = FaultProxy(upstream=(host, int(port))).start()
-    yield p
-    p.stop()
-
 
 def _build(proxy: FaultProxy, ctx, dest: str, digest_file) -> str:
     p = run_executor(["--context", str(ctx), "--destination", dest, "--insecure-registry", proxy.host, "--cache",

@@ -9,7 +9,6 @@ import bz2
 import email.utils
 import gzip
 import hashlib
-import http.server
 import io
 import json
 import lzma
@@ -312,25 +311,6 @@ def _tar_bytes(name: str, content: bytes) -> bytes:
         info.uid = 1000
         t.addfile(info, io.BytesIO(content))
     return buf.getvalue()
-
-
-@pytest.fixture
-def http_files(tmp_path):
-    """A local http.server on 127.0.0.1 serving tmp_path/www (Last-Modified from each file's mtime)."""
-    www = tmp_path / "www"
-    www.mkdir()
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *a, **kw):
-            super().__init__(*a, directory=str(www), **kw)
-
-        def log_message(self, *a):
-            pass
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield www, f"http://127.0.0.1:{srv.server_address[1]}"
-    srv.shutdown()
-    srv.server_close()
 
 
 def test_add_url_checksum_and_archives(registry, busybox, tmp_path, http_files):

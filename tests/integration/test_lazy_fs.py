@@ -28,13 +28,6 @@ pytestmark = pytest.mark.integration
 EPOCH = str(int(time.time()) - 5)  # newer than the base's files: recorded mtimes must survive
 
 
-@pytest.fixture(scope="module")
-def proxy(registry):
-    host, port = registry.host.rsplit(":", 1)
-    p = FaultProxy(upstream=(host, int(port))).start()
-    yield p
-    p.stop()
-
 
 def _build(host: str, ctx: Path, dest: str, cache: str, *extra: str, lazy: bool = True):
     digest_file = ctx.parent / f"digest-{uuid.uuid4().hex[:6]}"
@@ -97,30 +90,9 @@ def _context(tmp: Path, dockerfile: str) -> Path:
     return ctx
 
 
-@pytest.fixture
-def http_base(tmp_path):
-    """A local http.server on 127.0.0.1 serving tmp_path/www (for ADD <url>)."""
-    import http.server
-    import threading
-    www = tmp_path / "www"
-    www.mkdir()
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *a, **kw):
-            super().__init__(*a, directory=str(www), **kw)
-
-        def log_message(self, *a):
-            pass
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield www, f"http://127.0.0.1:{srv.server_address[1]}"
-    srv.shutdown()
-    srv.server_close()
-
-
-def test_lazy_and_eager_change_builds_give_the_same_image(registry, debian_base, tmp_path, http_base):
+def test_lazy_and_eager_change_builds_give_the_same_image(registry, debian_base, tmp_path, http_files):
     import hashlib
-    www, url = http_base
+    www, url = http_files
     (www / "remote.txt").write_text("from the web\n")
     checksum = "sha256:" + hashlib.sha256(b"from the web\n").hexdigest()
     ctx = _context(tmp_path, FEATURES.replace("@SUM@", checksum).replace("@URL@", url))

@@ -257,46 +257,30 @@ def test_several_platforms_one_sbom_each_provenance_on_the_index(registry, tmp_p
     assert {p.name for p in tmp_path.glob("s-*.json")} == {"s-linux-amd64.json", "s-linux-arm64.json"}
 
 
-def test_provenance_lists_add_urls_with_their_digests_and_no_credentials(registry, busybox, tmp_path):
+def test_provenance_lists_add_urls_with_their_digests_and_no_credentials(registry, busybox, tmp_path, http_files):
     """ADD <url>: the URL (user:password removed) and the sha256 of the bytes fetched are in
     resolvedDependencies; with --checksum and a cache hit, the checksum that keyed the step."""
     import hashlib
-    import http.server
-    import threading
-    www = tmp_path / "www"
-    www.mkdir()
+    www, url = http_files
     (www / "tool.txt").write_text("downloaded tool\n")
     (www / "pinned.txt").write_text("pinned file\n")
     pinned = hashlib.sha256(b"pinned file\n").hexdigest()
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *a, **kw):
-            super().__init__(*a, directory=str(www), **kw)
-
-        def log_message(self, *a):
-            pass
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    base = f"127.0.0.1:{srv.server_address[1]}"
-    try:
-        ctx = tmp_path / "ctx"
-        ctx.mkdir()
-        (ctx / "Dockerfile").write_text(f"FROM {busybox}\nADD http://deploy:s3cr3t-t0ken@{base}/tool.txt /tool.txt\n"
-                                        f"ADD --checksum=sha256:{pinned} http://{base}/pinned.txt /pinned.txt\n"
-                                        f"ADD --checksum=sha256:{pinned} http://deploy:s3cr3t-t0ken@{base}/pinned.txt /p2\n")
-        for n in (1, 2):
-            p = run_executor(["--context", str(ctx), "--no-push", "--insecure-registry", registry.host, "--cache",
-                              "--cache-repo", f"oci:{tmp_path / 'cache'}", "--provenance-path", str(tmp_path / f"p{n}.json"),
-                              "--oci-layout-path", str(tmp_path / f"out{n}")])
-            # the URL's credentials are used for the download and shown nowhere: not in the log,
-            # the image (history), the cache entries (created-by, miss-explanation records)
-            assert "s3cr3t" not in p.stdout + p.stderr and "http://***@" in p.stderr
-            leaks = subprocess.run(["grep", "-rl", "s3cr3t", str(tmp_path / f"out{n}"), str(tmp_path / "cache")],
-                                   capture_output=True, text=True)
-            assert leaks.returncode == 1 and leaks.stdout == "", leaks.stdout
-    finally:
-        srv.shutdown()
-        srv.server_close()
+    base = url.removeprefix("http://")
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {busybox}\nADD http://deploy:s3cr3t-t0ken@{base}/tool.txt /tool.txt\n"
+                                    f"ADD --checksum=sha256:{pinned} http://{base}/pinned.txt /pinned.txt\n"
+                                    f"ADD --checksum=sha256:{pinned} http://deploy:s3cr3t-t0ken@{base}/pinned.txt /p2\n")
+    for n in (1, 2):
+        p = run_executor(["--context", str(ctx), "--no-push", "--insecure-registry", registry.host, "--cache",
+                          "--cache-repo", f"oci:{tmp_path / 'cache'}", "--provenance-path", str(tmp_path / f"p{n}.json"),
+                          "--oci-layout-path", str(tmp_path / f"out{n}")])
+        # the URL's credentials are used for the download and shown nowhere: not in the log,
+        # the image (history), the cache entries (created-by, miss-explanation records)
+        assert "s3cr3t" not in p.stdout + p.stderr and "http://***@" in p.stderr
+        leaks = subprocess.run(["grep", "-rl", "s3cr3t", str(tmp_path / f"out{n}"), str(tmp_path / "cache")],
+                               capture_output=True, text=True)
+        assert leaks.returncode == 1 and leaks.stdout == "", leaks.stdout
     for n in (1, 2):
         text = (tmp_path / f"p{n}.json").read_text()
         assert "s3cr3t" not in text and "deploy" not in text
