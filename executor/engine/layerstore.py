@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import LayerError
-from ..fs.overlay import OverlayFlavor
+from ..fs.overlay import OverlayFlavor, is_whiteout
 from ..layers.extract import NotStackable
 from ..oci.image import Layer
 from .images import ImageSource, apply_verified_layer
@@ -327,7 +327,7 @@ def _only_whiteouts(path: Path) -> bool:
                 if stat.S_ISDIR(st.st_mode):
                     if not _only_whiteouts(Path(e.path)):
                         return False
-                elif not (stat.S_ISCHR(st.st_mode) and st.st_rdev == 0):
+                elif not is_whiteout(st):
                     return False
     except OSError:
         return False

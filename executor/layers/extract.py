@@ -56,6 +56,7 @@ from executor.errors import LayerError
 
 from .decompress import ChunkStream
 from .tarstream import BLK, CHR, DIR, FIFO, LNK, REG, SYM, Member, TarReader
+from ..fs.overlay import is_whiteout
 from ..fs.owners import PRIVATE_XATTRS, record_owner
 from ..fs.paths import RootResolver, clean_name
 
@@ -223,7 +224,7 @@ def _apply_member(reader: TarReader, m: Member, st: _State) -> None:
             if not stat.S_ISDIR(existing.st_mode):
                 _remove(path, existing, st)
                 os.mkdir(path, 0o700)
-                if st.overlay is not None and _is_whiteout(existing):  # lower entries stay deleted
+                if st.overlay is not None and is_whiteout(existing):  # lower entries stay deleted
                     os.setxattr(path, st.overlay + "opaque", b"y", follow_symlinks=False)
         st.dirs.append(_DirMeta(parts, m.mode, m.mtime))
         _chown_xattrs_path(path, m, st)
@@ -367,10 +368,6 @@ def _hardlink(m: Member, path: str, st: _State) -> None:
             return
         _remove(path, existing, st)
         os.link(tpath, path, follow_symlinks=False)
-
-
-def _is_whiteout(s: os.stat_result) -> bool:
-    return stat.S_ISCHR(s.st_mode) and s.st_rdev == 0
 
 
 # -- removal ------------------------------------------------------------------------
