@@ -112,6 +112,16 @@ def position(stage: str, index: int, keyword: str) -> str:
     return f"{stage}/{index} {keyword.upper()}"
 
 
+def parse_position(pos: str) -> tuple[str, int, str] | None:
+    """``(stage label, index, KEYWORD)`` of a :func:`position` string; None when ``pos`` is
+    not one (trails are registry data)."""
+    head, _, keyword = pos.rpartition(" ")
+    label, _, index = head.rpartition("/")
+    if not label or not index.isdigit() or not keyword:
+        return None
+    return label, int(index), keyword
+
+
 def trail_document(destination: str, target: str, platform: str, roots: Mapping[str, str],
                    steps: Iterable[tuple[str, str]]) -> dict:
     """``{"v": 1, "destination", "target", "platform", "roots": {stage label: root key},

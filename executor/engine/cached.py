@@ -150,14 +150,16 @@ class StepCache:
         roots = {label: k for label, k in (trail.get("roots") or {}).items()
                  if isinstance(label, str) and isinstance(k, str) and _KEY.fullmatch(k)}
         wanted: list[tuple[str, str]] = []
+        own: list[tuple[int, str]] = []  # (index, key) of the target stage's steps
         for pos, key in steps.items():
             keyword = pos.rpartition(" ")[2]
             if keyword in _STORED and self._enabled(_STORED[keyword]):
                 wanted.append(("entry", key))
+            parsed = ex.parse_position(pos)
+            if parsed is not None and parsed[0] == target_label:
+                own.append((parsed[1], key))
         if target_label is not None and target_label in roots:  # the target stage's last key names the final config
-            own = sorted((int(pos[len(target_label) + 1:].partition(" ")[0]), k) for pos, k in steps.items()
-                         if pos.startswith(target_label + "/") and pos[len(target_label) + 1:].partition(" ")[0].isdigit())
-            wanted.append(("config", image_config_key(own[-1][1] if own else roots[target_label], labels)))
+            wanted.append(("config", image_config_key(max(own)[1] if own else roots[target_label], labels)))
         with self._lock:
             for kind, key in wanted:
                 if len(self._ahead) >= MAX_LOOKUPS_AHEAD or (kind, key) in self._ahead or self._pool is None:
