@@ -110,7 +110,7 @@ def prune_command(
         from .cache.layout_store import parse_layout_repo
         report = prune_layout(parse_layout_repo(cache_repo), cutoff, dry_run)
     else:
-        from .cli import _registry_options
+        from .buildcmd import registry_options as _registry_options
         from .reference import parse_reference
         from .registry.auth import Keychain
         from .registry.client import RegistryClient

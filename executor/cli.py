@@ -13,32 +13,12 @@ from __future__ import annotations
 import signal
 import sys
 import traceback
-from typing import Any, Callable
+from typing import Callable
 
 from . import __version__
 from .cliargs import normalise_argv
 from .errors import UserError
 from .interrupts import _interrupted, _on_signal, check_interrupted
-
-# Names that used to live here; loaded on first use so that a build does not import typer.
-_LAZY = {"build_app": "cliapp", "build": "cliapp", "_known_build_flags": "cliapp",
-         "_spelling_notes": "cliapp", "GroupedHelpCommand": "cliapp", "_opt": "cliapp", "_hidden": "cliapp",
-         "_registry_options": "buildcmd", "_image_format": "buildcmd", "_jobs": "buildcmd",
-         "apply_manifest_options": "job", "run_build": "job"}
-_RENAMED = {"_registry_options": "registry_options", "_image_format": "image_format", "_jobs": "jobs_value"}
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        from . import cliargs
-        try:
-            return getattr(cliargs, name)
-        except AttributeError:
-            raise AttributeError(f"module 'executor.cli' has no attribute {name!r}") from None
-    import importlib
-    return getattr(importlib.import_module(f"executor.{module}"), _RENAMED.get(name, name))
-
 
 def _run_app(*args, **kw) -> None:
     """The typer command ``app`` on ``argv`` (executor.cliapp._run_app)."""

@@ -241,7 +241,7 @@ def index_command(
     log_timestamp: bool = typer.Option(False, "--log-timestamp", help="Prefix log lines with the time."),
 ) -> None:
     """Push an image index (multi-platform image) made of already pushed single-platform images."""
-    from .cli import _registry_options
+    from .buildcmd import registry_options as _registry_options
     from .logs import setup_logging
     from .registry.auth import Keychain
     from .registry.client import RegistryClient

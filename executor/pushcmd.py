@@ -266,7 +266,7 @@ def push_command(
     """Push an image written earlier by --tar-path or --oci-layout-path to every --destination."""
     from types import SimpleNamespace
 
-    from .cli import _registry_options
+    from .buildcmd import registry_options as _registry_options
     from .logs import setup_logging
     from .registry.auth import Keychain
     from .registry.client import RegistryClient

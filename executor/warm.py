@@ -161,7 +161,8 @@ def warm(
     """Download base images into --cache-dir so builds can use them without the registry."""
     from .engine.platforms import default_platform
     from .cache.ttl import parse_ttl
-    from .cli import _registry_options, build_args_from
+    from .buildcmd import registry_options as _registry_options
+    from .cliargs import build_args_from
     from .logs import setup_logging
     from .registry.auth import Keychain
     from .registry.client import RegistryClient

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from executor.cli import build_args_from, normalise_argv, parse_secret, resolve_dockerfile
+from executor.cliargs import build_args_from, normalise_argv, parse_secret, resolve_dockerfile
 from executor.errors import UserError
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from executor.cli import NO_OP_FLAGS, _known_build_flags, build_app, normalise_argv
+from executor.cliapp import _known_build_flags, build_app
+from executor.cliargs import NO_OP_FLAGS, normalise_argv
 
 REPO = Path(__file__).resolve().parents[2]
 

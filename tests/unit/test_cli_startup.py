@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import typer
 
-from executor import cli
+from executor import cli, cliapp
 from executor.clicoerce import plain_coercion
 
 ARGV = ["--context", "/tmp", "--destination", "r.example/x:y", "-d", "r.example/x:z", "--cache",
@@ -19,7 +19,7 @@ ARGV = ["--context", "/tmp", "--destination", "r.example/x:y", "-d", "r.example/
 
 
 def _params(fast: bool) -> dict:
-    cmd = typer.main.get_command(cli.build_app)
+    cmd = typer.main.get_command(cliapp.build_app)
     if fast:
         plain_coercion(cmd)
     return cmd.make_context("executor", list(ARGV)).params
@@ -33,7 +33,7 @@ def test_plain_coercion_gives_typers_values():
 
 def test_build_command_parses_without_pydantic():
     code = ("import sys, typer\nfrom executor import cli\nfrom executor.clicoerce import plain_coercion\n"
-            "cmd = typer.main.get_command(cli.build_app)\nplain_coercion(cmd)\n"
+            "from executor import cliapp\ncmd = typer.main.get_command(cliapp.build_app)\nplain_coercion(cmd)\n"
             f"cmd.make_context('executor', {ARGV!r})\nprint('pydantic' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
@@ -49,7 +49,6 @@ def test_bad_values_still_get_typers_message():
 # -- the fast build-flag parser (executor.buildflags) against the typer command -----------------
 
 def _typer_command():
-    from executor import cliapp
     cmd = typer.main.get_command(cliapp.build_app)
     plain_coercion(cmd)
     return cmd
@@ -106,7 +105,6 @@ FAST_ARGVS = [
 
 @pytest.mark.parametrize("argv", FAST_ARGVS, ids=range(len(FAST_ARGVS)))
 def test_fast_parser_gives_typers_values_and_given_flags(argv):
-    from executor import cliapp
     from executor.buildflags import KNOWN_FLAGS, parse
     fast_notes: list[str] = []
     norm = cli.normalise_argv(argv, set(KNOWN_FLAGS), fast_notes)
