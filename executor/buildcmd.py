@@ -5,11 +5,12 @@ as does the typer command in ``executor.cliapp``) and the long names of the flag
 command line. Both the fast argv parser and the typer command end here, so a build behaves
 the same whichever parsed its flags.
 
-Start-up: the registry client (httpx) is created, and the ``--destination`` registries pinged
-(Kaniko's push-permission check), on a thread started as soon as the flags are validated; the
-main thread meanwhile prepares the context and imports the build engine. The ping's answer
-(the registry's auth challenge) is kept by the client, so the build's first request needs no
-second ``GET /v2/``. Errors keep their order: a flag or context error is raised before a
+Start-up: as soon as the flags are validated, the ``--destination`` registries get their first
+``GET /v2/`` from the standard library (:mod:`executor.registry.firstcontact`: no HTTP client to
+import first); then the registry client (httpx) is created, takes those answers, and finishes
+Kaniko's push-permission check on a thread while the main thread prepares the context and
+imports the build engine. The ping's answer (the registry's auth challenge) is kept by the
+client, so the build's first request needs no second ``GET /v2/``. Errors keep their order: a flag or context error is raised before a
 registry one.
 """
 
@@ -74,21 +75,46 @@ def registry_options(*args, **kw):
 PING_HEAD_START_S = 0.05
 
 
+#: seconds the client waits for the first contact's answers before pinging by itself
+FIRST_CONTACT_WAIT_S = 2.0
+
+
+def first_contact(options: dict[str, Any], destinations: list[str]):
+    """Start ``GET /v2/`` to the registries of ``destinations`` with the standard library
+    (:class:`executor.registry.firstcontact.FirstContact`), before the client's HTTP stack is
+    imported. A destination that does not parse is left for the client's ping to report."""
+    from .reference import parse_reference
+    from .registry.endpoints import Endpoint
+    from .registry.firstcontact import FirstContact
+    from .registry.options import RegistryOptions, endpoint_for
+    ro = RegistryOptions(**options)
+    endpoints: list[Endpoint] = []
+    for d in destinations:
+        try:
+            endpoints.append(endpoint_for(ro, parse_reference(d).registry, False))
+        except UserError:
+            continue
+    return FirstContact(endpoints, ro.user_agent).start()
+
+
 class EarlyClient:
     """A RegistryClient whose destination registries are pinged on a thread of its own.
 
     ``options``: RegistryOptions keyword arguments; ``ping``: the destinations to check
-    (:func:`executor.outputs.check_destinations`), empty for none. The client is made on the
-    calling thread (importing httpx there, not on two threads at once); :meth:`result` waits
-    for the pings and returns the client, or raises what they raised (RegistryError naming the
-    destination). The thread is a daemon: a build that fails before :meth:`result` does not
-    wait for an unreachable registry."""
+    (:func:`executor.outputs.check_destinations`), empty for none; ``contact``: the first
+    contact already under way with those registries (:func:`first_contact`), whose answers the
+    client takes before pinging (so it sends no ``GET /v2/`` of its own for them). The client
+    is made on the calling thread (importing httpx there, not on two threads at once);
+    :meth:`result` waits for the pings and returns the client, or raises what they raised
+    (RegistryError naming the destination). The thread is a daemon: a build that fails before
+    :meth:`result` does not wait for an unreachable registry."""
 
-    def __init__(self, options: dict[str, Any], ping: list[str]):
+    def __init__(self, options: dict[str, Any], ping: list[str], contact=None):
         from .registry.auth import Keychain
         from .registry.client import RegistryClient, RegistryOptions
         self._client = RegistryClient(RegistryOptions(**options), Keychain.from_environment())
         self._ping = ping
+        self._contact = contact
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="registry-ping", daemon=True)
 
@@ -96,13 +122,15 @@ class EarlyClient:
         """Start the pings; returns when they are done or after :data:`PING_HEAD_START_S`
         (the caller's imports, competing for the interpreter, would delay sending them; a
         registry slower than that is waited for while the caller goes on)."""
-        if self._ping:
+        if self._ping or self._contact is not None:
             self._thread.start()
             self._thread.join(PING_HEAD_START_S)
         return self
 
     def _run(self) -> None:
         try:
+            if self._contact is not None:
+                self._client.seed(self._contact.results(FIRST_CONTACT_WAIT_S))
             from .outputs import check_destinations
             check_destinations(self._client, self._ping)
         except BaseException as e:  # noqa: BLE001 - handed to the main thread by result()
@@ -213,7 +241,9 @@ def run(v: dict[str, Any], given: set[str], notes: list[str]) -> None:
     if v["git"]:  # checked before any request (imports the context module, which a build needs later anyway)
         from .contexts import parse_git_options
         parse_git_options(v["git"])
-    early = EarlyClient(ropts, [] if no_push or v["skip_push_permission_check"] else list(destination)).start()
+    pinged = [] if no_push or v["skip_push_permission_check"] else list(destination)
+    contact = first_contact(ropts, pinged) if pinged else None
+    early = EarlyClient(ropts, pinged, contact).start()
     from .cache.ttl import parse_ttl  # (fractions, decimal: after the ping is on its way)
     ttl = parse_ttl(v["cache_ttl"])
     from .contexts import parse_git_options, prepare_context

@@ -17,7 +17,8 @@ from executor.reference import Reference
 from executor.registry.auth import scope_for
 from executor.registry.core import ClientCore
 from executor.registry.messages import STATUS_HINTS, status_text
-from executor.registry.transport import Endpoint, IntegrityError, TransientError
+from executor.registry.endpoints import Endpoint
+from executor.registry.transport import IntegrityError, TransientError
 
 log = logging.getLogger("executor.registry")
 

@@ -23,7 +23,8 @@ from executor.registry.auth import scope_for
 from executor.registry.cancel import Cancelled, CancelToken
 from executor.registry.core import ClientCore
 from executor.registry.messages import error_detail
-from executor.registry.transport import Endpoint, IntegrityError, TransientError
+from executor.registry.endpoints import Endpoint
+from executor.registry.transport import IntegrityError, TransientError
 
 log = logging.getLogger("executor.registry")
 

@@ -9,7 +9,8 @@ and blob uploads (:mod:`executor.registry.blob_upload`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import httpx
 
@@ -191,6 +192,13 @@ class ClientCore:
         raise last
 
     # -- ping ----------------------------------------------------------------------
+    def seed(self, contacts: Mapping[Endpoint, Any]) -> None:
+        """Take the answers of the CLI's first contact (:mod:`executor.registry.firstcontact`:
+        asked endpoint -> Contact), so :meth:`ping` and the first request of each of those
+        registries send no ``GET /v2/`` of their own."""
+        for asked, contact in contacts.items():
+            self._transport.seed(asked, contact)
+
     def ping(self, registry: str) -> None:
         """``GET /v2/`` (spec.md "Determining support"); 200 or an authenticable 401 is fine.
 
@@ -204,15 +212,13 @@ class ClientCore:
                 raise TransientError(f"GET /v2/ answered {resp.status_code}", None, resp.status_code)
             return resp
 
-        resp = self._call(registry, False, "ping", once)
-        if resp.status_code == 200:
-            # no challenge: the auth scheme is learnt, the first request of the build needs no
-            # second GET /v2/ (Transport.ensure_challenge)
-            self._transport.auth_session(registry).pinged = True
+        seeded = self._transport.auth_session(registry).ping_status  # the CLI's first contact's answer
+        if seeded == 200:
             return
-        if resp.status_code == 401:
-            ep = self._endpoint(registry, False)
-            self._transport.learn_challenge(ep, resp)
+        resp = None if seeded == 401 else self._call(registry, False, "ping", once)
+        if resp is None or resp.status_code == 401:
+            if resp is not None:
+                self._transport.learn_challenge(self._endpoint(registry, False), resp)
             probe = self._call(registry, False, "ping", lambda e: self._transport.send(e, "GET", f"{e.base}/v2/", ()))
             if probe.status_code in (200,):
                 return
@@ -221,6 +227,11 @@ class ClientCore:
             raise RegistryError(f"registry {registry} refused our credentials on GET /v2/ ({status_text(probe.status_code)}): "
                                 f"check credentials in DOCKER_CONFIG/config.json ({self.keychain.source})",
                                 status=probe.status_code)
+        if resp.status_code == 200:
+            # no challenge: the auth scheme is learnt, the first request of the build needs no
+            # second GET /v2/ (Transport.ensure_challenge)
+            self._transport.auth_session(registry).pinged = True
+            return
         raise RegistryError(f"registry {registry} does not look like an OCI/Docker v2 registry "
                             f"(GET /v2/ answered {status_text(resp.status_code)}); check the host name and port",
                             status=resp.status_code)

@@ -18,7 +18,8 @@ from executor.reference import Reference
 from executor.registry.auth import scope_for
 from executor.registry.core import ClientCore
 from executor.registry.mediatypes import ALL_MANIFEST_TYPES, DOCKER_SCHEMA1, MAX_MANIFEST_BYTES, OCI_INDEX, OCI_MANIFEST
-from executor.registry.transport import Endpoint, IntegrityError
+from executor.registry.endpoints import Endpoint
+from executor.registry.transport import IntegrityError
 
 #: Digest algorithms a manifest can be verified with (OCI image-spec descriptor.md "Digests").
 _VERIFIABLE = frozenset({"sha256", "sha384", "sha512"})

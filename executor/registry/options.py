@@ -6,7 +6,7 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from executor.reference import normalize_registry
-from executor.registry.transport import DEFAULT_TIMEOUT_S, Endpoint, make_base
+from executor.registry.endpoints import DEFAULT_TIMEOUT_S, Endpoint, make_base
 
 @dataclass
 class RegistryOptions:

@@ -57,6 +57,7 @@ class AuthSession:
         self.credentials = credentials
         self.challenge: Challenge | None = None
         self.pinged = False         # True once GET /v2/ told us the auth scheme (or that none is needed)
+        self.ping_status: int | None = None  # 200 / 401 from the CLI's first contact (Transport.seed)
         self._tokens: dict[frozenset[str], _Token] = {}
         self._lock = threading.Lock()
         self.token_requests = 0     # for tests and debugging: how many times we hit the realm

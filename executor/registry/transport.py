@@ -25,13 +25,19 @@ import logging
 import ssl
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 
 import httpx
 
-from executor.reference import registry_api_host
 from executor.registry.auth import Challenge, Keychain, parse_challenges
 from executor.registry.cancel import CancelToken
+from executor.registry.endpoints import (  # noqa: F401 - re-exported: their historical home
+    CONNECT_TIMEOUT_S,
+    DEFAULT_TIMEOUT_S,
+    Endpoint,
+    handshake_verdict,
+    make_base,
+)
+from executor.registry.tls import client_context
 from executor.registry.retry import (  # noqa: F401 - re-exported: the historical home of the retry policy
     BACKOFF_BASE_S,
     BACKOFF_MAX_S,
@@ -57,29 +63,6 @@ from executor.registry.tokens import (  # noqa: F401 - re-exported
 
 log = logging.getLogger("executor.registry")
 
-#: Seconds a connection may stay silent (no byte read or written) before the attempt
-#: fails with a timeout and is retried (``RegistryOptions.timeout``).
-DEFAULT_TIMEOUT_S = 60.0
-#: Seconds to wait at most for a TCP (and TLS) connection.
-CONNECT_TIMEOUT_S = 15.0
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """How to talk to one registry: ``base`` URL (``https://host:port``) and TLS settings."""
-
-    registry: str
-    base: str
-    verify: bool | str = True          # True, False or path to a CA bundle
-    cert: tuple[str, str] | None = None
-    http_fallback: bool = False        # HTTPS, but plain HTTP if the server does not speak TLS
-
-    @property
-    def plain_http(self) -> bool:
-        """True for ``http://`` (``--insecure*``, or a loopback registry without TLS): no TLS at all."""
-        return self.base.startswith("http://")
-
-
 class Transport:
     """Sends requests to registries with auth and TLS; one httpx.Client per endpoint.
 
@@ -99,6 +82,7 @@ class Transport:
         self._clients: dict[Endpoint, httpx.Client] = {}
         self._auth: dict[str, AuthSession] = {}
         self._schemes: dict[Endpoint, Endpoint] = {}
+        self._contexts: dict[tuple, ssl.SSLContext] = {}
         self._lock = threading.Lock()
 
     # -- plumbing ---------------------------------------------------------
@@ -138,13 +122,13 @@ class Transport:
         except httpx.TransportError as e:
             if self.cancel.cancelled:
                 raise self.cancel.error(f"contacting registry {ep.registry}") from None
-            low = str(e).lower()
-            if any(p in low for p in _NOT_TLS):
-                plain = Endpoint(ep.registry, make_base(ep.registry, True), ep.verify, ep.cert)
+            verdict = handshake_verdict(str(e))
+            if verdict == "plain":
+                plain = ep.as_plain_http()
                 log.info("registry %s does not speak HTTPS; using plain HTTP (a loopback registry, as "
                          "go-containerregistry does)", ep.registry)
                 return plain
-            if any(p in low for p in _TLS_SPOKEN):
+            if verdict == "tls":
                 return ep
             return None
 
@@ -154,15 +138,10 @@ class Transport:
         with self._lock:
             c = self._clients.get(ep)
             if c is None:
-                verify: bool | ssl.SSLContext = ep.verify if isinstance(ep.verify, bool) else _ssl_context(ep.verify, ep.cert)
-                if isinstance(verify, bool) and verify and ep.cert:
-                    verify = _ssl_context(None, ep.cert)
-                elif verify is False and ep.cert:
-                    ctx = ssl.create_default_context()
-                    ctx.check_hostname = False
-                    ctx.verify_mode = ssl.CERT_NONE
-                    ctx.load_cert_chain(*ep.cert)
-                    verify = ctx
+                verify: bool | ssl.SSLContext = self._contexts.get((ep.verify, ep.cert)) or ep.verify
+                if not isinstance(verify, (bool, ssl.SSLContext)) or (isinstance(verify, bool) and ep.cert):
+                    verify = client_context(ep.verify, ep.cert)
+                # (True / False alone: httpx makes the same context as client_context, lazily)
                 c = httpx.Client(
                     verify=verify, timeout=httpx.Timeout(self._timeout, connect=min(CONNECT_TIMEOUT_S, self._timeout)),
                     headers={"User-Agent": self._user_agent}, follow_redirects=False,
@@ -220,9 +199,30 @@ class Transport:
         realm_client = self.client(Endpoint(ep.registry, ch.realm or ep.base, ep.verify, ep.cert))
         return fetch_token(realm_client, ep.registry, sess, ch, scopes, self.keychain.source, self.cancel)
 
+    def seed(self, asked: Endpoint, contact) -> None:
+        """Take what the CLI's first contact learnt about ``asked`` (an
+        :class:`executor.registry.firstcontact.Contact`): a loopback registry's scheme, the TLS
+        context its request used, and the status and challenge of its ``GET /v2/`` -- so this
+        transport sends no probe or ping of its own for them."""
+        with self._lock:
+            if asked.http_fallback:
+                self._schemes[asked] = contact.endpoint
+            if contact.ssl_context is not None:
+                self._contexts.setdefault((contact.endpoint.verify, contact.endpoint.cert), contact.ssl_context)
+        if contact.status is None:
+            return
+        sess = self.auth_session(asked.registry)
+        if contact.status == 401:
+            self._learn_challenge(asked, contact.challenge)
+        sess.ping_status = contact.status
+        sess.pinged = True
+
     def learn_challenge(self, ep: Endpoint, resp: httpx.Response) -> Challenge | None:
         """Record the first usable challenge of a 401 response for the registry."""
-        chs = parse_challenges(resp.headers.get("WWW-Authenticate", ""))
+        return self._learn_challenge(ep, resp.headers.get("WWW-Authenticate", ""))
+
+    def _learn_challenge(self, ep: Endpoint, header: str) -> Challenge | None:
+        chs = parse_challenges(header)
         ch = next((c for c in chs if c.scheme in ("bearer", "basic")), None)
         if ch is not None:
             self.auth_session(ep.registry).challenge = ch
@@ -293,12 +293,6 @@ class Transport:
 
 
 #: Handshake errors (OpenSSL's words) meaning the peer answered a ClientHello with something that is
-#: not TLS -- typically a plain-HTTP server's "HTTP/1.1 400 Bad Request".
-_NOT_TLS = ("wrong_version_number", "wrong version number", "record layer failure", "record_layer_failure",
-            "packet_length_too_long", "packet length too long", "http_request", "http request",
-            "unknown_protocol", "unknown protocol")
-#: Handshake errors that show the peer speaks TLS (no fallback then).
-_TLS_SPOKEN = ("certificate", "unknown_ca", "unknown ca", "alert", "handshake failure", "handshake_failure")
 
 
 def _path(url: str) -> str:
@@ -351,17 +345,3 @@ def _plain_http_transport() -> httpx.HTTPTransport:
         return _PlainHTTPTransport()
     except TypeError:  # pragma: no cover - another httpcore: the ordinary transport (never does TLS here)
         return httpx.HTTPTransport(verify=False)
-
-
-def _ssl_context(ca: str | None, cert: tuple[str, str] | None) -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    if ca:
-        ctx.load_verify_locations(cafile=ca)
-    if cert:
-        ctx.load_cert_chain(cert[0], cert[1])
-    return ctx
-
-
-def make_base(registry: str, plain_http: bool) -> str:
-    """``http(s)://`` + the API host for ``registry``."""
-    return f"{'http' if plain_http else 'https'}://{registry_api_host(registry)}"
