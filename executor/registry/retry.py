@@ -80,27 +80,40 @@ def with_retries(fn: Callable[[], T], attempts: int, what: str, sleep: Callable[
 
     With ``cancel``: no retry once it is cancelled (the error is re-raised at once), and
     the wait between attempts ends with :class:`~executor.registry.cancel.Cancelled` as
-    soon as it is. Implemented with tenacity (stop after N attempts, custom wait
-    honouring Retry-After)."""
-    import tenacity
-
+    soon as it is. The first attempt is a plain call; the retries after a failure are
+    tenacity's (stop after N attempts, custom wait honouring Retry-After), imported then:
+    most requests never fail, and importing tenacity costs ~10 ms of every start-up."""
     if cancel is not None:
         sleep = cancel.sleep
 
-    def _wait(state: tenacity.RetryCallState) -> float:
+    def retryable(e: BaseException) -> bool:
+        return is_retryable(e) and not (cancel is not None and cancel.cancelled)
+
+    def warn(attempt: int, exc: BaseException | None) -> None:
+        log.warning("%s failed (attempt %d/%d): %s; retrying", what, attempt, attempts, _describe(exc))
+
+    try:
+        return fn()
+    except Exception as e:
+        if attempts <= 1 or not retryable(e):
+            raise
+        warn(1, e)
+        sleep(backoff_delay(1, e.retry_after if isinstance(e, TransientError) else None))
+
+    import tenacity
+
+    def _wait(state: tenacity.RetryCallState) -> float:  # attempt numbers count the first, plain one
         exc = state.outcome.exception() if state.outcome else None
         ra = exc.retry_after if isinstance(exc, TransientError) else None
-        return backoff_delay(state.attempt_number, ra)
+        return backoff_delay(state.attempt_number + 1, ra)
 
     def _before_sleep(state: tenacity.RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome else None
-        log.warning("%s failed (attempt %d/%d): %s; retrying", what, state.attempt_number, attempts, _describe(exc))
+        warn(state.attempt_number + 1, state.outcome.exception() if state.outcome else None)
 
     r = tenacity.Retrying(
-        stop=tenacity.stop_after_attempt(max(1, attempts)),
+        stop=tenacity.stop_after_attempt(attempts - 1),
         wait=_wait,
-        retry=tenacity.retry_if_exception(
-            lambda e: is_retryable(e) and not (cancel is not None and cancel.cancelled)),
+        retry=tenacity.retry_if_exception(retryable),
         before_sleep=_before_sleep,
         sleep=sleep,
         reraise=True,
