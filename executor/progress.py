@@ -12,7 +12,9 @@ already log (no engine change) and keeps one row per thing going on:
   ...``) until the manifest is put (``pushed REF@DIGEST``);
 * ``done`` -- the closing ``done in Ts: DIGEST`` / ``done: DIGEST`` line.
 
-Each row shows bytes, the average rate and the elapsed time; finished rows say ``done``.
+Each row shows bytes, the average rate and the elapsed time; finished rows say ``done`` (a row
+busy again after it finished -- a later platform's push, cache entries written after the image
+-- is finished again; on a narrow terminal the names and details are shortened, not the status).
 Records of level WARNING and above are printed as lines above the view (the same format as
 ``--log-format=text``). The view is drawn with rich's :class:`~rich.progress.Progress` on
 stderr; :func:`stop` draws the final state and ends it (the CLI calls it before printing an

@@ -30,6 +30,22 @@ def _col(**kw: Any) -> Column:
     return Column(no_wrap=True, overflow="ellipsis", **kw)
 
 
+def _text_col(**kw: Any) -> Column:
+    """A column of free text: the one a narrow terminal shortens (the table only narrows
+    wrappable columns before cutting every column alike, which would cut the status)."""
+    return Column(no_wrap=False, overflow="ellipsis", **kw)
+
+
+class _OneLineTextColumn(TextColumn):
+    """A :class:`~rich.progress.TextColumn` whose text stays on one line, cut with an ellipsis
+    (in a :func:`_text_col` column)."""
+
+    def render(self, task: Task) -> Text:
+        text = super().render(task)
+        text.no_wrap, text.overflow = True, "ellipsis"
+        return text
+
+
 class _BytesColumn(ProgressColumn):
     """``1.2 MB  3.4 MB/s`` from the task's ``bytes`` field and its elapsed time."""
 
@@ -59,8 +75,9 @@ class ProgressHandler(logging.Handler):
         self.console = console or Console(stderr=True)
         self.line_formatter = line_formatter
         self.progress = Progress(SpinnerColumn(finished_text="[green]✓", table_column=_col(min_width=1)),
-                                 TextColumn("{task.description}", table_column=_col(max_width=34)),
-                                 TextColumn("{task.fields[detail]}", style="dim", table_column=_col(ratio=1)),
+                                 _OneLineTextColumn("{task.description}", table_column=_text_col(max_width=34)),
+                                 _OneLineTextColumn("{task.fields[detail]}", style="dim",
+                                                    table_column=_text_col(ratio=1)),
                                  _BytesColumn(table_column=_col(min_width=15)),
                                  TimeElapsedColumn(table_column=_col(min_width=7)),
                                  TextColumn("{task.fields[status]}", table_column=_col(min_width=7)),
@@ -86,13 +103,21 @@ class ProgressHandler(logging.Handler):
             return self._rows[key]
 
     def _update(self, key: str, description: str, **fields: Any) -> None:
-        self.progress.update(self._row(key, description), **fields)
+        """Update row ``key`` (made when missing). A new ``status`` on a finished row (a later
+        platform's blobs to the same repository, cache entries written after the push) reopens it
+        until it finishes again."""
+        with self._lock:
+            task = self._row(key, description)
+            if "status" in fields and self.progress.tasks[self._index(task)].finished:
+                self.progress.update(task, total=2, completed=1)  # a new total clears the finish
+            self.progress.update(task, **fields)
 
-    def _finish(self, key: str, status: str = "done") -> None:
+    def _finish(self, key: str) -> None:
+        """Mark row ``key`` finished; a finished row reads ``done``, whatever it was doing."""
         with self._lock:
             task = self._rows.get(key)
-            if task is not None and not self.progress.tasks[self._index(task)].finished:
-                self.progress.update(task, total=1, completed=1, status=f"[green]{status}")
+            if task is not None:
+                self.progress.update(task, total=1, completed=1, status="[green]done")
 
     def _index(self, task_id: Any) -> int:
         return next(i for i, t in enumerate(self.progress.tasks) if t.id == task_id)
@@ -178,7 +203,7 @@ class ProgressHandler(logging.Handler):
                 ref = m.group(1)
                 repo = ref.split("@")[0]
                 repo = repo.rsplit(":", 1)[0] if ":" in repo.rsplit("/", 1)[-1] else repo
-                self._finish(f"push:{repo}", "pushed")
+                self._finish(f"push:{repo}")
                 return
             if m := _DONE.match(msg):
                 for key in list(self._rows):
@@ -198,6 +223,9 @@ class ProgressHandler(logging.Handler):
                 return
             self._stopped = True
             if self._started:
+                if self._closing:  # the run succeeded: what a row still did after its end is done too
+                    for key in list(self._rows):
+                        self._finish(key)
                 self.progress.refresh()
                 self.progress.stop()
                 if self._closing:

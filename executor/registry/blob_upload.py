@@ -97,12 +97,14 @@ class BlobUploads(ClientCore):
         is uploaded again from scratch. All within the push budget (``--push-retry``).
         ``path_or_bytes`` is streamed from disk when it is a Path; ``size`` in bytes.
 
-        One upload of a blob per registry at a time (this client's threads): a second upload
-        of the same digest to the same registry waits for the first, then mounts the blob
-        from that repository (spec.md "Mounting a blob from another repository") instead of
-        sending the bytes again -- e.g. a layer the layer cache and the destination both
-        store. ``stop`` (set from another thread) abandons the upload between 1 MiB pieces
-        with :class:`~executor.registry.cancel.Cancelled`, this client staying usable.
+        One upload of a blob per registry (this client's threads): a second upload of the same
+        digest to the same registry -- while the first is in flight (it waits for it) or after
+        the first completed -- mounts the blob from that repository (spec.md "Mounting a blob
+        from another repository") instead of sending the bytes again, e.g. a layer the layer
+        cache and the destination both store, whichever of them comes first; it uploads only
+        when the registry refuses the mount. ``stop`` (set from another thread) abandons the
+        upload between 1 MiB pieces with :class:`~executor.registry.cancel.Cancelled`, this
+        client staying usable.
         Raises RegistryError naming the registry and the blob.
         """
         if self.blob_exists(ref, digest):
@@ -267,25 +269,30 @@ class BlobSource:
 
 
 class UploadsInFlight:
-    """The blob uploads of one client in progress, by (registry, digest): see
-    :meth:`BlobUploads.upload_blob`. Thread-safe."""
+    """The blob uploads of one client, by (registry, digest): those in progress, and the
+    repository each one that completed put its blob in (see :meth:`BlobUploads.upload_blob`).
+    Thread-safe."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._now: dict[tuple[str, str], tuple[str, threading.Event, list[bool]]] = {}
+        self._done: dict[tuple[str, str], str] = {}  # -> the first repository a claim completed in
 
     @contextmanager
     def claim(self, ref: Reference, digest: str, cancel: CancelToken,
               stop: threading.Event | None = None) -> Iterator[str | None]:
         """Hold the upload of ``digest`` to ``ref``'s registry for the ``with`` body. Yields the
-        repository another upload of it just completed to (after waiting for it), or None.
-        Waiting ends with Cancelled once ``cancel`` is cancelled or ``stop`` is set."""
+        repository an earlier claim of it completed in -- the blob is there, to mount from --
+        after waiting for one in flight; None when there is none. A body that ends without an
+        exception records ``ref``'s repository as holding the blob. Waiting ends with Cancelled
+        once ``cancel`` is cancelled or ``stop`` is set."""
         key = (ref.registry, digest)
         holder: str | None = None
         while True:
             with self._lock:
                 current = self._now.get(key)
                 if current is None:
+                    holder = holder or self._done.get(key)
                     mine = (ref.repository, threading.Event(), [False])
                     self._now[key] = mine
                     break
@@ -304,6 +311,8 @@ class UploadsInFlight:
         finally:
             with self._lock:
                 self._now.pop(key, None)
+                if mine[2][0]:
+                    self._done.setdefault(key, ref.repository)
             mine[1].set()
 
 

@@ -11,7 +11,8 @@ against a real docker-registry on loopback, with a busybox base seeded by skopeo
 * Two destinations and two platforms: every manifest complete (each blob HEAD 200); the second
   repository mounts the layers from the first.
 * With --cache (cache repository in the same registry) the new layer is uploaded once and mounted
-  into the other repository.
+  into the other repository; small layers too, whichever writer (cache, pool) finishes first, and
+  the push summary counts each layer once, as the registry's request log shows.
 * SIGTERM while an early upload is in flight and a RUN is running: out within 2.5 s, exit 143,
   no request started after it, no tag.
 """
@@ -26,7 +27,9 @@ import subprocess
 import textwrap
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -266,3 +269,70 @@ def test_a_layer_the_cache_and_the_destination_store_is_sent_once(registry, busy
     complete(registry.host, repo, "v1")
     with httpx.Client(timeout=30) as c:
         assert c.head(f"http://{registry.host}/v2/{repo}/cache/blobs/{big}").status_code == 200
+
+
+def blob_requests(log: list[tuple[str, str, str]]) -> tuple[list[tuple[str, str]], list[tuple[str, str, str]]]:
+    """From a proxy log: the blob uploads committed, as (repository, digest) -- the ``PUT ...?digest=``
+    closing each upload --, and the mounts asked for, as (repository, digest, from repository)."""
+    puts, mounts = [], []
+    for method, target, _ in log:
+        url = urlsplit(target)
+        query = parse_qs(url.query)
+        repo = url.path.removeprefix("/v2/").partition("/blobs/")[0]
+        if method == "PUT" and "/blobs/uploads/" in url.path and "digest" in query:
+            puts.append((repo, query["digest"][0]))
+        elif method == "POST" and "mount" in query:
+            mounts.append((repo, query["mount"][0], query.get("from", [""])[0]))
+    return puts, mounts
+
+
+def test_small_layers_the_cache_and_the_destination_store_are_sent_once(proxy, busybox, tmp_path):
+    """--cache-repo HOST/x/cache beside --destination HOST/x/app, small COPY layers: each new layer
+    (and the config, which the final-config entry stores too) is uploaded once, to whichever
+    repository asked first, and mounted into the other. Before, a writer that came after the other
+    writer's upload had *completed* (the usual case for a small layer) uploaded it again. The push
+    summary names every layer of the image once, as what happened to it in the destination:
+    uploaded, mounted, or already there (the request log says which)."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    for name in ("a", "b", "c"):
+        (ctx / f"{name}.txt").write_text(f"{name} {uuid.uuid4().hex}\n")
+    (ctx / "Dockerfile").write_text(f"FROM {proxy.host}/busybox:latest\n"
+                                    "COPY a.txt /a.txt\nCOPY b.txt /b.txt\nCOPY c.txt /c.txt\n")
+    top = f"once-{uuid.uuid4().hex[:6]}"
+    app, cache = f"{top}/app", f"{top}/cache"
+    proxy.log.clear()
+    p = build(ctx, [f"{proxy.host}/{app}:v1"], "--cache", "--cache-repo", f"{proxy.host}/{cache}",
+              "--insecure-registry", proxy.host)
+    log = list(proxy.log)
+    assert p.returncode == 0, show(p)
+    puts, mounts = blob_requests(log)
+    manifest = complete(proxy.host, app, "v1")
+    layers = [layer["digest"] for layer in manifest["layers"]]
+    base = layers[0]
+    new = [*layers[1:], manifest["config"]["digest"]]
+    assert len(set(layers)) == 4, layers
+    report = show(p) + "\nuploads: " + "\n".join(map(str, puts)) + "\nmounts: " + "\n".join(map(str, mounts))
+
+    sent_twice = {d: n for d, n in Counter(d for _, d in puts).items() if n > 1}
+    assert not sent_twice, report
+    for digest in new:
+        [(first, _)] = [put for put in puts if put[1] == digest]
+        other = cache if first == app else app
+        assert first in (app, cache), report
+        assert [m for m in mounts if m[1] == digest] == [(other, digest, first)], report
+    with httpx.Client(timeout=30) as c:
+        for digest in layers[1:]:
+            assert c.head(f"http://{proxy.host}/v2/{cache}/blobs/{digest}").status_code == 200, digest
+
+    # the summary: each layer once, under what the requests into the destination show
+    def outcome(digest: str) -> str:
+        if (app, digest) in puts:
+            return "uploaded"
+        return "mounted" if any(m[:2] == (app, digest) for m in mounts) else "exists"
+
+    assert outcome(base) == "mounted", report  # from busybox, same registry
+    seen = Counter(outcome(d) for d in layers)
+    want = ", ".join(f"{seen[k]} {k}" for k in ("uploaded", "mounted", "exists") if seen[k])
+    summaries = re.findall(rf"pushed blobs to {re.escape(proxy.host)}/{app}: (.*)", p.stderr)
+    assert summaries == [want], report

@@ -158,9 +158,73 @@ def test_view_model_from_log_lines():
     assert "1 layers unpacked" in lines["pull 127.0.0.1:5000/busybox"]
     assert "1.5kB" in lines["stage base"] and lines["stage base"].rstrip().endswith("done")
     assert "1 steps" in lines["stage 1"]
-    assert "2.5kB" in lines["push 127.0.0.1:5000/live/app"] and "pushed" in lines["push 127.0.0.1:5000/live/app"]
+    push = lines["push 127.0.0.1:5000/live/app"]
+    assert "2.5kB" in push and "1 uploaded, 2 exists" in push
+    assert push.rstrip().endswith("done"), push  # like every finished row (it said "pushed")
     assert "something odd" in out
     assert out.rstrip().endswith("done in 0.53s: sha256:d7b91bb455aa1d2e")
+
+
+def _final_rows(lines: list[tuple[str, str]], width: int) -> dict[str, str]:
+    """Feed ``(logger name, message)`` records to a view ``width`` columns wide; the rows of its
+    final drawing, by their first word (``stage``, ``push``, ``done``...) and position."""
+    buf = io.StringIO()
+    h = ProgressHandler(Console(file=buf, width=width, force_terminal=False))
+    for name, msg in lines:
+        r = logging.LogRecord(name, logging.INFO, "", 0, msg, None, None)
+        r.stage = ""
+        h.handle(r)
+    h.stop()
+    out = buf.getvalue()
+    final = out[:out.rindex("done in ")] if "done in " in out else out
+    rows = [ln.rstrip() for ln in final.splitlines() if ln.strip()]
+    return {f"{ln.split()[1]} {i}": ln for i, ln in enumerate(rows)}
+
+
+APP, CACHE = "127.0.0.1:5000/live/app", "127.0.0.1:5000/live/app/cache"
+D1, D2, IDX = ("sha256:" + c * 64 for c in "123")
+#: a two-platform build and push with --cache, as the executor logs it: the app row is finished by
+#: the first platform's manifest and busy again with the second's blobs; the index line has a
+#: suffix; cache entries are still written after the closing line
+TWO_PLATFORMS = [
+    ("executor.engine", "stage 0: FROM scratch"),
+    ("executor.engine", "COPY a.txt /a.txt"),
+    ("executor", "built 2 platform images in 0.40s"),
+    ("executor.registry", f"uploaded blob sha256:aa (2500 bytes) to {CACHE}"),
+    ("executor.registry", f"uploaded blob sha256:aa (2500 bytes) to {APP}"),
+    ("executor.push", f"pushed blobs to {APP}: 1 uploaded"),
+    ("executor.push", f"pushed {APP}@{D1}@{D1}"),
+    ("executor.push", f"pushed the linux/amd64 image ({D1})"),
+    ("executor.registry", f"uploaded blob sha256:bb (500 bytes) to {APP}"),
+    ("executor.registry", f"mounted sha256:cc from live/app/cache into {APP}"),
+    ("executor.push", f"pushed blobs to {APP}: 1 exists"),
+    ("executor.push", f"pushed {APP}@{D2}@{D2}"),
+    ("executor.push", f"pushed the linux/arm64 image ({D2})"),
+    ("executor.push", f"pushed {APP}:v1@{IDX} (index of linux/amd64, linux/arm64)"),
+    ("executor", f"done in 0.90s: {IDX}"),
+    ("executor.registry", f"uploaded blob sha256:dd (300 bytes) to {CACHE}"),
+]
+
+
+@pytest.mark.parametrize("width", [100, 80])
+def test_view_final_state_every_finished_row_reads_done(width):
+    """Every row of the final view reads "done", the push rows included, also on an 80-column
+    terminal (before: "pushed", the second platform's "blobs pushed", the cache row's "pushing"
+    after the closing line; at 80 columns cut to "pus" and "don" -- the table cut every column
+    alike instead of shortening the free text)."""
+    rows = _final_rows(TWO_PLATFORMS, width)
+    assert [k.split()[0] for k in rows] == ["stage", "push", "push", "done"], rows
+    for line in rows.values():
+        assert line.startswith("✓ ") and line.endswith(" done"), rows
+    push = next(line for k, line in rows.items() if k.startswith("push") and "exists" in line)
+    assert "1 exists" in push and "3.0kB" in push, rows  # the last summary; the bytes of both platforms
+
+
+def test_view_final_state_of_a_failed_run_keeps_the_last_status():
+    """No closing line (the build failed): a row that did not finish is not called done."""
+    rows = _final_rows(TWO_PLATFORMS[:2], 100)
+    [stage] = rows.values()
+    assert stage.endswith("step 1") and not stage.startswith("✓"), rows
 
 
 def test_push_needs_exactly_one_source_and_a_destination(tmp_path):

@@ -1,6 +1,7 @@
-"""One upload of a blob per registry at a time (executor/registry/blob_upload.UploadsInFlight):
-a second claim waits for the first and learns where the blob now is (to mount it from there),
-or nothing when the first failed; other digests and registries do not wait."""
+"""One upload of a blob per registry (executor/registry/blob_upload.UploadsInFlight): a second
+claim waits for the first and learns where the blob now is (to mount it from there), or nothing
+when the first failed; a claim after a completed one learns it at once; other digests and
+registries do not wait."""
 
 from __future__ import annotations
 
@@ -81,3 +82,29 @@ def test_a_stopped_wait_ends_without_cancelling_the_client():
         stop.set()
         t.join(5)
     assert out and out[0].endswith("stopped") and not token.cancelled
+
+
+def test_a_claim_after_a_completed_one_names_its_repository_without_waiting():
+    """The first upload completed before the second one started (a small layer the cache writer
+    sent before the push-while-building pool asked): the second still learns where the blob is,
+    to mount it from there instead of uploading it again."""
+    flight = UploadsInFlight()
+    with flight.claim(parse_reference("127.0.0.1:5000/x/cache:k"), D, CancelToken()) as holder:
+        assert holder is None
+    t0 = time.monotonic()
+    with flight.claim(parse_reference("127.0.0.1:5000/x/app:v1"), D, CancelToken()) as holder:
+        assert holder == "x/cache"
+    assert time.monotonic() - t0 < 0.05
+    with flight.claim(parse_reference("127.0.0.1:5000/x/other:v1"), D, CancelToken()) as holder:
+        assert holder == "x/cache"  # the first repository that holds it
+    with flight.claim(parse_reference("127.0.0.1:6000/x/app:v1"), D, CancelToken()) as holder:
+        assert holder is None  # another registry: nothing to mount from
+
+
+def test_a_failed_claim_is_no_source_for_later_ones():
+    flight = UploadsInFlight()
+    with pytest.raises(RuntimeError):
+        with flight.claim(parse_reference("127.0.0.1:5000/x/cache:k"), D, CancelToken()):
+            raise RuntimeError("upload failed")
+    with flight.claim(parse_reference("127.0.0.1:5000/x/app:v1"), D, CancelToken()) as holder:
+        assert holder is None
