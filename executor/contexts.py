@@ -50,14 +50,16 @@ import logging
 import os
 import re
 import shutil
-import subprocess
 import sys
 import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
+
+if TYPE_CHECKING:
+    import subprocess
 
 from .errors import UserError
 from .redaction import redact_userinfo
@@ -378,6 +380,7 @@ def _git_env(url: str, opts: GitOptions) -> tuple[str, dict[str, str]]:
 
 
 def _git(args: list[str], cwd: Path, env: dict[str, str], what: str, check: bool = True) -> subprocess.CompletedProcess:
+    import subprocess  # (git contexts only: not imported at start-up)
     try:
         p = subprocess.run(["git", *args], cwd=cwd, env=env, stdin=subprocess.DEVNULL, capture_output=True,
                            text=True, errors="replace")

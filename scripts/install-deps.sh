@@ -33,4 +33,7 @@ if [ ! -f "$stamp" ]; then
   fi
   touch "$stamp"
 fi
+# Byte-compile the checkout (pip compiles what it installs, but this install is editable): with
+# PYTHONDONTWRITEBYTECODE set, every executor process would otherwise recompile each module.
+.venv/bin/python -m compileall -q executor >/dev/null
 echo "install-deps: ok ($(.venv/bin/python --version))"

@@ -10,7 +10,6 @@ is zero.
 from __future__ import annotations
 
 import re
-from fractions import Fraction
 
 _UNIT_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "μs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
             "m": 60_000_000_000, "h": 3_600_000_000_000}
@@ -28,12 +27,15 @@ def parse_go_duration(text: str) -> int:
         return 0
     if not s:
         raise ValueError(f"invalid duration {text!r}")
-    total = Fraction(0)
+    parts = []
     pos = 0
     while pos < len(s):
         m = _PART.match(s, pos)
         if not m:
             raise ValueError(f"invalid duration {text!r}")
-        total += Fraction(m.group(1)) * _UNIT_NS[m.group(2)]
+        parts.append((m.group(1), _UNIT_NS[m.group(2)]))
         pos = m.end()
-    return sign * int(total)
+    if all("." not in number for number, _ in parts):  # whole numbers (the usual case): exact in int
+        return sign * sum(int(number) * unit for number, unit in parts)
+    from fractions import Fraction  # exact sums of decimal fractions, as Go's parser (truncated at the end)
+    return sign * int(sum((Fraction(number) * unit for number, unit in parts), Fraction(0)))

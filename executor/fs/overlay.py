@@ -16,13 +16,15 @@ copied-up files and plain whiteouts, and a sealed upper can serve as a lower of 
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    import ctypes
 
 TRUSTED = "trusted.overlay."
 USER = "user.overlay."
@@ -60,12 +62,14 @@ class OverlayFlavor:
 
 
 def _libc() -> ctypes.CDLL:
+    import ctypes  # (mounts and unmounts only: not imported at start-up)
     libc = ctypes.CDLL(None, use_errno=True)
     libc.syscall.restype = ctypes.c_long
     return libc
 
 
 def _err(what: str, target: str) -> OSError:
+    import ctypes
     e = ctypes.get_errno()
     return OSError(e, f"{what}: {os.strerror(e)}", target)
 
@@ -96,6 +100,7 @@ def mount_overlay(target: Path, lowers: Sequence[Path], upper: Path, work: Path,
         data += ",userxattr"
     if len(data) >= os.sysconf("SC_PAGE_SIZE"):
         raise OSError(errno.E2BIG, f"overlay options of {len(data)} bytes exceed a page", str(target))
+    import ctypes
     libc = _libc()
     libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
     if libc.mount(b"overlay", str(target).encode(), b"overlay", 0, data.encode()) != 0:
@@ -103,6 +108,7 @@ def mount_overlay(target: Path, lowers: Sequence[Path], upper: Path, work: Path,
 
 
 def _mount_fsconfig(target: str, lowers: list[str], opts: list[tuple[str, str]], userxattr: bool) -> None:
+    import ctypes
     libc = _libc()
     sc = libc.syscall
     fd = sc(ctypes.c_long(_SYS_FSOPEN), ctypes.c_char_p(b"overlay"), ctypes.c_uint(_FSOPEN_CLOEXEC))
@@ -140,6 +146,7 @@ def _mount_fsconfig(target: str, lowers: list[str], opts: list[tuple[str, str]],
 
 def unmount(target: Path) -> None:
     """Unmount ``target``; lazily (MNT_DETACH) when it is busy. Not mounted: nothing happens."""
+    import ctypes
     libc = _libc()
     path = str(target).encode()
     if libc.umount2(path, 0) == 0:
@@ -184,6 +191,7 @@ def mounts_below(path: Path) -> list[str]:
 def unmount_below(path: Path) -> int:
     """Lazily unmount everything mounted at or below ``path`` (a crashed run's stage roots);
     returns how many. Errors other than 'not mounted' raise OSError."""
+    import ctypes
     n = 0
     for mp in mounts_below(path):
         libc = _libc()

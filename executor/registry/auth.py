@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import re
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,6 +108,7 @@ def run_credential_helper(name: str, server_url: str, env: Mapping[str, str] | N
     """
     exe = f"docker-credential-{name}"
     try:
+        import subprocess  # (a credential helper only: not at start-up)
         p = subprocess.run(
             [exe, "get"], input=server_url, capture_output=True, text=True,
             env=dict(env) if env is not None else None, timeout=_HELPER_TIMEOUT_S,
