@@ -38,6 +38,10 @@ BUILDKIT_REF = {
 FLOOR_CASES = {
     "debian100/cold": (["head -c 100000000 /dev/urandom > {dir}/data.bin", "touch {dir}/touched"], ["data.bin"]),
     "copychange/change": ([], ["app.txt"]),
+    # the three stages' RUNs at the same time (the build graph runs them concurrently)
+    "stages3/cold": (["for i in 1 2 3; do (sleep 2 && head -c 20000000 /dev/urandom > {dir}/blob$i) & done; wait"],
+                     ["blob1", "blob2", "blob3"]),
+    "stages1/cold": (["sleep 2 && head -c 20000000 /dev/urandom > {dir}/blob1"], ["blob1"]),
 }
 
 
