@@ -26,14 +26,13 @@ import posixpath
 import signal
 import stat
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..fs.paths import relpath_in_root, resolve_in_root
-from .sandbox import DEV_NODES, Bind, RunSpec
+from .sandbox import DEV_NODES, Bind, RunSpec, child_argv
 
 log = logging.getLogger("executor.run")
 
@@ -291,7 +290,7 @@ def run_in_root(root: Path, argv: list[str], env: dict[str, str], *, cwd: str, u
 
 
 def _run_sandbox(spec_path: str, root: Path, mode: str, stdout, stderr) -> int:
-    proc = subprocess.Popen([sys.executable, "-m", "executor.engine.sandbox", spec_path],
+    proc = subprocess.Popen(child_argv(spec_path),
                             stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, start_new_session=True)
     try:
         return proc.wait()

@@ -51,7 +51,6 @@ import fcntl
 import json
 import os
 import signal
-import socket
 import struct
 import sys
 from dataclasses import asdict, dataclass, field
@@ -299,6 +298,7 @@ def _inside(root: str, rel: str, want_dir: bool | None = None) -> str:
 
 def _loopback_up() -> None:
     """Bring ``lo`` up in a fresh network namespace (SIOCSIFFLAGS, IFF_UP)."""
+    import socket  # (RUN --network=none only)
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         ifr = struct.pack("16sH", b"lo", 0)
@@ -542,13 +542,33 @@ def child_main(spec: RunSpec) -> int:
     return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
 
 
-if __name__ == "__main__":  # pragma: no cover - exercised through subprocess in tests
+def main(spec_path: str) -> None:
+    """The sandbox process's entry point (:data:`CHILD_ARGV`): run the RunSpec JSON at
+    ``spec_path`` and exit with the command's status (126 when the set-up failed)."""
     try:
-        with open(sys.argv[1]) as f:
-            _spec = RunSpec.from_json(f.read())
-        sys.exit(child_main(_spec))
-    except OSError as _e:
-        sys.stderr.write(f"executor: RUN setup failed: {_e}\n")
+        with open(spec_path) as f:
+            spec = RunSpec.from_json(f.read())
+        sys.exit(child_main(spec))
+    except OSError as e:
+        sys.stderr.write(f"executor: RUN setup failed: {e}\n")
         sys.exit(126)
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+def child_argv(spec_path: str) -> list[str]:
+    """The command line of a RUN's sandbox process: this interpreter without ``site`` (``-S``:
+    no site-packages scan or .pth processing; the child needs the standard library and this
+    package only, whose parent directory it is given), so a RUN starts ~20-40 ms sooner than
+    with ``python -m``."""
+    package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return [sys.executable, "-S", "-c", CHILD_CODE, package_parent, spec_path]
+
+
+#: ``python -S -c CHILD_CODE PACKAGE_PARENT SPEC_PATH`` (see :func:`child_argv`)
+CHILD_CODE = ("import sys; sys.path.insert(0, sys.argv[1]); "
+              "from executor.engine.sandbox import main; main(sys.argv[2])")
+
+
+if __name__ == "__main__":  # pragma: no cover - ``python -m executor.engine.sandbox SPEC``, as before
+    main(sys.argv[1])

@@ -22,7 +22,6 @@ Linux 6.6), else recording a non-root owner raises :class:`OwnerNotRecorded`.
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 from pathlib import Path
 
@@ -33,6 +32,7 @@ PRIVATE_XATTRS = "user.executor."
 
 
 def _symlink_key(name: str) -> str:
+    import hashlib  # (rootless owner records only)
     return "user.executor.lowner." + hashlib.sha256(os.fsencode(name)).hexdigest()[:32]
 
 
