@@ -205,14 +205,24 @@ class ClientCore:
         With a 401, credentials (if any) are exercised against the token realm.
         Raises RegistryError naming the registry and what to do.
         """
+        sess = self._transport.auth_session(registry)
+        seeded = sess.ping_status  # the CLI's first contact's answer
+        # A 429/5xx to the first contact was this ping's first attempt: it counts in the budget
+        # (and its warning), as when the client sent the first GET /v2/ itself.
+        failed = [seeded] if seeded in (500, 502, 503, 504, 429) else []
+        if failed:
+            sess.ping_status = None
+
         def once(ep: Endpoint):
             self._cancel.check(f"registry {registry}: ping")
+            if failed:
+                status = failed.pop()
+                raise TransientError(f"GET /v2/ answered {status}", None, status)
             resp = self._transport.client(ep).get(f"{ep.base}/v2/", extensions=self._transport.extensions)
             if resp.status_code in (500, 502, 503, 504, 429):
                 raise TransientError(f"GET /v2/ answered {resp.status_code}", None, resp.status_code)
             return resp
 
-        seeded = self._transport.auth_session(registry).ping_status  # the CLI's first contact's answer
         if seeded == 200:
             return
         resp = None if seeded == 401 else self._call(registry, False, "ping", once)

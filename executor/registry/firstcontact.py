@@ -9,8 +9,10 @@ then sends no ping of its own:
 
 * the scheme of a loopback registry that may fall back to plain HTTP (the handshake is judged by
   :func:`executor.registry.endpoints.handshake_verdict`, as the transport's own probe does);
-* the status of ``GET /v2/`` (200 or 401 only; anything else is left for the client's ping,
-  with its retries and error messages) and the ``WWW-Authenticate`` challenge of a 401;
+* the status of ``GET /v2/`` (200 or 401; or 429/5xx, which the client's ping counts as its
+  first failed attempt, so the retry budget is the one the client always had; anything else is
+  left for the client's ping, with its retries and error messages) and the ``WWW-Authenticate``
+  challenge of a 401;
 * the TLS context the request used (:func:`executor.registry.tls.client_context`), so the
   client does not load the CA bundle a second time.
 
@@ -37,8 +39,11 @@ log = logging.getLogger("executor.registry")
 CONTACT_TIMEOUT_S = 5.0
 #: Bytes of response head (status line + headers) read at most; a longer head teaches nothing.
 MAX_HEAD_BYTES = 64 * 1024
-#: The statuses of ``GET /v2/`` that a contact hands on (the spec's "supported" answers).
+#: The statuses of ``GET /v2/`` that a contact hands on: the spec's "supported" answers, and the
+#: transient failures the client's ping retries (:meth:`executor.registry.core.ClientCore.ping`),
+#: handed on as that ping's first failed attempt.
 USEFUL_STATUSES = (200, 401)
+RETRY_STATUSES = (429, 500, 502, 503, 504)
 
 
 @dataclass(frozen=True)
@@ -46,8 +51,9 @@ class Contact:
     """What one first contact learnt about an endpoint.
 
     ``endpoint``: the endpoint as resolved (a loopback registry's plain-HTTP endpoint when its
-    handshake showed no TLS); ``status``: 200 or 401 from ``GET /v2/``, None when only the scheme
-    was learnt; ``challenge``: the ``WWW-Authenticate`` values of a 401 joined by ``", "``;
+    handshake showed no TLS); ``status``: 200 or 401 from ``GET /v2/`` (or one of
+    :data:`RETRY_STATUSES`: a failed first attempt), None when only the scheme was learnt;
+    ``challenge``: the ``WWW-Authenticate`` values of a 401 joined by ``", "``;
     ``ssl_context``: the ``ssl.SSLContext`` a verified HTTPS request used, else None;
     ``seconds``: from the start of the contact to its answer."""
 
@@ -175,8 +181,9 @@ def tls_verdict(ep: Endpoint, timeout: float) -> str | None:
 
 def get_v2(ep: Endpoint, ctx, user_agent: str, timeout: float) -> tuple[int, str]:
     """``GET /v2/`` at ``ep`` over one connection (TLS with ``ctx`` when given): returns the
-    status (200 or 401) and the joined ``WWW-Authenticate`` values. Raises ContactFailed for any
-    other status or a malformed answer, OSError for connection and TLS failures."""
+    status (200, 401 or one of :data:`RETRY_STATUSES`) and the joined ``WWW-Authenticate``
+    values. Raises ContactFailed for any other status or a malformed answer, OSError for
+    connection and TLS failures."""
     host, port, host_header = split_base(ep.base)
     request = (f"GET /v2/ HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: {user_agent}\r\n"
                "Accept: */*\r\nConnection: close\r\n\r\n").encode("latin-1")
@@ -207,7 +214,8 @@ def read_head(conn) -> bytes:
 
 def parse_head(head: bytes) -> tuple[int, str]:
     """(status, joined ``WWW-Authenticate`` values) of an HTTP/1.x response head. Raises
-    ContactFailed for a malformed head or a status outside :data:`USEFUL_STATUSES`."""
+    ContactFailed for a malformed head or a status outside :data:`USEFUL_STATUSES` and
+    :data:`RETRY_STATUSES`."""
     try:
         text = head.decode("latin-1")
     except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes any byte
@@ -217,7 +225,7 @@ def parse_head(head: bytes) -> tuple[int, str]:
     if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not (len(parts[1]) == 3 and parts[1].isdigit()):
         raise ContactFailed(f"not an HTTP/1.x status line: {lines[0][:80]!r}")
     status = int(parts[1])
-    if status not in USEFUL_STATUSES:
+    if status not in USEFUL_STATUSES and status not in RETRY_STATUSES:
         raise ContactFailed(f"GET /v2/ answered {status}")
     challenges = []
     for line in lines[1:]:

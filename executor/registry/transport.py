@@ -215,7 +215,7 @@ class Transport:
         if contact.status == 401:
             self._learn_challenge(asked, contact.challenge)
         sess.ping_status = contact.status
-        sess.pinged = True
+        sess.pinged = contact.status in (200, 401)  # (429/5xx: the ping's first failed attempt)
 
     def learn_challenge(self, ep: Endpoint, resp: httpx.Response) -> Challenge | None:
         """Record the first usable challenge of a 401 response for the registry."""

@@ -48,7 +48,7 @@ def test_first_request_is_the_only_ping(registry, busybox, tmp_path):
 def test_failed_first_contact_falls_back_to_the_clients_ping(registry, busybox, tmp_path):
     host, port = registry.host.split(":")
     with FaultProxy((host, int(port))) as proxy:
-        proxy.add(Fault("status", "GET", "^/v2/$", status=503, times=1))
+        proxy.add(Fault("status", "GET", "^/v2/$", status=404, times=1))  # (not an answer to keep)
         repo = f"contact/fail-{uuid.uuid4().hex[:6]}:1"
         p = _build(_context(tmp_path, proxy.host), f"{proxy.host}/{repo}", proxy)
         pings = _pings(proxy)
@@ -71,3 +71,25 @@ def test_stalled_first_contact_is_not_waited_for(registry, busybox, tmp_path):
     assert skopeo_inspect(f"{registry.host}/{repo}")["Env"][-1] == "FIRST=contact"
     assert took < 15, took
     assert len(pings) == 2, (proxy.log, p.stderr)
+
+
+@pytest.mark.parametrize("failures", [2, 9])
+def test_first_contact_counts_in_the_ping_budget(registry, busybox, tmp_path, failures):
+    """A 503 to the first contact is the ping's first failed attempt, as it was when the client
+    sent the first GET /v2/: the registry sees no more GET /v2/ than the budget (1 + 3 built-in
+    retries), and the warnings number the attempts as they did before the first contact."""
+    host, port = registry.host.split(":")
+    with FaultProxy((host, int(port))) as proxy:
+        proxy.add(Fault("status", "GET", "^/v2/$", status=503, times=failures))
+        repo = f"contact/budget-{uuid.uuid4().hex[:6]}:1"
+        p = run_executor(["--context", str(_context(tmp_path, proxy.host)), "--destination", f"{proxy.host}/{repo}",
+                          "--insecure-registry", proxy.host, "--log-format", "text"], check=False)
+        pings = _pings(proxy)
+        where = proxy.host
+    warned = [n for n in range(1, 5) if f"ping at {where} failed (attempt {n}/4)" in p.stderr]
+    if failures == 2:
+        assert p.returncode == 0, p.stderr
+        assert len(pings) == 3 and warned == [1, 2], (pings, p.stderr)
+    else:
+        assert p.returncode == 1 and "ping failed after 4 attempts" in p.stderr, p.stderr
+        assert len(pings) == 4 and warned == [1, 2, 3], (pings, p.stderr)

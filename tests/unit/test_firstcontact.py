@@ -64,9 +64,15 @@ def test_parse_head_ok_and_challenges():
     assert status == 401 and ch == 'Bearer realm="https://t/x", Basic realm="r"'
 
 
+def test_parse_head_hands_on_the_pings_transient_failures():
+    """429/5xx: the client's ping counts them as its first failed attempt (its retry budget)."""
+    assert parse_head(b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 3") == (503, "")
+    assert parse_head(b"HTTP/1.1 429 Too Many Requests") == (429, "")
+
+
 @pytest.mark.parametrize("head", [
-    b"HTTP/1.1 503 Service Unavailable",           # not an answer worth keeping: the client pings
-    b"HTTP/1.1 404 Not Found",
+    b"HTTP/1.1 404 Not Found",                     # not an answer worth keeping: the client pings
+    b"HTTP/1.1 408 Request Timeout",               # (not retried by the ping either)
     b"SSH-2.0-OpenSSH_9.2",                        # not HTTP at all
     b"HTTP/1.1 2000 OK",
     b"HTTP/2 200",
