@@ -124,10 +124,8 @@ class Transport:
                 raise self.cancel.error(f"contacting registry {ep.registry}") from None
             verdict = handshake_verdict(str(e))
             if verdict == "plain":
-                plain = ep.as_plain_http()
-                log.info("registry %s does not speak HTTPS; using plain HTTP (a loopback registry, as "
-                         "go-containerregistry does)", ep.registry)
-                return plain
+                _announce_plain_http(ep.registry)
+                return ep.as_plain_http()
             if verdict == "tls":
                 return ep
             return None
@@ -209,6 +207,8 @@ class Transport:
                 self._schemes[asked] = contact.endpoint
             if contact.ssl_context is not None:
                 self._contexts.setdefault((contact.endpoint.verify, contact.endpoint.cert), contact.ssl_context)
+        if asked.http_fallback and contact.endpoint.plain_http:
+            _announce_plain_http(asked.registry)
         if contact.status is None:
             return
         sess = self.auth_session(asked.registry)
@@ -293,6 +293,12 @@ class Transport:
 
 
 #: Handshake errors (OpenSSL's words) meaning the peer answered a ClientHello with something that is
+
+
+def _announce_plain_http(registry: str) -> None:
+    """The notice that a loopback registry is used over plain HTTP (its handshake showed no TLS)."""
+    log.info("registry %s does not speak HTTPS; using plain HTTP (a loopback registry, as "
+             "go-containerregistry does)", registry)
 
 
 def _path(url: str) -> str:

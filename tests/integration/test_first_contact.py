@@ -93,3 +93,15 @@ def test_first_contact_counts_in_the_ping_budget(registry, busybox, tmp_path, fa
     else:
         assert p.returncode == 1 and "ping failed after 4 attempts" in p.stderr, p.stderr
         assert len(pings) == 4 and warned == [1, 2, 3], (pings, p.stderr)
+
+
+def test_plain_http_loopback_destination_is_announced(registry, tmp_path):
+    """A loopback destination that does not speak TLS is used over plain HTTP, and the build says
+    so (as the client's own scheme probe did) also when the first contact found it out."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM scratch\nENV FIRST=contact\n")
+    dest = f"{registry.host}/contact/plain-{uuid.uuid4().hex[:6]}:1"
+    p = run_executor(["--context", str(ctx), "--destination", dest, "--log-format", "text", "--verbosity", "debug"])
+    assert f"first contact with {registry.host}: GET /v2/ 200" in p.stderr, p.stderr
+    assert f"registry {registry.host} does not speak HTTPS; using plain HTTP" in p.stderr, p.stderr
