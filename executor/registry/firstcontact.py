@@ -216,11 +216,12 @@ def parse_head(head: bytes) -> tuple[int, str]:
     """(status, joined ``WWW-Authenticate`` values) of an HTTP/1.x response head. Raises
     ContactFailed for a malformed head or a status outside :data:`USEFUL_STATUSES` and
     :data:`RETRY_STATUSES`."""
-    try:
-        text = head.decode("latin-1")
-    except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes any byte
-        raise ContactFailed("undecodable response head") from None
-    lines = text.split("\r\n")
+    first, _, rest = head.partition(b"\r\n")
+    try:  # as httpx decodes header values: UTF-8 when they all are (ASCII included), else Latin-1
+        fields = rest.decode("utf-8")
+    except UnicodeDecodeError:
+        fields = rest.decode("latin-1")
+    lines = [first.decode("latin-1")] + (fields.split("\r\n") if rest else [])
     parts = lines[0].split(" ", 2)
     if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not (len(parts[1]) == 3 and parts[1].isdigit()):
         raise ContactFailed(f"not an HTTP/1.x status line: {lines[0][:80]!r}")

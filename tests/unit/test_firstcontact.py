@@ -170,3 +170,16 @@ def test_seeded_transport_sends_no_ping(monkeypatch):
         assert len(s.requests) == before
     finally:
         s.close()
+
+
+@pytest.mark.parametrize("value", [
+    'Bearer realm="https://auth.example/t\u00f6ken",service="Soci\u00e9t\u00e9 registry"'.encode(),  # UTF-8
+    b'Bearer realm="https://auth.example/token",service="caf\xe9"',  # not UTF-8: Latin-1
+])
+def test_challenge_is_decoded_as_the_client_decodes_it(value):
+    """The seeded challenge is the one the client would have read from the same answer (httpx
+    decodes header bytes as UTF-8 when they are, else Latin-1): the token request then names
+    the same realm and service."""
+    import httpx
+    _, seeded = parse_head(b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: " + value + b"\r\nContent-Length: 0")
+    assert seeded == httpx.Response(401, headers=[(b"WWW-Authenticate", value)]).headers["WWW-Authenticate"]
