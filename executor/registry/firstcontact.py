@@ -110,7 +110,7 @@ class FirstContact:
             log.debug("first contact with %s: %s in %.0f ms", ep.registry,
                       f"GET /v2/ {contact.status}" if contact.status else f"scheme {contact.endpoint.base}",
                       contact.seconds * 1000)
-        except (ContactFailed, OSError, ValueError) as e:
+        except Exception as e:  # noqa: BLE001 - ContactFailed, OSError, ValueError, an unloadable CA...: nothing learnt
             log.debug("first contact with %s taught nothing (%s); the client pings it", ep.registry, e)
         finally:
             with self._done:

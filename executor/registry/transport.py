@@ -139,7 +139,7 @@ class Transport:
                 verify: bool | ssl.SSLContext = self._contexts.get((ep.verify, ep.cert)) or ep.verify
                 if not isinstance(verify, (bool, ssl.SSLContext)) or (isinstance(verify, bool) and ep.cert):
                     verify = client_context(ep.verify, ep.cert)
-                # (True / False alone: httpx makes the same context as client_context, lazily)
+                # (True / False alone: LazyTLSTransport makes it, on the first https request)
                 c = httpx.Client(
                     verify=verify, timeout=httpx.Timeout(self._timeout, connect=min(CONNECT_TIMEOUT_S, self._timeout)),
                     headers={"User-Agent": self._user_agent}, follow_redirects=False,
@@ -321,7 +321,11 @@ class LazyTLSTransport(httpx.BaseTransport):
         with self._lock:
             t = self._by_scheme.get("https" if tls else "http")
             if t is None:
-                t = httpx.HTTPTransport(verify=self._verify) if tls else _plain_http_transport()
+                if tls:  # (client_context: what httpx would make, with a clear error for a missing bundle)
+                    verify = client_context(self._verify) if isinstance(self._verify, bool) else self._verify
+                    t = httpx.HTTPTransport(verify=verify)
+                else:
+                    t = _plain_http_transport()
                 self._by_scheme["https" if tls else "http"] = t
             return t
 

@@ -140,6 +140,35 @@ def test_unreachable_destination_fails_before_the_build(tmp_path):
     assert not (tmp_path / "digest").exists()
 
 
+@pytest.mark.parametrize("flags, env, needles", [
+    (["--registry-certificate", "{reg}={tmp}/missing-ca.pem"], {}, ["--registry-certificate", "missing-ca.pem"]),
+    (["--registry-certificate", "{reg}={tmp}/a-dir"], {}, ["--registry-certificate", "a-dir"]),
+    (["--registry-client-cert", "{reg}={tmp}/a-file,{tmp}/a-file"], {}, ["--registry-client-cert", "a-file"]),
+    ([], {"SSL_CERT_FILE": "{tmp}/missing-bundle.pem"}, ["SSL_CERT_FILE", "missing-bundle.pem"]),
+])
+def test_unloadable_tls_files_fail_cleanly(tmp_path, flags, env, needles):
+    """A CA bundle or client certificate that cannot be loaded (missing, a directory, not PEM)
+    is one error line naming the file and where it was given, not a traceback."""
+    ctx = _setup(tmp_path, SCRATCH)
+    reg = f"127.0.0.1:{_closed_port()}"
+    sub = {"{reg}": reg, "{tmp}": str(tmp_path)}
+
+    def fill(a: str) -> str:
+        for k, v in sub.items():
+            a = a.replace(k, v)
+        return a
+    p = subprocess.run([sys.executable, "-m", "executor", "--context", str(ctx), "--destination", f"{reg}/x/y:1",
+                        "--log-format", "text", "--kaniko-dir", str(tmp_path / "w"), *map(fill, flags)],
+                       capture_output=True, timeout=60, cwd=REPO,
+                       env={**os.environ, "PYTHONPATH": str(REPO), **{k: fill(v) for k, v in env.items()}})
+    err = p.stderr.decode(errors="replace")
+    assert p.returncode == 1 and "Traceback" not in err, err[-3000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "stage 0" not in err, err[-3000:]
+    for n in needles:
+        assert n in last, (n, last)
+
+
 def test_skip_push_permission_check_skips_the_preflight(tmp_path):
     ctx = _setup(tmp_path, SCRATCH)
     reg = f"127.0.0.1:{_closed_port()}"
