@@ -253,6 +253,9 @@ class Challenge:
 
 
 _PARAM_RE = re.compile(r'\s*([A-Za-z0-9_.-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s]*)\s*(,|$)')
+#: A challenge's scheme, after blanks and at most one comma (``\s*(?:,\s*)?``: one way to split a
+#: run of blanks, so a hostile header of 60 KB blanks costs linear time, not quadratic).
+_SCHEME_RE = re.compile(r"\s*(?:,\s*)?([A-Za-z][A-Za-z0-9_-]*)(?:\s+|$)")
 
 
 def parse_challenges(header: str) -> list[Challenge]:
@@ -265,7 +268,7 @@ def parse_challenges(header: str) -> list[Challenge]:
     s = header.strip()
     pos = 0
     while pos < len(s):
-        m = re.compile(r"\s*,?\s*([A-Za-z][A-Za-z0-9_-]*)(?:\s+|$)").match(s, pos)
+        m = _SCHEME_RE.match(s, pos)
         if not m:
             break
         scheme = m.group(1).lower()

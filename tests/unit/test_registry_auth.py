@@ -187,6 +187,17 @@ def test_parse_challenges(header, expected):
     assert got == expected
 
 
+@pytest.mark.parametrize("filler", [" " * 60_000, " ," * 30_000, "a" * 60_000])
+def test_parse_challenges_of_a_huge_hostile_header_is_fast(filler):
+    """A registry's 60 KB WWW-Authenticate (the first contact reads 64 KB heads, httpx more) is
+    parsed in linear time: a run of blanks used to cost quadratic backtracking (minutes)."""
+    import time
+    t0 = time.monotonic()
+    got = parse_challenges('Bearer realm="https://t/token",' + filler + "!")
+    assert time.monotonic() - t0 < 1.0
+    assert got[0].scheme == "bearer" and got[0].realm == "https://t/token"
+
+
 def test_challenge_scopes_and_scope_for():
     (c,) = parse_challenges('Bearer realm="r",scope="repository:a:pull repository:b:push"')
     assert c.realm == "r" and c.service is None
