@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
+from executor.errors import RegistryError
 from executor.reference import normalize_registry
 from executor.registry.endpoints import DEFAULT_TIMEOUT_S, Endpoint, make_base
 
@@ -105,7 +106,12 @@ def endpoint_for(o: RegistryOptions, registry: str, pull: bool) -> Endpoint:
     plain HTTP when the server does not speak TLS (:meth:`Transport.endpoint`). An explicit
     ``--registry-certificate`` or ``--registry-client-cert`` for the registry means "TLS
     only": no fallback. ``--skip-tls-verify*`` keeps the fallback (the Kaniko catalog's
-    tests pass it for a plain-HTTP ``localhost:5000``)."""
+    tests pass it for a plain-HTTP ``localhost:5000``). Raises RegistryError for a host name no
+    lookup can take (an empty label, or one longer than DNS's 63 characters)."""
+    host = registry_host(registry)
+    if ":" not in host and any(not 0 < len(label) <= 63 for label in host.removesuffix(".").split(".")):
+        raise RegistryError(f"registry {registry}: the host name cannot be looked up (each dot-separated part "
+                            "must be 1 to 63 characters); check the name")
     plain = o.insecure or (pull and o.insecure_pull) or listed(o.insecure_registries, registry)
     skip = o.skip_tls_verify or (pull and o.skip_tls_verify_pull) or listed(o.skip_tls_verify_registries, registry)
     ca = lookup(o.registry_certificates, registry)

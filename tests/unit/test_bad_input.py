@@ -169,6 +169,21 @@ def test_unloadable_tls_files_fail_cleanly(tmp_path, flags, env, needles):
         assert n in last, (n, last)
 
 
+@pytest.mark.parametrize("flags", [[], ["--registry-mirror", "{long}.example:5000", "--no-push"]])
+def test_host_name_with_a_label_over_63_characters_fails_cleanly(tmp_path, flags):
+    """A registry (or mirror) host name that cannot be looked up at all (a label longer than DNS
+    allows: the IDNA codec refuses it before any lookup) is one error line, not a traceback."""
+    long = "a" * 70
+    ctx = _setup(tmp_path, b"FROM busybox:latest\nLABEL a=b\n" if flags else SCRATCH)
+    dest = [] if flags else ["--destination", f"{long}.example:5000/x/y:1"]
+    p = _executor(["--context", str(ctx), *dest, *(f.replace("{long}", long) for f in flags), "--log-format",
+                   "text", "--kaniko-dir", str(tmp_path / "w"), "--skip-default-registry-fallback"], timeout=60)
+    err = p.stderr.decode(errors="replace")
+    assert p.returncode == 1 and "Traceback" not in err, err[-3000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: ") and f"{long}.example:5000" in last, last
+
+
 def test_skip_push_permission_check_skips_the_preflight(tmp_path):
     ctx = _setup(tmp_path, SCRATCH)
     reg = f"127.0.0.1:{_closed_port()}"
