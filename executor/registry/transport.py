@@ -292,9 +292,6 @@ class Transport:
         return resp
 
 
-#: Handshake errors (OpenSSL's words) meaning the peer answered a ClientHello with something that is
-
-
 def _announce_plain_http(registry: str) -> None:
     """The notice that a loopback registry is used over plain HTTP (its handshake showed no TLS)."""
     log.info("registry %s does not speak HTTPS; using plain HTTP (a loopback registry, as "
