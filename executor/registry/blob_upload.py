@@ -110,6 +110,13 @@ class BlobUploads(ClientCore):
         if self.blob_exists(ref, digest):
             log.debug("blob %s already in %s; skipping upload", digest, ref.name)
             return "exists"
+        return self.upload_absent_blob(ref, path_or_bytes, digest, size, stop)
+
+    def upload_absent_blob(self, ref: Reference, path_or_bytes: Path | bytes, digest: str, size: int,
+                           stop: threading.Event | None = None) -> str:
+        """:meth:`upload_blob` for a caller that has just found ``digest`` missing from ``ref``'s
+        repository (``HEAD`` 404): the same claim, mount and upload, without asking again.
+        Returns ``"exists"``, ``"mounted"`` or ``"uploaded"``; raises as upload_blob."""
         with _in_flight(self).claim(ref, digest, self._cancel, stop) as holder:
             if holder == ref.repository and self.blob_exists(ref, digest):
                 return "exists"

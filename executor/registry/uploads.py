@@ -73,7 +73,8 @@ def push_blob(client, dest: Reference, blob: BlobToPush, stop: threading.Event |
             if client.mount_blob(dest, blob.digest, src.repository):
                 return "mounted"
     extra = {"stop": stop} if stop is not None else {}
-    outcome = client.upload_blob(dest, blob.fetch(), blob.digest, blob.size, **extra)
+    # (the HEAD above found it missing: upload_absent_blob does not ask a second time)
+    outcome = client.upload_absent_blob(dest, blob.fetch(), blob.digest, blob.size, **extra)
     return outcome if isinstance(outcome, str) else "uploaded"
 
 

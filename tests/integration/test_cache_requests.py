@@ -84,3 +84,22 @@ def test_entry_whose_layer_blob_is_gone_is_a_miss_when_looked_up_ahead(proxy, bu
     entry_gets = [path for m, path, _ in proxy.log if m == "GET" and f"/v2/{repo}/cache/manifests/" in path
                   and "trail-" not in path]
     assert len(entry_gets) == len(set(entry_gets)), "an entry was fetched twice"
+
+
+def test_each_new_blob_is_checked_once_before_its_upload(proxy, busybox, tmp_path):
+    """A cold push asks the destination once whether each new blob is there (HEAD 404), then
+    uploads it: the HEAD is not repeated by the upload itself (it was, one round trip per layer)."""
+    repo = f"requests/heads-{uuid.uuid4().hex[:6]}"
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "a.txt").write_text("a\n")
+    (ctx / "Dockerfile").write_text(f"FROM {proxy.host}/busybox:latest\nCOPY a.txt /a\nRUN echo b > /b\n")
+    proxy.log.clear()
+    run_executor(["--context", str(ctx), "--destination", f"{proxy.host}/{repo}:1", "--insecure-registry",
+                  proxy.host, "--log-format", "text"])
+    heads = Counter(p for m, p, _ in proxy.log if m == "HEAD" and p.startswith(f"/v2/{repo}/blobs/"))
+    uploaded = {p.split("digest=")[1].split("&")[0].replace("%3A", ":") for m, p, _ in proxy.log
+                if m == "PUT" and f"/v2/{repo}/blobs/uploads/" in p and "digest=" in p}
+    assert len(uploaded) >= 3, proxy.log  # two layers and the config
+    for digest in uploaded:
+        assert heads[f"/v2/{repo}/blobs/{digest}"] <= 1, (digest, heads)
