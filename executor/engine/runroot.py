@@ -26,13 +26,14 @@ import posixpath
 import signal
 import stat
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..fs.paths import relpath_in_root, resolve_in_root
-from .sandbox import DEV_NODES, Bind, RunSpec, child_argv
+from .sandbox import DEV_NODES, Bind, RunSpec
 
 log = logging.getLogger("executor.run")
 
@@ -287,6 +288,20 @@ def run_in_root(root: Path, argv: list[str], env: dict[str, str], *, cwd: str, u
             os.unlink(spec_path)
     finally:
         ph.undo()
+
+
+def child_argv(spec_path: str) -> list[str]:
+    """The command line of a RUN's sandbox process: this interpreter without ``site`` (``-S``:
+    no site-packages scan or .pth processing; the child needs the standard library and this
+    package only, whose parent directory it is given): its interpreter starts ~10 ms sooner
+    (~50 ms) than with ``python -m``."""
+    package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return [sys.executable, "-S", "-c", CHILD_CODE, package_parent, spec_path]
+
+
+#: ``python -S -c CHILD_CODE PACKAGE_PARENT SPEC_PATH`` (see :func:`child_argv`)
+CHILD_CODE = ("import sys; sys.path.insert(0, sys.argv[1]); "
+              "from executor.engine.sandbox import main; main(sys.argv[2])")
 
 
 def _run_sandbox(spec_path: str, root: Path, mode: str, stdout, stderr) -> int:

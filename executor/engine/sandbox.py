@@ -543,7 +543,7 @@ def child_main(spec: RunSpec) -> int:
 
 
 def main(spec_path: str) -> None:
-    """The sandbox process's entry point (:data:`CHILD_ARGV`): run the RunSpec JSON at
+    """The sandbox process's entry point (:func:`executor.engine.runroot.child_argv`): run the RunSpec JSON at
     ``spec_path`` and exit with the command's status (126 when the set-up failed)."""
     try:
         with open(spec_path) as f:
@@ -554,20 +554,6 @@ def main(spec_path: str) -> None:
         sys.exit(126)
     except KeyboardInterrupt:
         sys.exit(130)
-
-
-def child_argv(spec_path: str) -> list[str]:
-    """The command line of a RUN's sandbox process: this interpreter without ``site`` (``-S``:
-    no site-packages scan or .pth processing; the child needs the standard library and this
-    package only, whose parent directory it is given), so a RUN starts ~20-40 ms sooner than
-    with ``python -m``."""
-    package_parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    return [sys.executable, "-S", "-c", CHILD_CODE, package_parent, spec_path]
-
-
-#: ``python -S -c CHILD_CODE PACKAGE_PARENT SPEC_PATH`` (see :func:`child_argv`)
-CHILD_CODE = ("import sys; sys.path.insert(0, sys.argv[1]); "
-              "from executor.engine.sandbox import main; main(sys.argv[2])")
 
 
 if __name__ == "__main__":  # pragma: no cover - ``python -m executor.engine.sandbox SPEC``, as before
