@@ -10,8 +10,8 @@ Start-up: as soon as the flags are validated, the ``--destination`` registries g
 import first); then the registry client (httpx) is created, takes those answers, and finishes
 Kaniko's push-permission check on a thread while the main thread prepares the context and
 imports the build engine. The ping's answer (the registry's auth challenge) is kept by the
-client, so the build's first request needs no second ``GET /v2/``. Errors keep their order: a flag or context error is raised before a
-registry one.
+client, so the build's first request needs no second ``GET /v2/``. Errors keep their order: a
+flag or context error is raised before a registry one.
 """
 
 from __future__ import annotations
