@@ -28,6 +28,8 @@ pytestmark = pytest.mark.integration
 
 CASES = all_cases()
 BUILD_TIMEOUT = 180
+#: buildah (runc) output of its memfd self-copy failing transiently
+RUNC_MEMFD_FLAKE = "sealing memfd copy: Device or resource busy"
 
 
 def _param(case: Case):
@@ -89,6 +91,11 @@ def test_case(case: Case, buildah: Buildah, registry, busybox, tmp_path):
         problems = check_expected(case.expected or {}, ex_root, ex_cfg)
         assert not problems, f"{case.name}: executor vs Docker's documentation\n" + "\n".join(problems)
         return
+    if rc_b != 0 and RUNC_MEMFD_FLAKE in _log(tmp_path / "buildah.log"):
+        # runc copies itself into a sealed memfd before each RUN; the seal fails with EBUSY when
+        # another process has the binary open at that moment (the executor builds beside it
+        # here): runc's transient, not the case's. One more buildah build, alone.
+        rc_b = buildah.bud(ctx, bu_ref, case.format, build_args, secrets).wait(BUILD_TIMEOUT)
     assert rc_b == 0, f"buildah failed ({rc_b}):\n{_log(tmp_path / 'buildah.log')}"
     buildah.push(bu_ref)
     with ThreadPoolExecutor(2) as pool:
