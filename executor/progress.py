@@ -6,7 +6,7 @@ already log (no engine change) and keeps one row per thing going on:
 
 * ``stage LABEL`` -- from ``stage N[ AS NAME]: FROM BASE`` to the end of the build; shows the
   current instruction, how many steps ran, layer bytes written (``layer D: ... N bytes``);
-* ``pull REPO`` -- from ``pulling base image REF`` to ``stage S: unpacked N layers in T``;
+* ``pull REPO`` -- from ``pulling base image REF`` to ``stage S: unpacked|stacked N layers in T``;
   bytes downloaded when :func:`watch_client` wraps the registry client;
 * ``push REPO`` -- blob uploads (``uploaded blob D (N bytes) to REPO``, ``pushed blobs to
   ...``) until the manifest is put (``pushed REF@DIGEST``);

@@ -15,7 +15,8 @@ from rich.text import Text
 
 _FROM = re.compile(r"^stage (\S+)(?: AS (\S+))?: FROM (.+)$")
 _PULL = re.compile(r"^pulling base image (\S+)")
-_UNPACKED = re.compile(r"^stage (\S+): unpacked (\d+) layers")
+#: the end of a base image's pull: its layers unpacked into the root, or stacked (overlayfs roots)
+_UNPACKED = re.compile(r"^stage (\S+): (unpacked|stacked) (\d+) layers")
 _LAYER = re.compile(r"^layer ([0-9a-f]+): .*?(\d+) bytes$")
 _UPLOADED = re.compile(r"^uploaded blob (\S+) \((\d+) bytes\) to (\S+)")
 _MOUNTED = re.compile(r"^mounted (\S+) from \S+ into (\S+)")
@@ -171,7 +172,7 @@ class ProgressHandler(logging.Handler):
             if m := _UNPACKED.match(msg):
                 pkey = self._pull_of_stage.get(skey)
                 if pkey:
-                    self._update(pkey, "", detail=f"{m.group(2)} layers unpacked")
+                    self._update(pkey, "", detail=f"{m.group(3)} layers {m.group(2)}")
                     self._finish(pkey)
                 return
             if m := _LAYER.match(msg):

@@ -6,22 +6,19 @@ from __future__ import annotations
 import io
 import logging
 import os
-import pty
 import re
-import select
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
 from executor.progress import ProgressHandler, resolve_mode
+from tests.support.terminal import run_in_pty
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "100"}
-ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
 
 
 def _executor(args: list[str]) -> subprocess.CompletedProcess:
@@ -40,30 +37,7 @@ def _ctx(tmp_path: Path) -> Path:
 
 def _in_pty(args: list[str], timeout: float = 120) -> tuple[int, str]:
     """Run ``executor ARGS`` with stdout and stderr on a pseudo-terminal; (exit code, text without ANSI)."""
-    master, slave = pty.openpty()
-    p = subprocess.Popen([sys.executable, "-m", "executor", *args], stdin=subprocess.DEVNULL, stdout=slave,
-                         stderr=slave, cwd=REPO, env=ENV)
-    os.close(slave)
-    out, deadline = b"", time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.5)
-            if ready:
-                try:
-                    chunk = os.read(master, 65536)
-                except OSError:  # EIO: the child closed the terminal
-                    break
-                if not chunk:
-                    break
-                out += chunk
-            elif p.poll() is not None:
-                break
-        code = p.wait(timeout=max(1.0, deadline - time.monotonic()))
-    finally:
-        os.close(master)
-        if p.poll() is None:
-            p.kill()
-    return code, ANSI.sub("", out.decode(errors="replace"))
+    return run_in_pty([sys.executable, "-m", "executor", *args], env=ENV, cwd=REPO, timeout=timeout)
 
 
 def _normalise(text: str) -> list[str]:
@@ -163,6 +137,25 @@ def test_view_model_from_log_lines():
     assert push.rstrip().endswith("done"), push  # like every finished row (it said "pushed")
     assert "something odd" in out
     assert out.rstrip().endswith("done in 0.53s: sha256:d7b91bb455aa1d2e")
+
+
+def test_pull_row_finishes_when_its_layers_are_stacked():
+    """With overlayfs stage roots the engine logs ``stage S: stacked N layers``, not ``unpacked``:
+    the pull row finishes there too (it used to stay "pulling" until the closing line, its elapsed
+    time and rate counting the whole build)."""
+    buf = io.StringIO()
+    h = ProgressHandler(Console(file=buf, width=100, force_terminal=False))
+    for msg in ("stage 0: FROM 127.0.0.1:5000/busybox:latest", "pulling base image 127.0.0.1:5000/busybox:latest",
+                "stage 0: stacked 1 layers in 0.27s", "RUN sleep 1"):
+        r = logging.LogRecord("executor.engine", logging.INFO, "", 0, msg, None, None)
+        r.stage = ""
+        h.handle(r)
+    pull = next(task for task in h.progress.tasks if task.description.startswith("pull "))
+    stage = next(task for task in h.progress.tasks if task.description.startswith("stage "))
+    finished = (pull.finished, stage.finished)
+    h.stop()
+    assert finished == (True, False)
+    assert "1 layers stacked" in buf.getvalue()
 
 
 def _final_rows(lines: list[tuple[str, str]], width: int) -> dict[str, str]:
