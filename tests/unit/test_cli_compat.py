@@ -159,3 +159,20 @@ def test_subcommand_help_at_80_columns_is_whole(sub):
     assert p.returncode == 0, p.stderr
     assert "…" not in p.stdout and "╭" not in p.stdout
     assert max(len(line) for line in p.stdout.splitlines()) <= 80
+
+
+@pytest.mark.parametrize("flag,words", [
+    ("--security=insecure", "RUN --security=insecure is not supported"),
+    ("--device=/dev/fuse", "RUN --device is not supported"),
+])
+def test_privileged_run_flags_are_one_line_errors(tmp_path, flag, words):
+    """Through the CLI: exit 1, one ``error:`` line naming the Dockerfile line, no traceback, no
+    image written (the step is refused, never run without the privilege it asked for)."""
+    ctx = _ctx(tmp_path)
+    (ctx / "Dockerfile").write_text(f"FROM scratch\nCOPY a.txt /a.txt\nRUN {flag} true\n")
+    p = _executor(["--context", str(ctx), "--no-push", "--log-format", "text",
+                   "--oci-layout-path", str(tmp_path / "lay")])
+    assert p.returncode == 1 and "Traceback" not in p.stderr
+    errors = [line for line in p.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: Dockerfile:3: ") and words in errors[0], p.stderr
+    assert not (tmp_path / "lay" / "index.json").exists()
