@@ -169,6 +169,20 @@ def _sources(value: str) -> dict[str, str] | None:
     return out
 
 
+def _file_change(rel: str, old: str | None, new: str | None) -> str:
+    """``requirements.txt content changed`` / ``mode or owner changed`` / ``added`` / ``removed``
+    for one matched path, from its recorded ``<content>/<attributes>`` digests."""
+    if old is None:
+        return f"{rel} added"
+    if new is None:
+        return f"{rel} removed"
+    a, b = old.split("/"), new.split("/")
+    if len(a) != 2 or len(b) != 2:  # an entry recorded before digests were split
+        return f"{rel} changed"
+    what = [w for w, x, y in (("content", a[0], b[0]), ("mode or owner", a[1], b[1])) if x != y]
+    return f"{rel} {' and '.join(what) or 'content'} changed"
+
+
 def _source_change(name: str, old: str | None, new: str | None) -> str:
     pattern = name.split(" ", 2)[2] if name.count(" ") >= 2 else name
     if old is None:
@@ -178,9 +192,10 @@ def _source_change(name: str, old: str | None, new: str | None) -> str:
     a, b = _sources(old), _sources(new)
     if a is not None and b is not None:
         files = sorted(r for r in a.keys() | b.keys() if a.get(r) != b.get(r))
-        if files and files != [pattern.rstrip("/")] and files != [pattern]:
+        if files:
             more = f" and {len(files) - MAX_REASONS} more" if len(files) > MAX_REASONS else ""
-            return f"{name} changed ({', '.join(files[:MAX_REASONS])}{more})"
+            changes = ", ".join(_file_change(r, a.get(r), b.get(r)) for r in files[:MAX_REASONS]) + more
+            return changes if files in ([pattern.rstrip("/")], [pattern]) else f"{pattern}: {changes}"
     return f"{name} changed"
 
 

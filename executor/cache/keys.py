@@ -9,8 +9,8 @@ Pure functions only (no registry, no build state), so every rule is unit-tested.
 * the instruction keyword and its *expanded* words (``expanded``);
 * for RUN: every variable the command can see (declared ARGs with values, then ENV), the
   USER, WORKDIR, SHELL, ``--network`` and the ``--mount`` definitions (``env``/``extra``);
-* for COPY/ADD: a digest of the sources (:func:`tree_digest`: content, mode, owner and
-  symlink targets of every file that is copied, never mtimes), or the source stage's final
+* for COPY/ADD: digests of the sources (:func:`source_digest`: content and symlink targets,
+  then mode and owner, of every file that is copied, never mtimes), or the source stage's final
   chain key for ``--from=<stage>``, or the image digest for ``--from=<image>``;
 * an ARG instruction contributes only its *name*: the value reaches the chain through the
   RUNs that can see it (their ``env``) and through other instructions whose expanded words
@@ -27,7 +27,7 @@ import json
 import os
 import posixpath
 import stat
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 KEY_VERSION = "executor-cache-v1"
@@ -110,23 +110,15 @@ def entry_record(rel: str, st: os.stat_result, host: str) -> list:
     return [rel, fmt, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, body]
 
 
-def tree_digest(path: Path, *, rel_in_context: str = "",
-                excluded: Callable[[str, bool], bool] | None = None,
-                descend: Callable[[str], bool] | None = None, follow_top: bool = True) -> str:
-    """sha256 hex over every file a COPY of ``path`` would read.
-
-    ``path``: a file, symlink or directory (followed at the top when ``follow_top``, as COPY
-    does). ``excluded(rel_in_context, is_dir)`` is the .dockerignore test and ``descend(rel)``
-    says whether an excluded directory must still be walked (a ``!`` exception may re-include
-    something below it); both None for stage or image sources. Entries are visited in sorted
-    order; each contributes :func:`entry_record`. Raises OSError when ``path`` vanished.
-    """
-    h = hashlib.sha256()
+def _tree_entries(path: Path, rel_in_context: str, excluded: Callable[[str, bool], bool] | None,
+                  descend: Callable[[str], bool] | None, follow_top: bool) -> Iterator[list]:
+    """:func:`entry_record` of every file a COPY of ``path`` would read, in sorted order (the
+    top first, as ``.``); see :func:`tree_digest`."""
     top = os.path.realpath(path) if follow_top else os.fspath(path)
     st = os.lstat(top)
-    h.update(json.dumps(entry_record(".", st, top)).encode())
+    yield entry_record(".", st, top)
     if not stat.S_ISDIR(st.st_mode):
-        return h.hexdigest()
+        return
     stack = [(top, "", rel_in_context)]
     while stack:
         d, rel, rctx = stack.pop()
@@ -140,11 +132,41 @@ def tree_digest(path: Path, *, rel_in_context: str = "",
             is_dir = stat.S_ISDIR(est.st_mode)
             if excluded is not None and excluded(rc, is_dir) and not (is_dir and descend is not None and descend(rc)):
                 continue  # as COPY does: an excluded directory that may hold re-included files is still made
-            h.update(json.dumps(entry_record(r, est, e.path)).encode())
+            yield entry_record(r, est, e.path)
             if is_dir:
                 subdirs.append((e.path, r, rc))
         stack.extend(reversed(subdirs))
+
+
+def tree_digest(path: Path, *, rel_in_context: str = "",
+                excluded: Callable[[str, bool], bool] | None = None,
+                descend: Callable[[str], bool] | None = None, follow_top: bool = True) -> str:
+    """sha256 hex over every file a COPY of ``path`` would read.
+
+    ``path``: a file, symlink or directory (followed at the top when ``follow_top``, as COPY
+    does). ``excluded(rel_in_context, is_dir)`` is the .dockerignore test and ``descend(rel)``
+    says whether an excluded directory must still be walked (a ``!`` exception may re-include
+    something below it); both None for stage or image sources. Entries are visited in sorted
+    order; each contributes :func:`entry_record`. Raises OSError when ``path`` vanished.
+    """
+    h = hashlib.sha256()
+    for record in _tree_entries(path, rel_in_context, excluded, descend, follow_top):
+        h.update(json.dumps(record).encode())
     return h.hexdigest()
+
+
+def source_digest(path: Path, *, rel_in_context: str = "",
+                  excluded: Callable[[str, bool], bool] | None = None,
+                  descend: Callable[[str], bool] | None = None) -> str:
+    """``<content>/<attributes>`` of a COPY/ADD source: two sha256 hex over the files
+    :func:`tree_digest` covers, split so that a cache miss can say what changed. Content: each
+    path, its type and its content or link target (files added or removed change it);
+    attributes: each path with its permission bits and owner."""
+    content, attrs = hashlib.sha256(), hashlib.sha256()
+    for rel, fmt, mode, uid, gid, body in _tree_entries(path, rel_in_context, excluded, descend, True):
+        content.update(json.dumps([rel, fmt, body]).encode())
+        attrs.update(json.dumps([rel, mode, uid, gid]).encode())
+    return f"{content.hexdigest()}/{attrs.hexdigest()}"
 
 
 def short(key: str) -> str:

@@ -20,7 +20,7 @@ next build starts. A miss logs one more line after ``cache miss <key>: <instruct
 
     cache miss at <instruction> (<file>:<line>): <reason>
 
-where ``<reason>`` names the step's changed components (``source 0 app.txt changed``,
+where ``<reason>`` names the step's changed components (``app.txt content changed``,
 ``build arg VERSION changed (1.2 -> 1.3)``, ``instruction changed``), or says the chain
 changed before it (``the previous step missed (its result changed)``, with ``; it follows
 from <first changed step>`` when the first change is further back), or ``no earlier build of

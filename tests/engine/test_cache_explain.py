@@ -52,7 +52,7 @@ def test_each_miss_names_its_first_cause(root_build, tmp_path, caplog):
     # a changed copied file: its COPY names the source, later steps follow from it
     (ctx / "app.txt").write_text("two\n")
     got = _build(root_build, tmp_path, ctx, caplog, build_args={"VERSION": "1.3"})
-    assert got[0] == ("COPY app.txt /app.txt", "Dockerfile:5", "source 0 app.txt changed"), got
+    assert got[0] == ("COPY app.txt /app.txt", "Dockerfile:5", "app.txt content changed"), got
     assert got[1][2] == "an earlier step missed (its result changed): COPY app.txt /app.txt (Dockerfile:5)", got
     assert got[2][2] == ("the previous step missed (its result changed); it follows from "
                          "COPY app.txt /app.txt (Dockerfile:5)"), got

@@ -88,13 +88,20 @@ def test_a_miss_names_its_first_cause(proxy, busybox, tmp_path, store):
     got, uses, _ = _build(proxy, ctx, repo, cache, *args)
     assert uses == ["hit", "miss", "miss", "miss"]
     assert got == [("COPY requirements.txt /requirements.txt", "Dockerfile:3",
-                    "source 0 requirements.txt changed"),
+                    "requirements.txt content changed"),
                    ('RUN echo "$VERSION" > /v && test -n "$API_TOKEN"', "Dockerfile:6",
                     "an earlier step missed (its result changed): COPY requirements.txt /requirements.txt "
                     "(Dockerfile:3)"),
                    ("RUN cat /requirements.txt /v > /all", "Dockerfile:7",
                     "the previous step missed (its result changed); it follows from "
                     "COPY requirements.txt /requirements.txt (Dockerfile:3)")], got
+
+    # only the mode of the copied file changed: said so
+    (ctx / "requirements.txt").chmod(0o600)
+    got, uses, _ = _build(proxy, ctx, repo, cache, *args)
+    assert uses == ["hit", "miss", "miss", "miss"]
+    assert got[0] == ("COPY requirements.txt /requirements.txt", "Dockerfile:3",
+                      "requirements.txt mode or owner changed"), got
 
     # a changed RUN text
     (ctx / "Dockerfile").write_text(df.replace("cat /requirements.txt /v > /all", "cat /v /requirements.txt > /all"))

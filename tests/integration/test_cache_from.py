@@ -78,7 +78,7 @@ def test_pull_request_reads_the_main_branch_cache(registry, busybox, tmp_path):
     src = f"{registry.host}/{app}/main-cache"
     assert uses[0] == ("hit", f"RUN echo base-step > /one (from --cache-from {src})"), log
     assert [u for u, _ in uses[1:]] == ["miss", "miss"], log
-    assert explained[0] == ("COPY app.txt /app.txt", "Dockerfile:3", "source 0 app.txt changed"), explained
+    assert explained[0] == ("COPY app.txt /app.txt", "Dockerfile:3", "app.txt content changed"), explained
     assert "cache: 1 hits (1 from --cache-from), 2 misses" in log
     assert tags(registry, f"{app}/main-cache") == main_tags  # never written back
     pr_tags = tags(registry, f"{app}/pr-cache")

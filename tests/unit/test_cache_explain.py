@@ -70,12 +70,25 @@ def test_build_arg_and_env_changes_show_values_but_never_secret_ones():
 
 def test_sources_name_the_path_never_the_digest():
     d1, d2 = "1" * 64, "2" * 64
+    c1, c2, a1, a2 = f"{d1}/{d1}", f"{d2}/{d1}", f"{d1}/{d1}", f"{d1}/{d2}"  # <content>/<mode and owner>
+    old = _rec({"source 0 requirements.txt": f"requirements.txt:{c1}"})
+    new = _rec({"source 0 requirements.txt": f"requirements.txt:{c2}"})
+    assert ex.explain_components(old, new) == "requirements.txt content changed"
+    new = _rec({"source 0 requirements.txt": f"requirements.txt:{a2}"})
+    assert ex.explain_components(old, new) == "requirements.txt mode or owner changed"
+    new = _rec({"source 0 requirements.txt": f"requirements.txt:{d2}/{d2}"})
+    assert ex.explain_components(old, new) == "requirements.txt content and mode or owner changed"
+    old = _rec({"source 0 app/": f"app:{c1}"})
+    new = _rec({"source 0 app/": f"app:{c2}"})
+    assert ex.explain_components(old, new) == "app content changed"
+    old = _rec({"source 0 *.txt": f"a.txt:{c1} b.txt:{c1} d.txt:{a1}"})
+    new = _rec({"source 0 *.txt": f"a.txt:{c1} b.txt:{c2} c.txt:{c1}"})
+    assert ex.explain_components(old, new) == "*.txt: b.txt content changed, c.txt added, d.txt removed"
+    # an entry recorded before the digests were split: the path, without what changed
     old = _rec({"source 0 requirements.txt": f"requirements.txt:{d1}"})
-    new = _rec({"source 0 requirements.txt": f"requirements.txt:{d2}"})
-    assert ex.explain_components(old, new) == "source 0 requirements.txt changed"
-    old = _rec({"source 0 *.txt": f"a.txt:{d1} b.txt:{d1}"})
-    new = _rec({"source 0 *.txt": f"a.txt:{d1} b.txt:{d2} c.txt:{d1}"})
-    assert ex.explain_components(old, new) == "source 0 *.txt changed (b.txt, c.txt)"
+    new = _rec({"source 0 requirements.txt": f"requirements.txt:{c2}"})
+    assert ex.explain_components(old, new) == "requirements.txt changed"
+    assert "1111" not in ex.explain_components(old, new)
     assert ex.render_change("source 1 <<EOF", "heredoc:1", "heredoc:2") == "source 1 <<EOF changed"
     assert ex.render_change("source 1 x", None, "x:1") == "source 1 x added"
     assert ex.render_change("mount 0 source", "context::1", "context::2") == "mount 0 source files changed"

@@ -129,3 +129,32 @@ def test_default_cache_repo():
     assert default_cache_repo(["127.0.0.1:5000/app/web:1", "x/y:2"]) == "127.0.0.1:5000/app/web/cache"
     with pytest.raises(UserError, match="--cache-repo"):
         default_cache_repo([])
+
+
+def test_source_digest_splits_content_from_mode_and_owner(tmp_path):
+    """COPY sources are recorded as ``<content>/<mode and owner>`` so a miss can say which
+    changed; mtimes change neither; .dockerignored files change neither."""
+    d = tmp_path / "src"
+    d.mkdir()
+    (d / "f").write_text("hello")
+    (d / "x.log").write_text("a")
+    c = Context(d, DockerIgnore.from_lines(["*.log"]))
+
+    def parts() -> list[str]:
+        return ck.source_digest(d, excluded=c.excluded, descend=c.descend).split("/")
+    content, attrs = base = parts()
+    assert len(content) == len(attrs) == 64
+    os.utime(d / "f", (1, 1))
+    (d / "x.log").write_text("b")
+    assert parts() == base
+    (d / "f").write_text("hellp")
+    assert parts()[0] != content and parts()[1] == attrs
+    (d / "f").write_text("hello")
+    (d / "f").chmod(0o600)
+    assert parts()[0] == content and parts()[1] != attrs
+    (d / "f").chmod(0o644)
+    os.chown(d / "f", 1234, 1234)
+    assert parts()[0] == content and parts()[1] != attrs
+    os.chown(d / "f", 0, 0)
+    (d / "g").write_text("new")
+    assert parts()[0] != content

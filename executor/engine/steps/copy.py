@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ...cache.keys import tree_digest
+from ...cache.keys import source_digest
 from ...context import SourceMatch, has_wildcard, match_sources
 from ...dockerfile import instructions as di
 from ...dockerfile.shell import expand_heredoc
@@ -123,8 +123,8 @@ class CopyStep:
                     _note_declared(ctx, src.pattern, checksum)  # a cache hit fetches nothing
                 elif tree is None:
                     ctx_ = ctx.build.context
-                    out[name] = " ".join(m.rel + ":" + tree_digest(m.path, rel_in_context=m.rel,
-                                                                   excluded=ctx_.excluded, descend=ctx_.descend)
+                    out[name] = " ".join(m.rel + ":" + source_digest(m.path, rel_in_context=m.rel,
+                                                                     excluded=ctx_.excluded, descend=ctx_.descend)
                                          for m in src.matches)
                 else:
                     out[name] = src.pattern  # the source stage's key / image digest covers its content
