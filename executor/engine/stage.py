@@ -20,7 +20,7 @@ from typing import Any, TextIO
 
 from ..context import Context
 from ..dockerfile.instructions import FileCopy, Instruction, Run, Workdir, load_dockerfile
-from ..errors import BuildError, DockerfileError
+from ..errors import BuildError, DockerfileError, RegistryError
 from ..fs.snapshot import ChangeSet, FsIndex
 from ..interrupts import check_interrupted
 from ..layers.pathindex import IndexRecorder
@@ -239,14 +239,30 @@ class StepContext:
             raise self.err(f"--from={word}: stage {word!r} is defined after this one")
         platform = self.node.platform
         src = self.build.source(platform)
-        return SourceTree(image_source(src.resolve(word)[0].digest),
-                          lambda: self.build.image_root(word, platform))
+        try:
+            digest = src.resolve(word)[0].digest
+        except RegistryError as e:
+            raise self.err(f"--from={word}: {not_a_stage(word, plan.names)}{e}") from None
+        return SourceTree(image_source(digest), lambda: self.build.image_root(word, platform))
 
     def scratch(self) -> Path:
         """A fresh scratch directory in the work dir (removed with it)."""
         p = self.build.unique("scratch")
         p.mkdir(parents=True)
         return p
+
+
+def not_a_stage(word: str, names: dict[str, int]) -> str:
+    """The start of the error for a ``--from`` word that names no stage and whose image failed
+    ('' for a word that is plainly an image reference, with a registry, tag or digest):
+    BuildKit's rule makes such a word an image reference, so a mistyped stage name would
+    otherwise read as a registry failure."""
+    if any(c in word for c in "/:@"):
+        return ""  # plainly an image reference
+    import difflib
+    close = difflib.get_close_matches(word.lower(), list(names), n=1)
+    hint = f" (did you mean stage {close[0]!r}?)" if close else ""
+    return f"no stage is named {word!r}{hint}, so it names an image, and "
 
 
 class StageBuilder:
