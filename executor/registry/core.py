@@ -225,11 +225,11 @@ class ClientCore:
 
         if seeded == 200:
             return
-        resp = None if seeded == 401 else self._call(registry, False, "ping", once)
+        resp = None if seeded == 401 else self._call(registry, False, "checking the registry (GET /v2/)", once)
         if resp is None or resp.status_code == 401:
             if resp is not None:
                 self._transport.learn_challenge(self._endpoint(registry, False), resp)
-            probe = self._call(registry, False, "ping", lambda e: self._transport.send(e, "GET", f"{e.base}/v2/", ()))
+            probe = self._call(registry, False, "checking the registry (GET /v2/)", lambda e: self._transport.send(e, "GET", f"{e.base}/v2/", ()))
             if probe.status_code in (200,):
                 return
             if probe.status_code == 401 and self._transport.auth_session(registry).credentials is None:
