@@ -67,7 +67,11 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError:  # not the main thread (embedded use): keep the caller's handlers
         previous = {}
     try:
-        _main(argv)
+        try:
+            _main(argv)
+        except UserError as e:  # raised before a command's own guard (e.g. --cache=yes in normalise_argv)
+            sys.stderr.write(f"error: {e}\n")
+            sys.exit(e.exit_code)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

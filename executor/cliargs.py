@@ -126,6 +126,10 @@ def _kebab(name: str) -> str:
     return "--" + body
 
 
+# Go's strconv.ParseBool spellings (pflag's booleans), lower-cased: TRUE/True/T count too
+GO_BOOLS = {"1": True, "t": True, "true": True, "0": False, "f": False, "false": False}
+
+
 def normalise_argv(argv: list[str], known: set[str] | None = None, notes: list[str] | None = None) -> list[str]:
     """Accept Go/pflag spellings: ``--flag=true|false`` for booleans and ``-f=x`` shorthands.
 
@@ -147,8 +151,11 @@ def normalise_argv(argv: list[str], known: set[str] | None = None, notes: list[s
                     notes.append(f"{name}: deprecated spelling, use {new}")
                 name = new
                 arg = name + eq + value
-        if eq and name in BOOL_FLAGS and value.lower() in ("true", "false", "1", "0"):
-            truthy = value.lower() in ("true", "1")
+        if eq and name in BOOL_FLAGS:
+            if value.lower() not in GO_BOOLS:
+                raise UserError(f"{name}={value}: {name} takes true or false (or Go's 1/t, 0/f), "
+                                f"e.g. {name}=false")
+            truthy = GO_BOOLS[value.lower()]
             if truthy:
                 out.append(name)
             elif name in TRUE_DEFAULT:

@@ -265,8 +265,11 @@ def check_destinations(client: RegistryClient, destinations: list[str]) -> None:
             if "refused our credentials" in msg and hint is not None:
                 # the same words as a 401 during the push would use
                 msg = f"registry {registry} answered 401 unauthorized on GET /v2/: {hint(registry)}"
-            raise RegistryError(f"--destination {dest}: {msg} (checked before building; "
-                                "--skip-push-permission-check skips this check)") from None
+            # skipping the check helps only where the check itself is refused (some registries
+            # answer GET /v2/ with 401/403 yet take the push); not for an unreachable registry
+            auth = any(w in msg for w in ("401", "403", "unauthorized", "denied", "credentials"))
+            skip = "; --skip-push-permission-check skips this check" if auth else ""
+            raise RegistryError(f"--destination {dest}: {msg} (checked before building{skip})") from None
 
 
 def tar_tags(destinations: list[str]) -> list[str]:

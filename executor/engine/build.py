@@ -173,10 +173,9 @@ class Build:
             b.indexes = LayerIndexes(b.cache.store)
         b.used_build_args |= set().union(*(pl.used_build_args for pl in plans.values()))
         bases_resolved = _resolve_bases_soon(b, [plans[work.platform_of[u]].nodes[u[1]] for u in work.order])
-        runs = [i for pl in plans.values() for n in pl.order for i in pl.nodes[n].stage.instructions
-                if isinstance(i, Run)]
-        if runs:  # probe privileges now, in the main thread, before stage threads exist
-            b.detect_isolation(any(str(r.network) == "none" for r in runs))
+        # the RUN isolation is probed when the first RUN executes (StageBuilder... isolation_for)
+        b.run_network_none = any(str(i.network) == "none" for pl in plans.values() for n in pl.order
+                                 for i in pl.nodes[n].stage.instructions if isinstance(i, Run))
         jobs = opts.jobs or default_jobs()
         if len(work.order) > 1:
             log.info("building %d stages, up to %d at a time (--jobs)", len(work.order), jobs)

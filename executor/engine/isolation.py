@@ -1,11 +1,11 @@
-"""RUN isolation mode: chosen once per build, before stages run concurrently.
+"""RUN isolation mode: chosen once per build, when its first RUN executes.
 
 ``namespace``: pivot_root into private mount/PID/UTS/IPC namespaces (needs CAP_SYS_ADMIN).
 ``userns``: the same inside a new user namespace (no CAP_SYS_ADMIN, user namespaces allowed;
 see :mod:`.userns`). ``chroot``: plain chroot for pods where neither works. See :mod:`.sandbox`.
-Detection tries them strongest first in forked probe children, so it runs in the main thread
-before any stage thread starts, and logs one line: the mode and why each stronger one was
-impossible.
+Detection tries them strongest first in forked probe children (which only call unshare/mount
+and exit, so other stages' threads do not matter) and logs one line: the mode and why each
+stronger one was impossible. A build whose RUN steps are all cache hits never probes.
 """
 
 from __future__ import annotations

@@ -67,6 +67,7 @@ class LayerIndexes:
     _mem: dict[str, PathIndex] = field(default_factory=dict)
     _absent: set[str] = field(default_factory=set)
     _trees: dict[int, tuple[object, tuple[str, ...], MergedTree]] = field(default_factory=dict)
+    _published: set[str] = field(default_factory=set)  # diff_ids whose index was handed to the store
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def put(self, diff_id: str, index: PathIndex) -> None:
@@ -132,8 +133,10 @@ class LayerIndexes:
         store_index = getattr(self.store, "store_index", None)
         with self._lock:
             index = self._mem.get(diff_id)
-        if index is not None and store_index is not None:
-            store_index(diff_id, index.encode)
+            if index is None or store_index is None or diff_id in self._published:
+                return
+            self._published.add(diff_id)
+        store_index(diff_id, index.encode)
 
     def publish_scans(self, layers: list[Layer], fetch: Callable[[Layer], Path] | None = None) -> None:
         """For every layer not indexed in this build (base layers, cached layers of older
@@ -145,12 +148,12 @@ class LayerIndexes:
         if store_index is None:
             return
         for layer in layers:
-            with self._lock:
-                if layer.diff_id in self._mem:
-                    continue
             local = layer.path is not None and layer.path.exists()
-            if not local and fetch is None:
-                continue
+            with self._lock:
+                # indexed in this build, or already handed to the store (a base two stages share)
+                if layer.diff_id in self._mem or layer.diff_id in self._published or (not local and fetch is None):
+                    continue
+                self._published.add(layer.diff_id)
 
             def produce(layer: Layer = layer, local: bool = local) -> bytes | None:
                 t0 = time.monotonic()

@@ -24,6 +24,7 @@ from executor.registry.transport import (
     DEFAULT_EXTRA_RETRIES,
     Endpoint,
     IntegrityError,
+    parse_retry_after,
     TransientError,
     Transport,
     transport_error_message,
@@ -214,22 +215,25 @@ class ClientCore:
             sess.ping_status = None
 
         def once(ep: Endpoint):
-            self._cancel.check(f"registry {registry}: ping")
+            self._cancel.check(f"registry {registry}: checking it (GET /v2/)")
             if failed:
                 status = failed.pop()
                 raise TransientError(f"GET /v2/ answered {status}", None, status)
             resp = self._transport.client(ep).get(f"{ep.base}/v2/", extensions=self._transport.extensions)
             if resp.status_code in (500, 502, 503, 504, 429):
-                raise TransientError(f"GET /v2/ answered {resp.status_code}", None, resp.status_code)
+                resp.close()
+                raise TransientError(f"GET /v2/ answered {resp.status_code}",
+                                     parse_retry_after(resp.headers.get("Retry-After")), resp.status_code)
             return resp
 
         if seeded == 200:
             return
-        resp = None if seeded == 401 else self._call(registry, False, "ping", once)
+        what = "checking the registry (GET /v2/)"
+        resp = None if seeded == 401 else self._call(registry, False, what, once)
         if resp is None or resp.status_code == 401:
             if resp is not None:
                 self._transport.learn_challenge(self._endpoint(registry, False), resp)
-            probe = self._call(registry, False, "ping", lambda e: self._transport.send(e, "GET", f"{e.base}/v2/", ()))
+            probe = self._call(registry, False, what, lambda e: self._transport.send(e, "GET", f"{e.base}/v2/", ()))
             if probe.status_code in (200,):
                 return
             if probe.status_code == 401 and self._transport.auth_session(registry).credentials is None:

@@ -24,6 +24,7 @@ loopback registry whose TLS handshake showed it speaks plain HTTP).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import socket
 import threading
@@ -105,8 +106,7 @@ class FirstContact:
         contact = None
         try:
             contact = contact_endpoint(ep, self._user_agent, self._timeout)
-            contact = Contact(contact.endpoint, contact.status, contact.challenge, contact.ssl_context,
-                              time.monotonic() - t0)
+            contact = dataclasses.replace(contact, seconds=time.monotonic() - t0)
             log.debug("first contact with %s: %s in %.0f ms", ep.registry,
                       f"GET /v2/ {contact.status}" if contact.status else f"scheme {contact.endpoint.base}",
                       contact.seconds * 1000)

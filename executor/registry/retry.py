@@ -142,12 +142,23 @@ def _describe(exc: BaseException | None) -> str:
     if exc is None:
         return "unknown error"
     if isinstance(exc, httpx.ConnectError):
-        return "connection refused" if "refused" in str(exc).lower() else f"cannot connect ({type(exc).__name__})"
+        low = str(exc).lower()
+        if "refused" in low:
+            return "connection refused"
+        if _unknown_host(low):
+            return "its host name does not resolve"
+        return f"cannot connect ({type(exc).__name__})"
     if isinstance(exc, httpx.TimeoutException):
         return f"timed out ({type(exc).__name__})"
     if isinstance(exc, httpx.TransportError):
         return f"connection error ({type(exc).__name__})"
     return str(exc)
+
+
+def _unknown_host(low: str) -> bool:
+    """True for getaddrinfo's failures (EAI_NONAME, EAI_AGAIN, EAI_NODATA) in an error's text."""
+    return any(p in low for p in ("name or service not known", "name resolution", "nodename nor servname",
+                                  "no address associated", "errno -2]", "errno -3]", "errno -5]"))
 
 
 def transport_error_message(registry: str, exc: BaseException, attempts: int, https: bool, what: str = "",
@@ -179,8 +190,12 @@ def transport_error_message(registry: str, exc: BaseException, attempts: int, ht
         if registry in ("docker.io", "registry-1.docker.io", "index.docker.io"):
             return msg + ("; Docker Hub is unreachable from here: use --registry-mirror MIRROR or "
                           "--registry-map docker.io=MIRROR, or name the image with a reachable registry")
-        return msg + (f"; is it running? use --insecure-registry {registry} for plain HTTP" if https
-                      else "; is it running?")
+        if _unknown_host(text.lower()):
+            return msg + "; check the registry's name (and the pod's DNS)"
+        from executor.registry.options import is_loopback
+        if https and not is_loopback(registry):  # (a loopback registry's plain HTTP needs no flag)
+            return msg + f"; is it running? use --insecure-registry {registry} for plain HTTP"
+        return msg + "; is it running?"
     if https and not text:
         return msg + f"; the connection broke (TLS?); if the registry needs a client certificate pass --registry-client-cert {registry}=CERT.pem,KEY.pem"
     return msg + f"; the connection broke ({text[:120] or type(exc).__name__}); check the network or raise {retry_flag}"

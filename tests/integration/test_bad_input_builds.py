@@ -210,3 +210,16 @@ def test_huge_run_command_line_is_not_echoed(registry, busybox, tmp_path):
     assert len(last) < 400, len(last)
     assert len(p.stdout) + len(p.stderr) < 20_000
     assert not tag_exists(registry, dest)
+
+
+def test_mistyped_copy_from_stage_names_the_line_and_the_stage(registry, busybox, tmp_path):
+    """``COPY --from=buidler`` (a typo of the stage ``builder``) is an image reference by
+    BuildKit's rule; when that image cannot be had, the error names the Dockerfile line and the
+    stage the user probably meant, not only the registry (here Docker Hub is mapped to the test
+    registry, which has no library/buidler: 404, no retries)."""
+    ctx = _ctx(tmp_path, f"FROM {busybox} AS builder\nRUN echo hi > /x\nFROM {busybox}\nCOPY --from=buidler /x /x\n")
+    dest, p = _executor(registry, ctx, "--registry-map", f"docker.io={registry.host}",
+                        "--insecure-pull")
+    assert_clean_failure(p, "Dockerfile:4:", "--from=buidler", "no stage is named 'buidler'",
+                         "did you mean stage 'builder'?", "buidler")
+    assert not tag_exists(registry, dest)

@@ -231,3 +231,26 @@ def test_lazy_without_root_writes_the_owners_of_the_eager_root_build(registry, b
         assert (home / "digest").read_text() == (tmp / "eager").read_text()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_a_base_two_stages_share_gets_its_path_index_stored_once(proxy, busybox, tmp_path):
+    """The first --cache build of two stages on one base hands the base layers' path indexes to
+    the cache once (each stage used to schedule its own scan and push of the same index)."""
+    host = proxy.host
+    base = busybox.replace(busybox.split("/")[0], host, 1)
+    ctx = _context(tmp_path, f"""\
+        FROM {base} AS one
+        RUN echo one > /one
+        FROM {base} AS two
+        RUN echo two > /two
+        FROM {base}
+        COPY --from=one /one /one
+        COPY --from=two /two /two
+    """)
+    cache = f"{host}/lazy/shared-base-cache-{uuid.uuid4().hex[:6]}"
+    mark = len(proxy.log)
+    _build(host, ctx, f"{host}/lazy/shared-base:{uuid.uuid4().hex[:6]}", cache)
+    puts = [path for method, path, _ in proxy.log[mark:] if method == "PUT" and "/manifests/pathindex-" in path]
+    base_layers = [d["digest"] for d in skopeo_inspect(base, raw=True)["layers"]]
+    assert puts and len(puts) == len(set(puts)), puts
+    assert len(puts) >= len(base_layers), puts  # the base's (and the RUN layers')

@@ -258,8 +258,11 @@ def test_connection_refused_message(monkeypatch):
     msg = str(ei.value)
     assert f"cannot reach registry {host} (connection refused) after 4 attempts" in msg
     with RegistryClient(RegistryOptions()) as c:
-        with pytest.raises(RegistryError, match="--insecure-registry"):
+        with pytest.raises(RegistryError) as ei:
             c.ping(host)
+    # a loopback registry needs no flag for plain HTTP (it falls back by itself): nothing listens
+    msg = str(ei.value)
+    assert msg.endswith("; is it running?") and "--insecure-registry" not in msg, msg
 
 
 def test_https_to_plain_registry_suggests_insecure(registry, monkeypatch):

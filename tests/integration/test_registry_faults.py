@@ -62,6 +62,16 @@ def test_429_retry_after_is_honoured(proxy, client, fast_backoff):
     assert injected(proxy) == ["status 429"]
 
 
+def test_ping_honours_retry_after(proxy, client, fast_backoff):
+    """The destination check's GET /v2/ waits as long as a 503's Retry-After asks (the fixture's
+    backoff returns Retry-After when there is one, else 10 ms)."""
+    proxy.add(Fault("status", "GET", "/v2/$", status=503, retry_after=1))
+    t0 = time.monotonic()
+    client.ping(proxy.host)
+    assert time.monotonic() - t0 >= 1.0
+    assert injected(proxy) == ["status 503"]
+
+
 def test_reset_mid_download_resumes(proxy, client, registry, fast_backoff):
     data = os.urandom(400 * 1024)
     direct = RegistryClient(RegistryOptions(insecure_registries=frozenset({registry.host})))

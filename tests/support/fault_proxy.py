@@ -39,6 +39,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from tests.support.httphead import read_head
+
 KINDS = frozenset({"status", "reset_request", "reset_response", "truncate", "corrupt", "corrupt_request",
                    "stall_response", "stall_request", "throttle"})
 
@@ -166,14 +168,9 @@ class FaultProxy:
 
     def _handle(self, conn: socket.socket) -> None:
         conn.settimeout(30)
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            chunk = conn.recv(65536)
-            if not chunk:
-                return
-            buf += chunk
-            if len(buf) > 1 << 20:
-                return
+        buf, complete = read_head(conn, limit=1 << 20)
+        if not complete:
+            return
         head, _, body = buf.partition(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
         method, target, _ = lines[0].split(" ", 2)
@@ -230,13 +227,10 @@ class FaultProxy:
 
     def _relay_body(self, up: socket.socket, conn: socket.socket, fault: Fault) -> None:
         """Relay the upstream response applying ``fault`` to the body bytes."""
-        pending = b""
-        while b"\r\n\r\n" not in pending:
-            chunk = up.recv(65536)
-            if not chunk:
-                conn.sendall(pending)
-                return
-            pending += chunk
+        pending, complete = read_head(up)
+        if not complete:
+            conn.sendall(pending)
+            return
         head, _, rest = pending.partition(b"\r\n\r\n")
         conn.sendall(head + b"\r\n\r\n")
         limit = fault.after_bytes if fault.kind in ("reset_response", "truncate", "stall_response") else None

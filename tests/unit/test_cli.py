@@ -21,9 +21,23 @@ from executor.errors import UserError
     (["-f=Dockerfile.x"], ["-f", "Dockerfile.x"]),
     (["--destination=r/x:y"], ["--destination=r/x:y"]),
     (["--no-push=1"], ["--no-push"]),
+    (["--cache=T"], ["--cache"]),
+    (["--cache=f"], []),
+    (["--cache-run-layers=FALSE"], ["--no-cache-run-layers"]),
+    (["--cleanup=True"], ["--cleanup"]),
 ])
 def test_normalise_argv_accepts_go_flag_spellings(argv, expected):
     assert normalise_argv(argv) == expected
+
+
+def test_boolean_flag_with_another_value_is_one_clear_error():
+    with pytest.raises(UserError, match=r"^--cache=yes: --cache takes true or false"):
+        normalise_argv(["--cache=yes"])
+    p = subprocess.run([sys.executable, "-m", "executor", "--no-push", "--cache=yes", "--context", "/nonexistent"],
+                       capture_output=True, text=True)
+    assert p.returncode == 1, p.stderr
+    assert p.stderr.strip().splitlines() == ["error: --cache=yes: --cache takes true or false (or Go's 1/t, 0/f), "
+                                             "e.g. --cache=false"], p.stderr
 
 
 def test_build_arg_bare_key_takes_environment_value():

@@ -122,11 +122,18 @@ def test_fast_parser_gives_typers_values_and_given_flags(argv):
 
 @pytest.mark.parametrize("argv", [
     ["--help"], ["-h"], ["--bogus"], ["positional"], ["--", "x"], ["-"], ["--destination"], ["--jobs", "x"],
-    ["--jobs=+3"], ["--cache=yes"], ["--cache=maybe"], ["-x"], ["--dest", "r/a"],
+    ["--jobs=+3"], ["-x"], ["--dest", "r/a"],
 ])
 def test_fast_parser_leaves_everything_else_to_typer(argv):
     from executor.buildflags import KNOWN_FLAGS, parse
     assert parse(cli.normalise_argv(argv, set(KNOWN_FLAGS))) is None
+
+
+@pytest.mark.parametrize("argv", [["--cache=yes"], ["--cache=maybe"]])
+def test_boolean_flag_values_go_does_not_accept_stop_before_either_parser(argv):
+    from executor.buildflags import KNOWN_FLAGS
+    with pytest.raises(cli.UserError, match="takes true or false"):
+        cli.normalise_argv(argv, set(KNOWN_FLAGS))
 
 
 def test_fast_parser_default_no_push_follows_the_environment(monkeypatch):

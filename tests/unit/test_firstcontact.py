@@ -16,6 +16,7 @@ from executor.registry.firstcontact import (MAX_HEAD_BYTES, ContactFailed, First
 from executor.registry.options import RegistryOptions, endpoint_for
 from executor.registry.transport import Transport
 from executor.registry.auth import Keychain
+from tests.support.httphead import read_head
 
 
 class Scripted:
@@ -38,13 +39,7 @@ class Scripted:
             except OSError:
                 return
             with conn:
-                buf = b""
-                while b"\r\n\r\n" not in buf:
-                    chunk = conn.recv(4096)
-                    if not chunk:
-                        break
-                    buf += chunk
-                self.requests.append(buf)
+                self.requests.append(read_head(conn)[0])
                 if callable(self.answer):
                     self.answer(conn)
                 else:

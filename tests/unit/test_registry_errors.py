@@ -99,3 +99,20 @@ def test_token_refusal_carries_status(monkeypatch):
     with pytest.raises(RegistryError, match="refused a token anonymously") as ei:
         c.get_manifest(REF)
     assert ei.value.status == 403
+
+
+@pytest.mark.parametrize("text", ["[Errno -2] Name or service not known",
+                                  "[Errno -3] Temporary failure in name resolution"])
+def test_unknown_host_names_dns_not_plain_http(text):
+    from executor.registry.retry import transport_error_message
+    msg = transport_error_message("regsitry.example.com", httpx.ConnectError(text), 4, True, "checking the registry")
+    assert "(its host name does not resolve)" in msg and msg.endswith("; check the registry's name (and the pod's DNS)")
+    assert "--insecure-registry" not in msg
+
+
+def test_refused_suggests_plain_http_only_off_loopback():
+    from executor.registry.retry import transport_error_message
+    refused = httpx.ConnectError("[Errno 111] Connection refused")
+    assert "use --insecure-registry registry.example.com:5000" in transport_error_message(
+        "registry.example.com:5000", refused, 4, True)
+    assert transport_error_message("localhost:5000", refused, 4, True).endswith("; is it running?")
