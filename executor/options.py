@@ -28,7 +28,7 @@ class BuildOptions:
     labels: dict[str, str] = field(default_factory=dict)
     platform: str = "linux/amd64"
     platforms: list[str] = field(default_factory=list)  # several: one image each, pushed as one index
-    work_dir: Path | None = None
+    work_dir: Path | None = None         # --kaniko-dir: the run's own work dir is made inside it
     cleanup: bool = True
     run_isolation: str = "auto"          # auto | namespace | userns | chroot
     reproducible: bool = False

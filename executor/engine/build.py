@@ -123,9 +123,12 @@ class Build:
         self.client = client
         self.uploads = uploads  # layers of the output image are handed to it as they are written
         self.stdout, self.stderr = stdout, stderr
-        # a fresh marked work dir; work dirs of earlier runs that were killed are removed first
-        self.work = Path(options.work_dir) if options.work_dir else new_work_dir(keep=not options.cleanup)
-        self.work.mkdir(parents=True, exist_ok=True)
+        # a fresh marked work dir (inside --kaniko-dir when given: that directory itself is the
+        # user's, never removed, and a kept earlier run's files there cannot collide with this
+        # run's); work dirs of earlier runs that were killed are removed first
+        if options.work_dir:
+            Path(options.work_dir).mkdir(parents=True, exist_ok=True)
+        self.work = new_work_dir(Path(options.work_dir) if options.work_dir else None, keep=not options.cleanup)
         self.store = BlobStore(self.work / "blobs")
         self.services: BuildServices | None = None
 
@@ -230,5 +233,4 @@ class Build:
             b.close()
         if self.opts.cleanup:
             shutil.rmtree(self.work, ignore_errors=True)
-        if not self.opts.work_dir:
-            release_work_dir(self.work)
+        release_work_dir(self.work)

@@ -194,6 +194,28 @@ def test_run_exit_code_propagates_and_nothing_pushed(registry, busybox, tmp_path
     assert r.returncode != 0  # nothing was tagged
 
 
+def test_kaniko_dir_is_kept_and_reused_after_a_kept_run(registry, busybox, tmp_path):
+    """``--kaniko-dir DIR``: each run works in a fresh directory inside DIR; a run kept with
+    ``--cleanup=false`` does not collide with the next one there, and a cleaning run removes its
+    own directory, never DIR or what else is in it (DIR is the user's, e.g. a workspace)."""
+    ctx = make_context(tmp_path, f"""\
+        FROM {busybox} AS one
+        RUN echo one > /one
+        FROM {busybox}
+        COPY --from=one /one /one
+        RUN cat /one
+        """)
+    kdir = tmp_path / "kaniko"
+    kdir.mkdir()
+    (kdir / "mine.txt").write_text("the user's\n")
+    build(registry, ctx, "core/kdir", "--kaniko-dir", str(kdir), "--cleanup=false")
+    kept = [p.name for p in kdir.iterdir() if p.name != "mine.txt"]
+    assert len(kept) == 1 and kept[0].startswith("executor-"), kept
+    build(registry, ctx, "core/kdir", "--kaniko-dir", str(kdir))
+    assert sorted(p.name for p in kdir.iterdir()) == sorted(kept + ["mine.txt"])
+    assert (kdir / "mine.txt").read_text() == "the user's\n"
+
+
 def test_malformed_dockerfile_names_line(registry, busybox, tmp_path):
     ctx = make_context(tmp_path, f"""\
         FROM {busybox}

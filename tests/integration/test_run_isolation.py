@@ -205,7 +205,7 @@ def test_interrupted_run_kills_everything_and_cleans_up(registry, busybox, tmp_p
     secrets_left = [q for q in work.rglob("*") if q.is_file() and not q.is_symlink()
                     and secret_value.encode() in q.read_bytes()]
     assert secrets_left == []
-    roots = list(work.glob("stages/*/rootfs"))
+    roots = list(work.glob("executor-*/stages/*/rootfs"))  # (the run's own dir inside --kaniko-dir)
     assert roots
     for root in roots:  # nothing placed for the RUN is left in the stage root
         assert not os.path.lexists(root / "run" / "secrets" / "tok")
