@@ -280,7 +280,7 @@ def test_released_digest_check_step_runs_in_the_helper_image(release, registry, 
     assert skopeo_image == f"{tools['reference']}@{tools['digest']}"
     check = [s["name"] for s in task["spec"]["steps"]][0]
     step = render_step(task, check, {"IMAGE_URL": executor["reference"], "IMAGE_DIGEST": executor["digest"],
-                                     "TLS_VERIFY": "false", "SKOPEO_IMAGE": skopeo_image}, set())
+                                     "TLS_VERIFY": "false", "skopeo-image": skopeo_image}, set())
     image_config = skopeo_inspect(_by_digest(tools), config=True)["config"]
     p = _run_step(tools_rootfs, tmp_path, step, [], image_config)
     assert p.returncode == 0, p.stdout + p.stderr

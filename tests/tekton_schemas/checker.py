@@ -153,7 +153,7 @@ class Catalog:
 
 def yaml_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file()
-                  and p.name != ".tektonlintrc.yaml")
+                  and p.name not in (".tektonlintrc.yaml", "artifacthub-repo.yml"))
 
 
 # ---------------------------------------------------------------- reference checks

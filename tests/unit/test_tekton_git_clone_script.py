@@ -3,17 +3,21 @@ capabilities) with Tekton's substitution applied: a non-root clone works into a 
 workspace, with HOME=/tekton/home's stand-in or, when HOME is not writable, a temp HOME; submodules
 and DEPTH over file://; the basic-auth workspace (Pipelines-as-Code's .git-credentials/.gitconfig)
 and the ssl-ca-directory workspace against `git http-backend` served over HTTPS with basic auth on
-loopback. Every run checks the CHAINS-GIT_* results. (ssh-directory has no server here: untested.)"""
+loopback; the ssh-directory workspace against Debian's OpenSSH server run on a loopback port (and,
+for what the step hands ssh, a recording stand-in). Every run checks the CHAINS-GIT_* results."""
 
 from __future__ import annotations
 
 import base64
 import os
 import shutil
+import socket
 import ssl
 import subprocess
 import tempfile
+import textwrap
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -340,3 +344,81 @@ def test_ssh_directory_workspace(tmp_path, upstream):
     key = ssh_dir / "id_ed25519"
     assert key.read_text() == "PRIVATE\n" and key.stat().st_uid == SC["runAsUser"]
     assert (key.stat().st_mode & 0o077) == 0 and (ssh_dir.stat().st_mode & 0o077) == 0
+
+
+# ------------------------------------------------------------ ssh-directory against a real sshd
+SSHD = "/usr/sbin/sshd"
+
+
+@pytest.fixture
+def sshd(tmp_path):
+    """Debian's OpenSSH server on a free 127.0.0.1 port, run by the test (not the system's
+    service): one authorized key (made here), root login by key only, nothing else. Yields
+    (port, client key dir holding id_ed25519 + known_hosts, the repository it serves, its sha)."""
+    if not os.access(SSHD, os.X_OK) or not shutil.which("ssh-keygen"):
+        pytest.skip("openssh-server missing (apt-get install openssh-server): no real sshd for ssh-directory")
+    from tests.support.registry_server import free_port
+    srv = tmp_path / "sshd"
+    srv.mkdir(mode=0o700)
+    keys = tmp_path / "ssh-secret"
+    keys.mkdir(mode=0o755)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(srv / "host_key")], check=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "git-clone-test", "-f",
+                    str(keys / "id_ed25519")], check=True)
+    shutil.copy(keys / "id_ed25519.pub", srv / "authorized_keys")
+    repo = tmp_path / "served.git"
+    repo.mkdir()
+    sha = make_repo(repo, {"Dockerfile": "FROM scratch\n"})
+    port = free_port()
+    (keys / "known_hosts").write_text(f"[127.0.0.1]:{port} {(srv / 'host_key.pub').read_text()}")
+    for f in keys.iterdir():
+        os.chmod(f, 0o644)                    # a Secret volume's files are world-readable (defaultMode 0644)
+    (srv / "sshd_config").write_text(textwrap.dedent(f"""\
+        ListenAddress 127.0.0.1:{port}
+        HostKey {srv / 'host_key'}
+        AuthorizedKeysFile {srv / 'authorized_keys'}
+        AllowUsers root
+        PermitRootLogin prohibit-password
+        PasswordAuthentication no
+        KbdInteractiveAuthentication no
+        UsePAM no
+        StrictModes no
+        PidFile none
+        """))
+    os.makedirs("/run/sshd", mode=0o755, exist_ok=True)   # sshd's privilege separation directory
+    proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(srv / "sshd_config")], stdout=subprocess.DEVNULL,
+                            stderr=open(srv / "log", "wb"))
+    try:
+        for _ in range(100):
+            if proc.poll() is not None:
+                pytest.fail(f"sshd exited: {(srv / 'log').read_text()}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield port, keys, repo, sha
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_ssh_directory_workspace_against_a_real_sshd(tmp_path, sshd):
+    """The ssh-directory workspace (key + known_hosts as a Secret would hold them) clones over a
+    real OpenSSH server on loopback as the step's uid; host key checking stays on."""
+    port, keys, repo, sha = sshd
+    url = f"ssh://root@127.0.0.1:{port}{repo}"
+    home = world_writable(tmp_path / "home")
+    p, out, results = run_as_step(tmp_path, url, "main", home, workspaces={"ssh-directory": str(keys)})
+    assert p.returncode == 0, p.stderr + (tmp_path / "sshd/log").read_text()
+    assert (out / "Dockerfile").read_text() == "FROM scratch\n"
+    assert_results(results, url, sha)
+    assert (out / ".git").stat().st_uid == SC["runAsUser"]
+    assert "Accepted publickey for root" in (tmp_path / "sshd/log").read_text()   # through sshd, by the key
+    # the same server refuses a host key the workspace does not vouch for
+    (keys / "known_hosts").write_text(f"[127.0.0.1]:{port} {(keys / 'id_ed25519.pub').read_text()}")
+    again = tmp_path / "again"
+    again.mkdir(mode=0o755)
+    p, _, results = run_as_step(again, url, "main", home, workspaces={"ssh-directory": str(keys)})
+    assert p.returncode != 0 and "host key" in p.stderr.lower(), p.stderr
+    assert not (results / "COMMIT").exists()

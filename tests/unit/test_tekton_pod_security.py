@@ -63,7 +63,12 @@ def test_readme_states_each_level_and_why_root():
         if m:
             rows[m.group(2)] = m.group(3)
     assert rows == {"git-clone": "restricted", "build-and-push": "restricted", "kaniko-build": "baseline"}
-    assert "Why the build step needs root today" in README
+    assert "Why the build step runs as root, and what rootless builds change" in README
+    for rootless in ("hostUsers: false", "uid 1000", "kaniko-build-rootless.yaml"):
+        assert rootless in README, rootless
+    # OpenShift's default SCC refuses fixed uids; the README names the SCCs each step needs
+    for scc in ("restricted-v2", "nonroot-v2", "anyuid"):
+        assert scc in README, scc
     assert "set-security-context" in README          # Tekton's init containers and "restricted"
 
 

@@ -201,12 +201,6 @@ def test_pac_pipelinerun_binds_the_catalog_pipeline():
         assert params["git-url"] == "{{repo_url}}" and params["git-revision"] == "{{revision}}"
 
 
-def test_artifacthub_repo_metadata():
-    meta = yaml.safe_load((REPO / "artifacthub-repo.yml").read_text())
-    assert set(meta) <= {"repositoryID", "owners", "ignore"}
-    assert all(set(o) <= {"name", "email"} and o.get("name") for o in meta.get("owners") or [])
-
-
 # ------------------------------------------------------------------------- release workflow
 def test_release_workflow_runs_the_script_on_version_tags_with_pinned_actions():
     text = (REPO / ".github/workflows/release.yml").read_text()
