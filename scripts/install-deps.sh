@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 PKGS=(umoci skopeo runc buildah docker-registry debootstrap busybox-static uidmap
       time apache2-utils openssl ca-certificates python3-venv git make curl
-      qemu-user-static binfmt-support)   # arm64 emulation for tests/multiarch (tests/support/multiarch.py)
+      qemu-user-static binfmt-support    # arm64 emulation for tests/multiarch (tests/support/multiarch.py)
+      gcc libc6-dev)   # static probe programs of the RUN isolation tests (tests/support/probes), else skipped
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
