@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 PKGS=(umoci skopeo runc buildah docker-registry debootstrap busybox-static uidmap
       time apache2-utils openssl ca-certificates python3-venv git make curl
       qemu-user-static binfmt-support    # arm64 emulation for tests/multiarch (tests/support/multiarch.py)
+      gcc libc6-dev      # static probe programs of the RUN isolation tests (tests/support/probes), else skipped
       openssh-server)   # sshd binary: git-clone's ssh-directory test runs its own on a loopback port
 missing=()
 for p in "${PKGS[@]}"; do

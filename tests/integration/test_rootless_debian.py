@@ -7,13 +7,17 @@ modes, owners, symlink targets and content.
 The executor enters a user namespace mapped by newuidmap/newgidmap (executor/rootless.py:
 0 -> the user, 1..65536 -> its subordinate range) and runs the RUN steps in ``namespace``
 mode there. Content that records when it was made (logs, caches, byte-code) is compared by
-presence, type, mode and owner only; the list is below. Both wall times are printed.
+presence, type, mode and owner only; the list is below. Both wall times are printed (run with
+``-s``), with the executor's own 'done in' and each build's stage-root kind: the root build (the
+session's ``debian_example``, which also writes an SBOM and provenance) stacks overlayfs roots, a
+rootless build copies directories (no overlayfs in its mount namespace), which makes it slower.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import stat
 import time
@@ -50,6 +54,16 @@ def tree(rootfs: Path) -> dict[str, tuple]:
     return out
 
 
+def _done_in(log: str) -> str:
+    m = re.search(r"done in ([0-9.]+s)", log)
+    return m.group(1) if m else "?"
+
+
+def _stage_roots(log: str) -> str:
+    """The build's 'stage roots: ...' line (overlayfs for root; copied directories rootless)."""
+    return next((line.split("] ", 1)[-1] for line in log.splitlines() if "stage roots:" in line), "stage roots: ?")
+
+
 @pytest.fixture
 def rootless_home():
     pw = ensure_rootless_user()
@@ -75,7 +89,9 @@ def test_debian_example_built_rootless_equals_the_root_build(registry, debian_ba
                                      "--log-format", "text"], home, timeout=900, bounding=True)
     seconds = time.monotonic() - t0
     print(f"\nDebian example wall time: root {debian_example.seconds:.1f}s (with --sbom/--provenance), "
-          f"rootless {seconds:.1f}s")
+          f"rootless {seconds:.1f}s; the executor's own 'done in': root {_done_in(debian_example.stderr)}, "
+          f"rootless {_done_in(p.stderr)}\n  root {_stage_roots(debian_example.stderr)}\n"
+          f"  rootless {_stage_roots(p.stderr)}")
     assert p.returncode == 0, p.stderr
     assert "Traceback" not in p.stderr
     assert "RUN isolation: namespace" in p.stderr and f"uid 0 = uid {pw.pw_uid} outside" in p.stderr, p.stderr

@@ -6,8 +6,12 @@ The executor runs under ``setpriv`` with Docker's default capability set as its 
 that in plain chroot mode signalled processes outside the build (``kill -TERM <pid>``,
 ``kill -9 $PPID``, ``kill -STOP $PPID``) reach nothing outside it; ``ps`` lists only the RUN's
 own processes; owners set by a RUN (chown 1000:1000, a USER 1000 step) land in the pushed layer.
-With user namespaces disabled (``/proc/sys/user/max_user_namespaces`` = 0 in the test's own user
-namespace) the executor falls back to chroot and says why in one line.
+The RUN's user, PID, mount, IPC and UTS namespaces are none of the executor's, its /proc is a
+fresh procfs, its ids map 1:1 (an image owner 1000 is 1000 inside). With user namespaces disabled
+(``/proc/sys/user/max_user_namespaces`` = 0 in the test's own user namespace) or unshare refused
+by a seccomp filter (as containerd's RuntimeDefault profile does), the executor falls back to
+chroot and says why in one line. Root of a pod's own user namespace (``hostUsers: false``, here a
+user namespace the test maps onto host uids 300000..) gets userns isolation too.
 """
 
 from __future__ import annotations
@@ -155,3 +159,149 @@ def test_without_user_namespaces_falls_back_to_chroot_and_says_why(registry, bus
     assert "not namespace: no CAP_SYS_ADMIN" in lines[0], lines
     assert "not userns: user namespaces disabled: /proc/sys/user/max_user_namespaces is 0" in lines[0], lines
     assert "fb" in layer_members(fetch_layout(dest, tmp_path)[2])
+
+
+#: Runs argv under a seccomp filter that refuses unshare(2) with EPERM (what containerd's
+#: RuntimeDefault profile does to a process without CAP_SYS_ADMIN), then drops CAP_SYS_ADMIN like a
+#: pod. The classic-BPF program is written by hand (seccomp(2) "EXAMPLES"): x86-64 only.
+DENY_UNSHARE = [sys.executable, "-c", """\
+import ctypes, os, struct, sys
+AUDIT_ARCH_X86_64, NR_UNSHARE = 0xC000003E, 272
+prog = b"".join(struct.pack("HBBI", *insn) for insn in (
+    (0x20, 0, 0, 4),                   # A = seccomp_data.arch
+    (0x15, 0, 3, AUDIT_ARCH_X86_64),   # not x86-64: allow
+    (0x20, 0, 0, 0),                   # A = seccomp_data.nr
+    (0x15, 0, 1, NR_UNSHARE),
+    (0x06, 0, 0, 0x00050000 | 1),      # SECCOMP_RET_ERRNO | EPERM
+    (0x06, 0, 0, 0x7FFF0000),          # SECCOMP_RET_ALLOW
+))
+buf = ctypes.create_string_buffer(prog)
+class Fprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+fprog = Fprog(len(prog) // 8, ctypes.addressof(buf))
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) != 0:  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
+    sys.exit(f"seccomp filter refused: {os.strerror(ctypes.get_errno())}")
+os.execvp(sys.argv[1], sys.argv[1:])
+"""]
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the hand-written seccomp filter is x86-64 only")
+def test_seccomp_refusing_unshare_falls_back_to_chroot_and_says_why(registry, busybox, tmp_path):
+    """Root without CAP_SYS_ADMIN under a seccomp filter that refuses unshare (a pod with the
+    RuntimeDefault profile): one isolation line, chroot, naming the refused unshare; the RUN
+    still builds."""
+    check = subprocess.run(DENY_UNSHARE + ["unshare", "--user", "true"], capture_output=True, text=True)
+    assert check.returncode != 0 and "Operation not permitted" in check.stderr, check  # the filter works
+    ctx = make_context(tmp_path, f"""\
+        FROM {busybox}
+        RUN echo fallback > /fb
+        """)
+    dest, p = pod_build(registry, ctx, "rootless/seccomp", prefix=DENY_UNSHARE + POD)
+    assert p.returncode == 0, p.stderr
+    lines = isolation_line(p.stderr)
+    assert len(lines) == 1, p.stderr
+    assert "RUN isolation: chroot" in lines[0], lines
+    assert "not namespace: no CAP_SYS_ADMIN" in lines[0], lines
+    assert "not userns: unshare(CLONE_NEWUSER) refused: EPERM (seccomp, or user namespaces disabled?)" in lines[0], \
+        lines
+    assert "Traceback" not in p.stderr
+    assert "fb" in layer_members(fetch_layout(dest, tmp_path)[2])
+
+
+NAMESPACES = ("user", "pid", "mnt", "ipc", "uts")
+
+
+def test_userns_run_has_its_own_namespaces_fresh_proc_and_in_image_owners(registry, busybox, tmp_path):
+    """In userns mode a RUN is in a user, PID, mount, IPC and UTS namespace of its own (none is the
+    executor's), its /proc is a fresh procfs of its PID namespace (pid 1 is its shell), its ids map
+    1:1 (uid_map = the executor's), and a file the image gave owner 1000 is 1000 inside the RUN."""
+    ns = " ".join(f"$(readlink /proc/self/ns/{n})" for n in NAMESPACES)
+    ctx = make_context(tmp_path, f"""\
+        FROM {busybox}
+        COPY --chown=1000:1000 f.txt /owned-1000
+        RUN echo {ns} > /ns-out; cat /proc/self/uid_map /proc/self/gid_map > /map-out; \\
+            stat -c %u:%g /owned-1000 /bin/sh > /stat-out; hostname > /uts-out; \\
+            cat /proc/1/cmdline | tr '\\0' ' ' > /pid1-out; ls /proc | grep -E '^[0-9]+$' > /pids-out; \\
+            cat /proc/self/mountinfo > /mountinfo-out
+        """, {"f.txt": "f\n"})
+    dest, p = pod_build(registry, ctx, "rootless/ns")
+    assert p.returncode == 0, p.stderr
+    lines = isolation_line(p.stderr)
+    assert len(lines) == 1 and "RUN isolation: userns" in lines[0] and "empty /proc" not in lines[0], lines
+    layout, _, _, _ = fetch_layout(dest, tmp_path)
+    bundle = tmp_path / "unpacked"
+    run(["umoci", "unpack", "--image", f"{layout}:x", str(bundle)])
+    rootfs = bundle / "rootfs"
+    inside = (rootfs / "ns-out").read_text().split()
+    outside = [os.readlink(f"/proc/self/ns/{n}") for n in NAMESPACES]  # the executor's (setpriv keeps them)
+    assert len(inside) == len(NAMESPACES) and all(n.startswith(f"{k}:[") for n, k in zip(inside, NAMESPACES)), inside
+    assert [a for a, b in zip(inside, outside) if a == b] == [], (inside, outside)
+    assert (rootfs / "map-out").read_text() == (Path("/proc/self/uid_map").read_text()
+                                                + Path("/proc/self/gid_map").read_text())
+    assert (rootfs / "stat-out").read_text().split() == ["1000:1000", "0:0"]
+    assert (rootfs / "uts-out").read_text().strip() != os.uname().nodename
+    assert (rootfs / "pid1-out").read_text().startswith("/bin/sh -c echo ")  # pid 1: the RUN's own shell
+    pids = (rootfs / "pids-out").read_text().split()  # the shell (1), and the ls and grep of the pipeline
+    assert "1" in pids and len(pids) <= 3, pids
+    at_proc = [line.split() for line in (rootfs / "mountinfo-out").read_text().splitlines() if line.split()[4] == "/proc"]
+    assert [f[f.index("-") + 1] for f in at_proc] == ["proc"], at_proc  # a procfs mounted at /proc, not a bind
+
+
+#: A pod with ``hostUsers: false``: the test unshares a user namespace whose root is host uid
+#: HOST_BASE (ids 0..65535 -> HOST_BASE..), as the kubelet does, then drops CAP_SYS_ADMIN.
+HOST_BASE = 300000
+HOSTUSERS_FALSE = [sys.executable, "-c", f"""\
+import os, sys
+from executor.engine.userns import unshare_mapped
+def maps(pid):
+    for kind in ("uid", "gid"):
+        with open(f"/proc/{{pid}}/{{kind}}_map", "w") as f:
+            f.write("0 {HOST_BASE} 65536\\n")
+    return ""
+unshare_mapped(0, maps)
+os.setresgid(0, 0, 0)
+os.setresuid(0, 0, 0)
+os.execvp(sys.argv[1], sys.argv[1:])
+"""]
+
+
+def test_hostusers_false_pod_gets_userns_and_keeps_owners(registry, busybox, tmp_path):
+    """Root of a pod's own user namespace (uid 0 = an unprivileged host uid) with the default
+    capabilities: the RUN gets userns isolation (its id map nested in the pod's), the log names the
+    outside uid, and owners 0 and 1000 land in the layer as written."""
+    from tests.support.rootless import python_for, shared_dir
+    base = shared_dir("executor-hostusers-")
+    try:
+        python, extra = python_for(HOST_BASE)  # the interpreter the pod's root (host uid HOST_BASE) may run
+        work = base / "work"
+        work.mkdir()
+        os.chown(work, HOST_BASE, HOST_BASE)
+        ctx = make_context(base, f"""\
+            FROM {busybox}
+            RUN cat /proc/self/uid_map > /map-out; mkdir /owned && touch /owned/f && chown -R 1000:1000 /owned
+            """)
+        for q in [ctx, *ctx.rglob("*")]:
+            q.chmod(0o755 if q.is_dir() else 0o644)
+        env = {k: v for k, v in os.environ.items() if k not in ("XDG_CACHE_HOME", "XDG_RUNTIME_DIR", "TMPDIR")}
+        env.update(extra, HOME=str(work))
+        dest = f"{registry.host}/rootless/hostusers:{uuid.uuid4().hex[:8]}"
+        p = subprocess.run(HOSTUSERS_FALSE + POD + python + ["-m", "executor", "--context", str(ctx),
+                                                             "--destination", dest, "--insecure-registry",
+                                                             registry.host, "--log-format", "text"],
+                           capture_output=True, text=True, timeout=300, env=env, cwd="/")
+        assert p.returncode == 0, p.stderr
+        assert "Traceback" not in p.stderr
+        lines = isolation_line(p.stderr)
+        assert len(lines) == 1 and "RUN isolation: userns" in lines[0], p.stderr
+        assert f"in a user namespace: uid 0 = uid {HOST_BASE} outside" in lines[0], lines
+        layout, _, layers, _ = fetch_layout(dest, tmp_path)
+        members = layer_members(layers)
+        for name in ("owned", "owned/f"):
+            assert (members[name].uid, members[name].gid) == (1000, 1000), name
+        assert (members["map-out"].uid, members["map-out"].gid) == (0, 0)
+        bundle = tmp_path / "unpacked"
+        run(["umoci", "unpack", "--image", f"{layout}:x", str(bundle)])
+        assert (bundle / "rootfs" / "map-out").read_text().split() == ["0", "0", "65536"]  # the pod's ids, 1:1
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

@@ -81,3 +81,22 @@ def test_checker_rejects_weaker_contexts():
     assert level({"privileged": True}) == "privileged"
     assert level({"capabilities": {"add": ["SYS_ADMIN"]}}) == "privileged"
     assert level({"runAsUser": 0, "capabilities": {"add": ["CHOWN"]}}) == "baseline"
+
+
+def test_hostusers_false_and_the_no_run_restricted_mode_are_documented():
+    """Issue 16: a run sample for the kaniko-build Task (and one for the Pipeline) sets
+    ``hostUsers: false`` in its podTemplate (a Task cannot set pod fields); the Task README names
+    both and states that a Dockerfile without RUN builds as uid 1000 under "restricted"."""
+    from tests.tekton_schemas.checker import load_yaml_docs
+    task_dir = CATALOG_ROOT / "tasks/kaniko-build/0.1"
+    for path, kind, ref in ((task_dir / "samples/taskrun-hostusers.yaml", "TaskRun", ("taskRef", "kaniko-build")),
+                            (CATALOG_ROOT / "pipelines/build-and-push/0.1/samples/pipelinerun-hostusers.yaml",
+                             "PipelineRun", ("pipelineRef", "build-and-push"))):
+        doc, = load_yaml_docs(path)
+        spec = doc["spec"]
+        template = spec["podTemplate"] if kind == "TaskRun" else spec["taskRunTemplate"]["podTemplate"]
+        assert doc["kind"] == kind and spec[ref[0]]["name"] == ref[1] and template["hostUsers"] is False, path
+    readme = (task_dir / "README.md").read_text()
+    assert "samples/taskrun-hostusers.yaml" in readme and "samples/pipelinerun-hostusers.yaml" in readme
+    section = readme.split("## Rootless builds and `hostUsers: false`", 1)[1].split("\n## ", 1)[0]
+    assert "**restricted**" in section and "**without `RUN`**" in section and "uid 1000" in section
