@@ -1,16 +1,18 @@
 """The git-clone Task's step script, run for real with no capabilities and Tekton's substitution
-applied, as the uids it meets on a cluster (its securityContext names none, issue 15): 65534:65534 (the
-catalog-tools image's USER; the README's runAsUser for a root image on plain Kubernetes) and an
-arbitrary uid from a namespace's range with gid 0, as OpenShift's restricted-v2 runs it: a non-root clone works into a world-writable
-workspace, with HOME=/tekton/home's stand-in or, when HOME is not writable, a temp HOME; submodules
-and DEPTH over file://; the basic-auth workspace (Pipelines-as-Code's .git-credentials/.gitconfig)
-and the ssl-ca-directory workspace against `git http-backend` served over HTTPS with basic auth on
-loopback; the ssh-directory workspace against Debian's OpenSSH server run on a loopback port (and,
-for what the step hands ssh, a recording stand-in). Every run checks the CHAINS-GIT_* results."""
+applied, as the uids it meets on a cluster (its securityContext names none, issue 15): 65534:65534
+(the catalog-tools image's USER; the README's runAsUser for a root image on plain Kubernetes) and
+1000680000:0 with no passwd entry, as OpenShift's restricted-v2 runs it. A non-root clone works
+into a world-writable workspace, with HOME=/tekton/home's stand-in or, when HOME is not writable,
+a temp HOME; submodules and DEPTH over file://; the basic-auth workspace (Pipelines-as-Code's
+.git-credentials/.gitconfig) and the ssl-ca-directory workspace against `git http-backend` served
+over HTTPS with basic auth on loopback; the ssh-directory workspace against Debian's OpenSSH server
+run on a loopback port (as OpenShift's uid through nss_wrapper) and, for what the step hands ssh, a
+recording stand-in. Every run checks the CHAINS-GIT_* results."""
 
 from __future__ import annotations
 
 import base64
+import glob
 import os
 import shutil
 import socket
@@ -424,22 +426,32 @@ def sshd(tmp_path):
         proc.wait(timeout=10)
 
 
-def test_ssh_directory_workspace_against_a_real_sshd(tmp_path, sshd):
+@BOTH_USERS
+def test_ssh_directory_workspace_against_a_real_sshd(tmp_path, sshd, step_user):
     """The ssh-directory workspace (key + known_hosts as a Secret would hold them) clones over a
-    real OpenSSH server on loopback as the step's uid; host key checking stays on."""
+    real OpenSSH server on loopback as the step's uid; host key checking stays on. As OpenShift's
+    uid (no passwd entry, which ssh refuses) the script gives ssh one through nss_wrapper."""
+    if step_user == OPENSHIFT and not glob.glob("/usr/lib/*/libnss_wrapper.so"):
+        pytest.skip("libnss-wrapper missing (apt-get install libnss-wrapper): ssh as a uid without passwd entry")
     port, keys, repo, sha = sshd
     url = f"ssh://root@127.0.0.1:{port}{repo}"
     home = world_writable(tmp_path / "home")
-    p, out, results = run_as_step(tmp_path, url, "main", home, workspaces={"ssh-directory": str(keys)})
+    p, out, results = run_as_step(tmp_path, url, "main", home, workspaces={"ssh-directory": str(keys)},
+                                  user=step_user)
     assert p.returncode == 0, p.stderr + (tmp_path / "sshd/log").read_text()
     assert (out / "Dockerfile").read_text() == "FROM scratch\n"
     assert_results(results, url, sha)
-    assert (out / ".git").stat().st_uid == PLAIN[0]
+    assert (out / ".git").stat().st_uid == step_user[0]
+    nss = home / ".nss/passwd"
+    if step_user == OPENSHIFT:    # the wrapper's entry: the uid, gid 0, HOME as its home
+        assert f"git-clone:x:{OPENSHIFT[0]}:0:git-clone:{home}:/bin/sh" in nss.read_text().splitlines()
+    else:
+        assert not nss.exists()   # 65534 has a passwd entry: no wrapper
     assert "Accepted publickey for root" in (tmp_path / "sshd/log").read_text()   # through sshd, by the key
     # the same server refuses a host key the workspace does not vouch for
     (keys / "known_hosts").write_text(f"[127.0.0.1]:{port} {(keys / 'id_ed25519.pub').read_text()}")
     again = tmp_path / "again"
     again.mkdir(mode=0o755)
-    p, _, results = run_as_step(again, url, "main", home, workspaces={"ssh-directory": str(keys)})
+    p, _, results = run_as_step(again, url, "main", home, workspaces={"ssh-directory": str(keys)}, user=step_user)
     assert p.returncode != 0 and "host key" in p.stderr.lower(), p.stderr
     assert not (results / "COMMIT").exists()

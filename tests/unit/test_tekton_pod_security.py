@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 import pytest
+import yaml
 
 from tests.tekton_schemas.checker import CATALOG_ROOT, Catalog, yaml_files
 from tests.tekton_schemas.pod_security import level, restricted_violations, step_security_context
@@ -72,6 +73,7 @@ def test_readme_states_each_level_and_why_root():
     # OpenShift's default SCC refuses fixed uids; the README names the SCCs each step needs
     for scc in ("restricted-v2", "nonroot-v2", "anyuid"):
         assert scc in README, scc
+    assert "under `restricted-v2` **unchanged**" in README
     assert "set-security-context" in README          # Tekton's init containers and "restricted"
 
 
@@ -84,3 +86,41 @@ def test_checker_rejects_weaker_contexts():
     assert level({"privileged": True}) == "privileged"
     assert level({"capabilities": {"add": ["SYS_ADMIN"]}}) == "privileged"
     assert level({"runAsUser": 0, "capabilities": {"add": ["CHOWN"]}}) == "baseline"
+
+
+def _security_contexts(node, where=()):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == "securityContext" and isinstance(v, dict):
+                yield where, v
+            yield from _security_contexts(v, where + (k,))
+    elif isinstance(node, list):
+        for item in node:
+            yield from _security_contexts(item, where)
+
+
+def test_no_non_root_context_in_the_catalog_pins_a_uid():
+    """Every runAsNonRoot context in tekton/ leaves the uid to the image or OpenShift, except the
+    rootless build sample, whose uid 1000 is the executor image's build user (README: nonroot-v2)."""
+    pinned, seen = [], 0
+    for path in sorted(CATALOG_ROOT.rglob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            for where, sc in _security_contexts(doc):
+                if sc.get("runAsNonRoot"):
+                    seen += 1
+                    if "runAsUser" in sc or "runAsGroup" in sc:
+                        pinned.append((path.relative_to(CATALOG_ROOT).as_posix(), sc.get("runAsUser")))
+    assert seen >= 3
+    assert pinned == [("stepactions/kaniko-build/0.1/samples/kaniko-build-rootless.yaml", 1000)]
+
+
+def test_readme_plain_kubernetes_uid_snippet_fits_the_pipeline():
+    """The README's taskRunSpecs for root third-party images on plain Kubernetes names real
+    pipeline tasks, a non-root uid, and only pods whose steps set no uid of their own."""
+    block = next(b for b in re.findall(r"```yaml\n(.*?)```", README, re.S) if "taskRunSpecs:" in b)
+    [spec] = yaml.safe_load(block)["taskRunSpecs"]
+    tasks = {t["name"]: t for t in CATALOG.pipelines["build-and-push"]["spec"]["tasks"]}
+    assert spec["pipelineTaskName"] == "fetch-source" and "verify-digest" in tasks
+    assert spec["podTemplate"]["securityContext"]["runAsUser"] == 65534
+    assert "runAsUser" not in step_security_context(CATALOG.tasks["git-clone"], "clone")
+    assert "runAsUser" not in step_security_context({"spec": verify_digest_task()}, "check")
