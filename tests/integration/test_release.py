@@ -290,6 +290,12 @@ def test_released_git_clone_step_runs_in_the_helper_image(release, tools_rootfs,
     assert (out / "Dockerfile").read_text() == "FROM scratch\n"
     st = (out / "Dockerfile").stat()
     assert (st.st_uid, st.st_gid) == (uid, gid)
+    nss = tmp_path / "home/.nss/passwd"     # the step's HOME (/tekton/home)
+    if user:   # no passwd entry for OpenShift's uid: the image's nss_wrapper gives ssh one
+        assert f"git-clone:x:{uid}:0:git-clone:/tekton/home:/bin/sh" in nss.read_text().splitlines()
+        assert "cannot be preloaded" not in p.stdout + p.stderr
+    else:
+        assert not nss.exists()
 
 
 def test_released_digest_check_step_runs_in_the_helper_image(release, registry, tools_rootfs, tmp_path):
