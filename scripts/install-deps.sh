@@ -8,7 +8,8 @@ PKGS=(umoci skopeo runc buildah docker-registry debootstrap busybox-static uidma
       time apache2-utils openssl ca-certificates python3-venv git make curl
       qemu-user-static binfmt-support    # arm64 emulation for tests/multiarch (tests/support/multiarch.py)
       gcc libc6-dev      # static probe programs of the RUN isolation tests (tests/support/probes), else skipped
-      openssh-server)   # sshd binary: git-clone's ssh-directory test runs its own on a loopback port
+      openssh-server     # sshd binary: git-clone's ssh-directory test runs its own on a loopback port
+      libnss-wrapper)    # git-clone's ssh as an OpenShift-style uid with no passwd entry (its tests)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -202,6 +202,18 @@ def kaniko_taskrun(namespace: str, name: str, image: str, builder_image: str, *,
             "spec": spec}
 
 
+# The Pipeline's non-root steps (git-clone's clone, the digest check) name no uid, so OpenShift's
+# restricted-v2 can pick one; their unreleased defaults (alpine/git, quay.io/skopeo/stable) run as
+# root, so on plain Kubernetes the run gives their pods one (tekton/README.md "Pod Security").
+NON_ROOT_PIPELINE_TASKS = ("fetch-source", "verify-digest")
+PLAIN_KUBERNETES_STEP_USER = {"runAsUser": 65534, "runAsGroup": 65534}
+
+
+def non_root_task_run_specs() -> list[dict]:
+    return [{"pipelineTaskName": t, "podTemplate": {"securityContext": dict(PLAIN_KUBERNETES_STEP_USER)}}
+            for t in NON_ROOT_PIPELINE_TASKS]
+
+
 def build_and_push_pipelinerun(namespace: str, name: str, git_url: str, revision: str, image: str,
                                builder_image: str, insecure_registry: str, base: str) -> dict:
     return {
@@ -219,6 +231,7 @@ def build_and_push_pipelinerun(namespace: str, name: str, git_url: str, revision
                 {"name": "tls-verify", "value": "false"},
             ],
             "timeouts": {"pipeline": "20m"},
+            "taskRunSpecs": non_root_task_run_specs(),
             "workspaces": [{"name": "source", "volumeClaimTemplate": {"spec": {
                 "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "100Mi"}}}}}],
         },
@@ -292,6 +305,8 @@ def trigger_objects(namespace: str, image_repo: str, builder_extra_arg: str, ser
                     p["default"] = service_account
                 elif p["name"] == "builder-image" and builder_image:
                     p["default"] = builder_image
+            for rt in o["spec"]["resourcetemplates"]:
+                rt["spec"]["taskRunSpecs"] = non_root_task_run_specs()
         out.append(o)
     out.append({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "build-and-push-webhook", "namespace": namespace},
                 "type": "Opaque", "stringData": {"secret": WEBHOOK_SECRET}})

@@ -17,8 +17,10 @@ emulated multi-platform build is covered by tests/multiarch. Then:
 * the released catalog is grepped (as text, independently of scripts/release_catalog.py) for
   any tag-only image reference;
 * the released helper image runs the released git-clone step and the Pipeline's digest-check
-  step as Tekton would run them (substitution, scripts in /tekton/scripts, uid 65534, no
-  capabilities), taking the image from the pinned defaults.
+  step as Tekton would run them (substitution, scripts in /tekton/scripts, no capabilities, the
+  image's USER 65534:65534 since the steps name no uid; git-clone also as OpenShift's
+  restricted-v2 runs it: uid 1000680000, gid 0, no passwd entry), taking the image from the
+  pinned defaults.
 """
 
 from __future__ import annotations
@@ -228,7 +230,20 @@ def tools_rootfs(release, tmp_path_factory) -> Path:
     return umoci_unpack(_by_digest(e), tmp_path_factory.mktemp("tools")) / "rootfs"
 
 
-def _run_step(rootfs: Path, tmp: Path, step, mounts, image_config: dict):
+def _step_user(sc: dict, image_config: dict, user: tuple[int, int] | None) -> dict:
+    """The process user a runtime gives the step: ``user`` (what OpenShift's restricted-v2 assigns:
+    a uid from the namespace's range, gid 0), else the securityContext's runAsUser/runAsGroup, else
+    the image's numeric USER, which kubelet needs non-root under runAsNonRoot."""
+    if user is not None:
+        return {"uid": user[0], "gid": user[1]}
+    uid, _, gid = (image_config.get("User") or "0").partition(":")
+    uid = sc.get("runAsUser", int(uid))
+    gid = sc.get("runAsGroup", int(gid) if gid else uid)
+    assert not (sc.get("runAsNonRoot") and uid == 0), "kubelet refuses runAsNonRoot with a root image user"
+    return {"uid": uid, "gid": gid}
+
+
+def _run_step(rootfs: Path, tmp: Path, step, mounts, image_config: dict, user: tuple[int, int] | None = None):
     scripts, home = tmp / "scripts", tmp / "home"
     write_scripts(step, scripts)
     home.mkdir(mode=0o777)
@@ -238,12 +253,15 @@ def _run_step(rootfs: Path, tmp: Path, step, mounts, image_config: dict):
                      mounts=[BindMount(str(scripts), "/tekton/scripts", readonly=True),
                              BindMount(str(home), "/tekton/home"), *mounts])
     sc = step.security_context
-    cfg["process"]["user"] = {"uid": sc["runAsUser"], "gid": sc.get("runAsGroup", sc["runAsUser"])}
+    cfg["process"]["user"] = _step_user(sc, image_config, user)
     cfg["process"]["noNewPrivileges"] = sc.get("allowPrivilegeEscalation") is False
     return run_pod(rootfs, tmp / "pod", cfg, name=f"rel-{uuid.uuid4().hex[:10]}", timeout=120)
 
 
-def test_released_git_clone_step_runs_in_the_helper_image(release, tools_rootfs, tmp_path):
+@pytest.mark.parametrize("user", [None, (1000680000, 0)], ids=["image-user", "openshift-uid-gid0"])
+def test_released_git_clone_step_runs_in_the_helper_image(release, tools_rootfs, tmp_path, user):
+    """As the image's USER (65534:65534; the step names no uid) and as OpenShift's restricted-v2
+    runs it: an arbitrary uid with gid 0 and no passwd entry."""
     task = yaml.safe_load((release["catalog_path"] / "tasks/git-clone/0.1/git-clone.yaml").read_text())
     repo = tmp_path / "repo"
     repo.mkdir()
@@ -253,7 +271,8 @@ def test_released_git_clone_step_runs_in_the_helper_image(release, tools_rootfs,
     run(git[:3] + ["add", "Dockerfile"])
     run(git + ["commit", "-q", "-m", "one"])
     commit = run(git[:3] + ["rev-parse", "HEAD"]).stdout.strip()
-    run(["chown", "-R", "65534:65534", str(repo)])  # owned by the step's uid, or git calls it dubious
+    uid, gid = user or (65534, 65534)
+    run(["chown", "-R", f"{uid}:{gid}", str(repo)])  # owned by the step's uid, or git calls it dubious
     step = render_step(task, "clone", {"URL": "file:///src/repo", "REVISION": "main"}, {"output"})
     tools = _pushed(release, "catalog-tools")
     assert step.image == f"{tools['reference']}@{tools['digest']}"  # the pinned default
@@ -264,11 +283,19 @@ def test_released_git_clone_step_runs_in_the_helper_image(release, tools_rootfs,
     image_config = skopeo_inspect(_by_digest(tools), config=True)["config"]
     p = _run_step(tools_rootfs, tmp_path, step, [BindMount(str(repo), "/src/repo", readonly=True),
                                                  BindMount(str(out), "/workspace/output"),
-                                                 BindMount(str(results), "/tekton/results")], image_config)
+                                                 BindMount(str(results), "/tekton/results")], image_config,
+                  user=user)
     assert p.returncode == 0, p.stdout + p.stderr
     assert (results / "COMMIT").read_text() == commit
     assert (out / "Dockerfile").read_text() == "FROM scratch\n"
-    assert (out / "Dockerfile").stat().st_uid == 65534
+    st = (out / "Dockerfile").stat()
+    assert (st.st_uid, st.st_gid) == (uid, gid)
+    nss = tmp_path / "home/.nss/passwd"     # the step's HOME (/tekton/home)
+    if user:   # no passwd entry for OpenShift's uid: the image's nss_wrapper gives ssh one
+        assert f"git-clone:x:{uid}:0:git-clone:/tekton/home:/bin/sh" in nss.read_text().splitlines()
+        assert "cannot be preloaded" not in p.stdout + p.stderr
+    else:
+        assert not nss.exists()
 
 
 def test_released_digest_check_step_runs_in_the_helper_image(release, registry, tools_rootfs, tmp_path):

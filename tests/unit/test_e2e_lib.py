@@ -125,6 +125,18 @@ def test_pipelinerun_object_matches_the_pipeline():
                                         "e:1", "kind-registry:5000", "base:1")
     _check([pr])
     assert lib.git_url("ns") == "git://git-server.ns.svc.cluster.local/app"
+    _assert_non_root_tasks_get_a_uid(pr["spec"])
+
+
+def _assert_non_root_tasks_get_a_uid(spec: dict) -> None:
+    """The clone and digest-check pods get uid 65534 from the run (the steps name none, and the
+    source catalog's default images run as root); the build task keeps its own uid 0."""
+    pipeline = CATALOG.pipelines["build-and-push"]
+    tasks = {t["name"] for t in pipeline["spec"]["tasks"]}
+    specs = {s["pipelineTaskName"]: s["podTemplate"]["securityContext"] for s in spec["taskRunSpecs"]}
+    assert specs == {"fetch-source": {"runAsUser": 65534, "runAsGroup": 65534},
+                     "verify-digest": {"runAsUser": 65534, "runAsGroup": 65534}}
+    assert set(specs) < tasks and "build" in tasks
 
 
 def test_trigger_objects_are_namespaced_and_valid():
@@ -139,6 +151,7 @@ def test_trigger_objects_are_namespaced_and_valid():
     defaults = {p["name"]: p.get("default") for p in tt["spec"]["params"]}
     assert defaults["build-extra-arg"] == "--insecure-registry=x:5000" and defaults["tls-verify"] == "false"
     assert defaults["builder-image"] == "kind-registry:5000/executor:e2e"
+    _assert_non_root_tasks_get_a_uid(tt["spec"]["resourcetemplates"][0]["spec"])
     cat = Catalog.from_paths(yaml_files(lib.CATALOG))
     for o in objs:
         cat.add(o)
@@ -182,11 +195,11 @@ def test_catalog_files_to_apply():
 
 
 def test_step_security_levels_of_a_pod():
-    pod = {"spec": {"securityContext": {"runAsNonRoot": True},
+    pod = {"spec": {"securityContext": {"runAsNonRoot": True, "runAsUser": 65534},
                     "initContainers": [{"name": "prepare"}],
                     "containers": [
                         {"name": "step-clone", "securityContext": {
-                            "runAsUser": 65534, "allowPrivilegeEscalation": False,
+                            "allowPrivilegeEscalation": False,
                             "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}},
                         {"name": "step-build", "securityContext": {"runAsUser": 0, "privileged": False}},
                         {"name": "sidecar-x", "securityContext": {"privileged": True}}]}}

@@ -1,14 +1,18 @@
-"""The git-clone Task's step script, run for real as the uid its securityContext names (65534, no
-capabilities) with Tekton's substitution applied: a non-root clone works into a world-writable
-workspace, with HOME=/tekton/home's stand-in or, when HOME is not writable, a temp HOME; submodules
-and DEPTH over file://; the basic-auth workspace (Pipelines-as-Code's .git-credentials/.gitconfig)
-and the ssl-ca-directory workspace against `git http-backend` served over HTTPS with basic auth on
-loopback; the ssh-directory workspace against Debian's OpenSSH server run on a loopback port (and,
-for what the step hands ssh, a recording stand-in). Every run checks the CHAINS-GIT_* results."""
+"""The git-clone Task's step script, run for real with no capabilities and Tekton's substitution
+applied, as the uids it meets on a cluster (its securityContext names none, issue 15): 65534:65534
+(the catalog-tools image's USER; the README's runAsUser for a root image on plain Kubernetes) and
+1000680000:0 with no passwd entry, as OpenShift's restricted-v2 runs it. A non-root clone works
+into a world-writable workspace, with HOME=/tekton/home's stand-in or, when HOME is not writable,
+a temp HOME; submodules and DEPTH over file://; the basic-auth workspace (Pipelines-as-Code's
+.git-credentials/.gitconfig) and the ssl-ca-directory workspace against `git http-backend` served
+over HTTPS with basic auth on loopback; the ssh-directory workspace against Debian's OpenSSH server
+run on a loopback port (as OpenShift's uid through nss_wrapper) and, for what the step hands ssh, a
+recording stand-in. Every run checks the CHAINS-GIT_* results."""
 
 from __future__ import annotations
 
 import base64
+import glob
 import os
 import shutil
 import socket
@@ -30,6 +34,9 @@ from tests.tekton_schemas.substitute import render_step
 REPO = Path(__file__).resolve().parents[2]
 TASK = yaml.safe_load((REPO / "tekton/tasks/git-clone/0.1/git-clone.yaml").read_text())
 SC = step_security_context(TASK, "clone")
+PLAIN = (65534, 65534)            # the catalog-tools image's USER 65534:65534
+OPENSHIFT = (1000680000, 0)       # restricted-v2: a uid from the namespace's range, gid 0, no passwd entry
+BOTH_USERS = pytest.mark.parametrize("step_user", [PLAIN, OPENSHIFT], ids=["65534", "openshift"], indirect=True)
 GIT_ENV = dict(GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@e", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@e")
 # git >= 2.38.1 refuses file:// for submodules unless told (CVE-2022-39253); a test-only setting.
 ALLOW_FILE = {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "protocol.file.allow", "GIT_CONFIG_VALUE_0": "always"}
@@ -65,13 +72,23 @@ def make_repo(path: Path, files: dict[str, str], commits: int = 1) -> str:
 
 
 @pytest.fixture
-def upstream(tmp_path) -> tuple[str, str]:
+def step_user(request) -> tuple[int, int]:
+    """(uid, gid) the step runs as: PLAIN unless a test parametrizes it (BOTH_USERS)."""
+    return getattr(request, "param", PLAIN)
+
+
+def test_the_step_names_no_uid_so_restricted_v2_can_pick_one():
+    assert "runAsUser" not in SC and "runAsGroup" not in SC and SC["runAsNonRoot"] is True
+
+
+@pytest.fixture
+def upstream(tmp_path, step_user) -> tuple[str, str]:
     src = tmp_path / "upstream"
     src.mkdir()
     sha = make_repo(src, {"Dockerfile": "FROM scratch\n"})
     # file:// makes git run upload-pack on the repository itself, which must then be the clone's
     # own (git's safe.directory rule); a real remote is a server and has no such check.
-    subprocess.run(["chown", "-R", f"{SC['runAsUser']}:{SC['runAsGroup']}", str(src)], check=True)
+    subprocess.run(["chown", "-R", "%d:%d" % step_user, str(src)], check=True)
     return f"file://{src}", sha
 
 
@@ -82,7 +99,7 @@ def world_writable(p: Path) -> Path:
 
 
 def run_as_step(tmp_path: Path, url: str, revision: str, home: Path, params: dict | None = None,
-                workspaces: dict | None = None, env: dict | None = None):
+                workspaces: dict | None = None, env: dict | None = None, user: tuple[int, int] = PLAIN):
     out = world_writable(tmp_path / "output")    # a world-writable volume (kind's local-path does this)
     results = world_writable(tmp_path / "results")
     step = render_step(TASK, "clone", {"URL": url, "REVISION": revision, **(params or {})},
@@ -91,7 +108,7 @@ def run_as_step(tmp_path: Path, url: str, revision: str, home: Path, params: dic
     script = tmp_path / "script.sh"
     script.write_text(step.script)
     script.chmod(0o755)
-    uid, gid = SC["runAsUser"], SC["runAsGroup"]
+    uid, gid = user
     cmd = ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--inh-caps=-all",
            "--bounding-set=-all", "--no-new-privs", "sh", str(script)]
     p = subprocess.run(cmd, env=step_env, capture_output=True, text=True, timeout=60, cwd="/")
@@ -103,28 +120,33 @@ def assert_results(results: Path, url: str, sha: str) -> None:
     assert (results / "URL").read_text() == (results / "CHAINS-GIT_URL").read_text() == url
 
 
-def test_clone_as_the_step_uid_without_capabilities(tmp_path, upstream):
+@BOTH_USERS
+def test_clone_as_the_step_uid_without_capabilities(tmp_path, upstream, step_user):
     url, sha = upstream
     home = world_writable(tmp_path / "tekton-home")   # Tekton's /tekton/home emptyDir
-    p, out, results = run_as_step(tmp_path, url, "main", home)
+    p, out, results = run_as_step(tmp_path, url, "main", home, user=step_user)
     assert p.returncode == 0, p.stderr
     assert (out / "Dockerfile").read_text() == "FROM scratch\n"
     assert_results(results, url, sha)
-    assert (out / ".git").stat().st_uid == SC["runAsUser"]
+    st = (out / ".git").stat()
+    assert (st.st_uid, st.st_gid) == step_user
     assert f"directory = {out}" in (home / ".gitconfig").read_text()   # HOME was used
 
 
-def test_unwritable_home_falls_back_to_a_temp_home(tmp_path, upstream):
+@BOTH_USERS
+def test_unwritable_home_falls_back_to_a_temp_home(tmp_path, upstream, step_user):
     url, sha = upstream
     home = tmp_path / "root-home"
-    home.mkdir(mode=0o755)                    # root's, not writable by 65534
-    p, out, results = run_as_step(tmp_path, url, sha, home)
+    home.mkdir(mode=0o755)                    # root:root 0755: not writable by 65534, nor by group 0
+    p, out, results = run_as_step(tmp_path, url, sha, home, user=step_user)
     assert p.returncode == 0, p.stderr
     assert "HOME is not writable" in p.stderr
     assert_results(results, url, sha)
+    assert not any(home.iterdir())
 
 
-def test_submodules_and_depth(tmp_path):
+@BOTH_USERS
+def test_submodules_and_depth(tmp_path, step_user):
     """A superproject (3 commits) with a submodule (2 commits), both over file://: DEPTH=1 fetches
     one commit of each, the submodule's files are there; SUBMODULES=false leaves it empty."""
     sub, top = tmp_path / "sub", tmp_path / "top"
@@ -135,9 +157,9 @@ def test_submodules_and_depth(tmp_path):
     git("submodule", "add", "-q", f"file://{sub}", "vendor/lib", cwd=top)
     git("commit", "-q", "-m", "add submodule", cwd=top)
     sha = git("rev-parse", "HEAD", cwd=top)
-    subprocess.run(["chown", "-R", f"{SC['runAsUser']}:{SC['runAsGroup']}", str(sub), str(top)], check=True)
+    subprocess.run(["chown", "-R", "%d:%d" % step_user, str(sub), str(top)], check=True)
     home = world_writable(tmp_path / "home")
-    p, out, results = run_as_step(tmp_path, f"file://{top}", "main", home, env=ALLOW_FILE)
+    p, out, results = run_as_step(tmp_path, f"file://{top}", "main", home, env=ALLOW_FILE, user=step_user)
     assert p.returncode == 0, p.stderr
     assert_results(results, f"file://{top}", sha)
     assert (out / "vendor/lib/lib.txt").read_text() == "lib\n1\n"   # the submodule's second commit
@@ -145,7 +167,7 @@ def test_submodules_and_depth(tmp_path):
     assert git("-C", str(out / "vendor/lib"), "rev-list", "--count", "HEAD", home=home) == "1"
 
     p, out, results = run_as_step(tmp_path, f"file://{top}", "main", home, env=ALLOW_FILE,
-                                  params={"SUBMODULES": "false", "DEPTH": "0"})
+                                  params={"SUBMODULES": "false", "DEPTH": "0"}, user=step_user)
     assert p.returncode == 0, p.stderr
     assert not any((out / "vendor/lib").iterdir())
     assert git("rev-list", "--count", "HEAD", cwd=out, home=home) == "3"
@@ -241,12 +263,13 @@ def basic_auth_workspace(tmp_path: Path, url: str, with_gitconfig: bool) -> Path
     return ws
 
 
+@BOTH_USERS
 @pytest.mark.parametrize("with_gitconfig", [True, False])
-def test_basic_auth_and_ca_workspaces_over_https(tmp_path, https_git, with_gitconfig):
+def test_basic_auth_and_ca_workspaces_over_https(tmp_path, https_git, with_gitconfig, step_user):
     url, sha, ca = https_git
     home = world_writable(tmp_path / "home")
     auth = basic_auth_workspace(tmp_path, url, with_gitconfig)
-    p, out, results = run_as_step(tmp_path, url, "main", home,
+    p, out, results = run_as_step(tmp_path, url, "main", home, user=step_user,
                                   workspaces={"basic-auth": str(auth), "ssl-ca-directory": str(ca)})
     assert p.returncode == 0, p.stderr
     assert "credentials from the basic-auth workspace" in p.stdout
@@ -342,7 +365,7 @@ def test_ssh_directory_workspace(tmp_path, upstream):
     assert args.count("-i") == 1                # the .pub file is not an identity
     assert "git.example.invalid" in " ".join(args) and f"git-upload-pack '{src}'" == args[-1]
     key = ssh_dir / "id_ed25519"
-    assert key.read_text() == "PRIVATE\n" and key.stat().st_uid == SC["runAsUser"]
+    assert key.read_text() == "PRIVATE\n" and key.stat().st_uid == PLAIN[0]
     assert (key.stat().st_mode & 0o077) == 0 and (ssh_dir.stat().st_mode & 0o077) == 0
 
 
@@ -403,22 +426,32 @@ def sshd(tmp_path):
         proc.wait(timeout=10)
 
 
-def test_ssh_directory_workspace_against_a_real_sshd(tmp_path, sshd):
+@BOTH_USERS
+def test_ssh_directory_workspace_against_a_real_sshd(tmp_path, sshd, step_user):
     """The ssh-directory workspace (key + known_hosts as a Secret would hold them) clones over a
-    real OpenSSH server on loopback as the step's uid; host key checking stays on."""
+    real OpenSSH server on loopback as the step's uid; host key checking stays on. As OpenShift's
+    uid (no passwd entry, which ssh refuses) the script gives ssh one through nss_wrapper."""
+    if step_user == OPENSHIFT and not glob.glob("/usr/lib/*/libnss_wrapper.so"):
+        pytest.skip("libnss-wrapper missing (apt-get install libnss-wrapper): ssh as a uid without passwd entry")
     port, keys, repo, sha = sshd
     url = f"ssh://root@127.0.0.1:{port}{repo}"
     home = world_writable(tmp_path / "home")
-    p, out, results = run_as_step(tmp_path, url, "main", home, workspaces={"ssh-directory": str(keys)})
+    p, out, results = run_as_step(tmp_path, url, "main", home, workspaces={"ssh-directory": str(keys)},
+                                  user=step_user)
     assert p.returncode == 0, p.stderr + (tmp_path / "sshd/log").read_text()
     assert (out / "Dockerfile").read_text() == "FROM scratch\n"
     assert_results(results, url, sha)
-    assert (out / ".git").stat().st_uid == SC["runAsUser"]
+    assert (out / ".git").stat().st_uid == step_user[0]
+    nss = home / ".nss/passwd"
+    if step_user == OPENSHIFT:    # the wrapper's entry: the uid, gid 0, HOME as its home
+        assert f"git-clone:x:{OPENSHIFT[0]}:0:git-clone:{home}:/bin/sh" in nss.read_text().splitlines()
+    else:
+        assert not nss.exists()   # 65534 has a passwd entry: no wrapper
     assert "Accepted publickey for root" in (tmp_path / "sshd/log").read_text()   # through sshd, by the key
     # the same server refuses a host key the workspace does not vouch for
     (keys / "known_hosts").write_text(f"[127.0.0.1]:{port} {(keys / 'id_ed25519.pub').read_text()}")
     again = tmp_path / "again"
     again.mkdir(mode=0o755)
-    p, _, results = run_as_step(again, url, "main", home, workspaces={"ssh-directory": str(keys)})
+    p, _, results = run_as_step(again, url, "main", home, workspaces={"ssh-directory": str(keys)}, user=step_user)
     assert p.returncode != 0 and "host key" in p.stderr.lower(), p.stderr
     assert not (results / "COMMIT").exists()

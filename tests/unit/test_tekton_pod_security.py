@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 import pytest
+import yaml
 
 from tests.tekton_schemas.checker import CATALOG_ROOT, Catalog, yaml_files
 from tests.tekton_schemas.pod_security import level, restricted_violations, step_security_context
@@ -42,7 +43,10 @@ def test_step_levels(what, task, step, expected):
 ])
 def test_non_root_steps_have_exactly_the_issue_fields(task, step):
     sc = step_security_context(task(), step)
-    assert sc["runAsNonRoot"] is True and sc["runAsUser"] != 0
+    assert sc["runAsNonRoot"] is True
+    # no fixed uid or gid: OpenShift's restricted-v2 (MustRunAsRange) refuses any it did not pick
+    assert "runAsUser" not in sc and "runAsGroup" not in sc, sc
+    assert set(sc) == {"runAsNonRoot", "capabilities", "allowPrivilegeEscalation", "seccompProfile"}
     assert sc["capabilities"] == {"drop": ["ALL"]}
     assert sc["allowPrivilegeEscalation"] is False
     assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -69,6 +73,7 @@ def test_readme_states_each_level_and_why_root():
     # OpenShift's default SCC refuses fixed uids; the README names the SCCs each step needs
     for scc in ("restricted-v2", "nonroot-v2", "anyuid"):
         assert scc in README, scc
+    assert "under `restricted-v2` **unchanged**" in README
     assert "set-security-context" in README          # Tekton's init containers and "restricted"
 
 
@@ -100,3 +105,41 @@ def test_hostusers_false_and_the_no_run_restricted_mode_are_documented():
     assert "samples/taskrun-hostusers.yaml" in readme and "samples/pipelinerun-hostusers.yaml" in readme
     section = readme.split("## Rootless builds and `hostUsers: false`", 1)[1].split("\n## ", 1)[0]
     assert "**restricted**" in section and "**without `RUN`**" in section and "uid 1000" in section
+
+
+def _security_contexts(node, where=()):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == "securityContext" and isinstance(v, dict):
+                yield where, v
+            yield from _security_contexts(v, where + (k,))
+    elif isinstance(node, list):
+        for item in node:
+            yield from _security_contexts(item, where)
+
+
+def test_no_non_root_context_in_the_catalog_pins_a_uid():
+    """Every runAsNonRoot context in tekton/ leaves the uid to the image or OpenShift, except the
+    rootless build sample, whose uid 1000 is the executor image's build user (README: nonroot-v2)."""
+    pinned, seen = [], 0
+    for path in sorted(CATALOG_ROOT.rglob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            for where, sc in _security_contexts(doc):
+                if sc.get("runAsNonRoot"):
+                    seen += 1
+                    if "runAsUser" in sc or "runAsGroup" in sc:
+                        pinned.append((path.relative_to(CATALOG_ROOT).as_posix(), sc.get("runAsUser")))
+    assert seen >= 3
+    assert pinned == [("stepactions/kaniko-build/0.1/samples/kaniko-build-rootless.yaml", 1000)]
+
+
+def test_readme_plain_kubernetes_uid_snippet_fits_the_pipeline():
+    """The README's taskRunSpecs for root third-party images on plain Kubernetes names real
+    pipeline tasks, a non-root uid, and only pods whose steps set no uid of their own."""
+    block = next(b for b in re.findall(r"```yaml\n(.*?)```", README, re.S) if "taskRunSpecs:" in b)
+    [spec] = yaml.safe_load(block)["taskRunSpecs"]
+    tasks = {t["name"]: t for t in CATALOG.pipelines["build-and-push"]["spec"]["tasks"]}
+    assert spec["pipelineTaskName"] == "fetch-source" and "verify-digest" in tasks
+    assert spec["podTemplate"]["securityContext"]["runAsUser"] == 65534
+    assert "runAsUser" not in step_security_context(CATALOG.tasks["git-clone"], "clone")
+    assert "runAsUser" not in step_security_context({"spec": verify_digest_task()}, "check")

@@ -199,6 +199,12 @@ def test_pac_pipelinerun_binds_the_catalog_pipeline():
             assert (REPO / path).is_file(), path
         params = {p["name"]: p["value"] for p in run["spec"]["params"]}
         assert params["git-url"] == "{{repo_url}}" and params["git-revision"] == "{{revision}}"
+        # the non-root tasks name no uid and this tree's default images run as root: the run gives
+        # their pods one on plain Kubernetes; the build task keeps its own uid 0
+        tasks = {t["name"] for t in catalog.pipelines["build-and-push"]["spec"]["tasks"]}
+        uids = {s["pipelineTaskName"]: s["podTemplate"]["securityContext"]["runAsUser"]
+                for s in run["spec"].get("taskRunSpecs", [])}
+        assert uids == {"fetch-source": 65534, "verify-digest": 65534} and set(uids) < tasks
 
 
 # ------------------------------------------------------------------------- release workflow
