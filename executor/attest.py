@@ -83,12 +83,18 @@ def provenance_for(opts, results: list, subject: dict) -> bytes:
     bases: dict[str, str] = {}
     for r in results:
         bases.update(r.bases)
+    checkout = None
+    if not opts.source_commit and not opts.context_source:  # a local directory: is it a git checkout?
+        from .provenance.gitcheckout import local_checkout
+        checkout = local_checkout(Path(opts.context))
     names = [parse_reference(d).name for d in opts.destinations] or ["unnamed"]
     statement = provenance_statement(subjects=[(name, subject["digest"]) for name in dict.fromkeys(names)], opts=opts,
                                      record=results[0].record, bases=bases,
-                                     platforms=[r.platform or opts.platform for r in results], context_digest=tree)
-    log.info("provenance: %d base image(s), context %s (%d entries), %d steps, %.2fs", len(bases), tree[:19], n,
-             len(results[0].record.steps), time.monotonic() - t0)
+                                     platforms=[r.platform or opts.platform for r in results], context_digest=tree,
+                                     checkout=checkout)
+    log.info("provenance: %d base image(s), context %s (%d entries)%s, %d steps, %.2fs", len(bases), tree[:19], n,
+             f", git commit {checkout.commit[:12]}" if checkout else "", len(results[0].record.steps),
+             time.monotonic() - t0)
     return json.dumps(statement, indent=1).encode()
 
 

@@ -18,7 +18,9 @@ Shape::
          "resolvedDependencies": [base images {"name": "base-image:REF", "uri": "pkg:docker/...",
                                   "digest": {"sha256"}}, the context {"name": "context",
                                   "digest": {"sha256": tree digest (see context_digest)}}, the git
-                                  source {"name": "source", "uri": "git+URL", "digest": {"gitCommit"}},
+                                  source {"name": "source", "uri": "git+URL", "digest": {"gitCommit"}}
+                                  (a git:// context, or a local context directory in a git checkout:
+                                  its HEAD and remote, see gitcheckout),
                                   each ADD URL {"name": "add:URL", "uri": URL without user:password,
                                   "digest": {ALG: hex of the bytes fetched, or the --checksum that
                                   keyed a cache hit}}]},
@@ -103,10 +105,12 @@ def _without_userinfo(url: str) -> str:
 
 
 def provenance_statement(*, subjects: list[tuple[str, str]], opts, record, bases: dict[str, str],
-                         platforms: list[str], context_digest: str | None) -> dict:
+                         platforms: list[str], context_digest: str | None, checkout=None) -> dict:
     """The Statement (a dict ready for json.dumps). ``subjects``: (name, ``sha256:`` digest);
     ``opts``: the BuildOptions; ``record``: the BuildRecord; ``bases``: reference -> manifest
-    digest of every base image; ``context_digest``: the tree digest of the context, or None."""
+    digest of every base image; ``context_digest``: the tree digest of the context, or None;
+    ``checkout``: the :class:`~.gitcheckout.Checkout` holding a local context directory, or None
+    (a ``git://`` context's commit comes in ``opts.source_commit``)."""
     secrets = {k for k in opts.build_args if secret_like(k)}
     scrub = sorted((opts.build_args[k] for k in secrets if len(opts.build_args[k]) >= 4), key=len, reverse=True)
 
@@ -153,6 +157,10 @@ def provenance_statement(*, subjects: list[tuple[str, str]], opts, record, bases
         src = opts.context_source or ""
         deps.append({"name": "source", "uri": src if src.startswith("git") else "git+" + src,
                      "digest": {"gitCommit": opts.source_commit}})
+    elif checkout is not None:
+        from .gitcheckout import source_uri
+        uri = {"uri": clean(_without_userinfo(source_uri(checkout.url)))} if checkout.url else {}
+        deps.append({"name": "source", **uri, "digest": {"gitCommit": checkout.commit}})
     started, finished = record.started, record.finished or record.started
     return {
         "_type": STATEMENT_TYPE,

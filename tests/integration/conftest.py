@@ -20,7 +20,8 @@ from tests.support.tools import REPO, run_executor, umoci_unpack
 class DebianExample:
     """One build of examples/debian-python, pushed to the session registry, with its SBOM
     (SPDX) and provenance attached and written as files, then copied back with skopeo into the
-    OCI layout ``layout`` (tag ``img``) and unpacked with umoci into ``bundle``."""
+    OCI layout ``layout`` (tag ``img``) and unpacked with umoci into ``bundle``. Its layer cache
+    (an OCI layout) is ``cache``."""
 
     dest: str
     digest: str
@@ -31,6 +32,7 @@ class DebianExample:
     layout: Path
     bundle: Path
     context: Path
+    cache: Path
 
 
 @pytest.fixture(scope="session")
@@ -45,6 +47,7 @@ def debian_example(registry, debian_base, tmp_path_factory) -> DebianExample:
     t0 = time.monotonic()
     p = run_executor(["--context", str(ctx), "--build-arg", f"BASE={debian_base}", "--destination", dest,
                       "--insecure-registry", registry.host, "--log-format", "text",
+                      "--cache", "--cache-repo", f"oci:{work / 'cache'}",
                       "--sbom", "--provenance", "--sbom-path", str(work / "sbom.spdx.json"),
                       "--provenance-path", str(work / "provenance.json"), "--digest-file", str(work / "digest")],
                      timeout=900)
@@ -52,7 +55,7 @@ def debian_example(registry, debian_base, tmp_path_factory) -> DebianExample:
     bundle = umoci_unpack(dest, work / "u")
     return DebianExample(dest=dest, digest=(work / "digest").read_text(), stderr=p.stderr, seconds=seconds,
                          sbom=work / "sbom.spdx.json", provenance=work / "provenance.json",
-                         layout=work / "u" / "layout", bundle=bundle, context=ctx)
+                         layout=work / "u" / "layout", bundle=bundle, context=ctx, cache=work / "cache")
 
 
 @pytest.fixture(scope="module")

@@ -337,6 +337,39 @@ def test_token_auth_build_mounts_base_layers_across_repos(token_env, tmp_path):
     assert "mounted" in p.stderr, show(p)
 
 
+def test_token_auth_build_attaches_sbom_and_provenance_without_secrets(token_env, tmp_path):
+    """This module's secret scan applied to the supply-chain documents: a build that signs in
+    (basic -> bearer token) and gets a credential in a build arg attaches its SBOM and provenance
+    in the authenticated repository (referrers tag), and neither document, as written and as
+    stored in the registry, nor the output holds the password, its base64, a JWT or the arg."""
+    reg, ts = token_env
+    p, tag = tls_build(tmp_path, reg, "team/docs", "--insecure-registry", reg.host, "--sbom", "--provenance",
+                       "--sbom-path", str(tmp_path / "sbom.json"), "--provenance-path", str(tmp_path / "prov.json"),
+                       "--build-arg", f"REGISTRY_PASSWORD={PASSWORD}", "--digest-file", str(tmp_path / "digest"),
+                       base=f"{reg.host}/team/base:latest")
+    assert_ok(p)
+    assert_no_secrets(p, "eyJ")
+    digest = (tmp_path / "digest").read_text()
+    assert f"sha256-{digest.split(':')[1]}" in reg.direct.tags("team/docs")
+    h = reg.direct._h("team/docs")
+    index = reg.direct.client.get(f"{reg.direct.base}/v2/team/docs/manifests/sha256-{digest.split(':')[1]}",
+                                  headers={**h, "Accept": "application/vnd.oci.image.index.v1+json"}).json()
+    stored = {}
+    for d in index["manifests"]:
+        man = reg.direct.client.get(f"{reg.direct.base}/v2/team/docs/manifests/{d['digest']}",
+                                    headers={**h, "Accept": d["mediaType"]}).json()
+        assert man["subject"]["digest"] == digest
+        stored[d["artifactType"]] = reg.direct.client.get(
+            f"{reg.direct.base}/v2/team/docs/blobs/{man['layers'][0]['digest']}", headers=h).content
+    assert stored == {"application/spdx+json": (tmp_path / "sbom.json").read_bytes(),
+                      "application/vnd.in-toto+json": (tmp_path / "prov.json").read_bytes()}
+    for data in stored.values():
+        for s in (PASSWORD, B64, USER + ":", "eyJ"):
+            assert s.encode() not in data, f"{s[:4]}... leaked into a supply-chain document"
+    ext = json.loads(stored["application/vnd.in-toto+json"])["predicate"]["buildDefinition"]["externalParameters"]
+    assert ext["buildArgs"] == {}  # REGISTRY_PASSWORD is a secret-like name: left out
+
+
 def test_token_auth_anonymous_push_is_refused(token_env, tmp_path):
     reg, ts = token_env
     p, tag = tls_build(tmp_path, reg, "team/anon", "--insecure-registry", reg.host,

@@ -292,3 +292,77 @@ def test_provenance_lists_add_urls_with_their_digests_and_no_credentials(registr
     assert first[f"add:http://{base}/tool.txt"]["digest"] == {"sha256": hashlib.sha256(b"downloaded tool\n").hexdigest()}
     steps = json.loads((tmp_path / "p2.json").read_text())["predicate"]["buildDefinition"]["internalParameters"]["steps"]
     assert [s["cache"] for s in steps if "pinned" in s["instruction"]] == ["hit", "hit"]
+
+
+def test_attaching_leaves_skopeo_inspect_unchanged(first, registry, tmp_path):
+    """The image pushed without the documents, then rebuilt (all cache hits) with --sbom and
+    --provenance to the same tag: `skopeo inspect` and the raw manifest are the same before and
+    after, except that the tag list gains the referrers tag (sha256-<hex>)."""
+    dest = f"{registry.host}/supply/plain:v1"
+    digest, _, _ = build(registry.host, first["ctx"], dest, first["work"])
+    before, raw_before = skopeo_inspect(dest), run(["skopeo", "inspect", "--tls-verify=false", "--raw",
+                                                    f"docker://{dest}"]).stdout
+    again, _, _ = build(registry.host, first["ctx"], dest, first["work"], "--sbom", "--provenance")
+    after, raw_after = skopeo_inspect(dest), run(["skopeo", "inspect", "--tls-verify=false", "--raw",
+                                                  f"docker://{dest}"]).stdout
+    tag = "sha256-" + digest.split(":")[1]
+    assert digest == again == before["Digest"] == after["Digest"] and raw_before == raw_after
+    assert before.pop("RepoTags") == ["v1"] and sorted(after.pop("RepoTags")) == sorted(["v1", tag])
+    assert before == after
+    assert set(referrers(registry.host, "supply/plain", digest)) == {"application/spdx+json",
+                                                                      "application/vnd.in-toto+json"}
+
+
+def _git(cwd: Path, *args: str) -> str:
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@example.org", "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1",
+           "PATH": "/usr/bin:/bin"}
+    return run(["git", *args], cwd=cwd, env=env).stdout.strip()
+
+
+def test_git_checkout_context_and_a_second_build_with_one_cache_hit(registry, busybox, tmp_path):
+    """A context directory that is a git checkout (as git-clone leaves it: detached HEAD, origin
+    with a token in its URL): the provenance names its commit and URL (no token) beside the
+    context's tree digest. After one file changes and is committed, the second build's one
+    cache hit (the first COPY) and its miss are recorded, with the new commit; a git+file://
+    context the executor clones itself names its commit the same way."""
+    repo = tmp_path / "repo"
+    (repo / "app").mkdir(parents=True)
+    (repo / "app" / "Dockerfile").write_text(f"FROM {busybox}\nCOPY a.txt /a.txt\nCOPY b.txt /b.txt\n")
+    (repo / "app" / "a.txt").write_text("a\n")
+    (repo / "app" / "b.txt").write_text("b1\n")
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-qm", "one")
+    _git(repo, "remote", "add", "origin", "https://ci-bot:ghp_t0kenvalue@git.example/team/app.git")
+    _git(repo, "checkout", "-q", "--detach")
+    docs = []
+    for n in (1, 2):
+        if n == 2:
+            (repo / "app" / "b.txt").write_text("b2\n")
+            _git(repo, "commit", "-qam", "two")
+        p = run_executor(["--context", str(repo / "app"), "--destination", f"{registry.host}/supply/git:v{n}",
+                          "--insecure-registry", registry.host, "--cache", "--cache-repo", f"oci:{tmp_path / 'cache'}",
+                          "--provenance", "--provenance-path", str(tmp_path / f"p{n}.json")])
+        text = (tmp_path / f"p{n}.json").read_text()
+        assert "t0kenvalue" not in text and "ci-bot" not in text
+        assert f"git commit {_git(repo, 'rev-parse', 'HEAD')[:12]}" in p.stderr
+        docs.append(json.loads(text)["predicate"])
+    for n, pred in enumerate(docs):
+        deps = {d["name"]: d for d in pred["buildDefinition"]["resolvedDependencies"]}
+        assert deps["source"] == {"name": "source", "uri": "git+https://git.example/team/app.git",
+                                  "digest": {"gitCommit": _git(repo, "rev-parse", f"HEAD~{1 - n}")}}
+    ctx_digest = [{d["name"]: d for d in p["buildDefinition"]["resolvedDependencies"]}["context"]["digest"]
+                  for p in docs]
+    assert ctx_digest[0] != ctx_digest[1]
+    steps = [[(s["instruction"], s["cache"]) for s in p["buildDefinition"]["internalParameters"]["steps"]
+              if s["instruction"].startswith("COPY")] for p in docs]
+    assert steps == [[("COPY a.txt /a.txt", "miss"), ("COPY b.txt /b.txt", "miss")],
+                     [("COPY a.txt /a.txt", "hit"), ("COPY b.txt /b.txt", "miss")]]
+    # a git context cloned by the executor: the commit it checked out
+    run_executor(["--context", f"git+file://{repo}#HEAD:app", "--no-push", "--insecure-registry", registry.host,
+                  "--provenance-path", str(tmp_path / "pg.json")])
+    deps = {d["name"]: d for d in json.loads((tmp_path / "pg.json").read_text())
+            ["predicate"]["buildDefinition"]["resolvedDependencies"]}
+    assert deps["source"]["digest"] == {"gitCommit": _git(repo, "rev-parse", "HEAD")}
+    assert deps["source"]["uri"].startswith(f"git+file://{repo}")

@@ -8,13 +8,14 @@ from the image digest alone through the referrers tag."""
 from __future__ import annotations
 
 import json
+import shutil
 import uuid
 
 import pytest
 from packageurl import PackageURL
 
 from tests.integration.test_supply_chain import referrers
-from tests.support.tools import runc_run, skopeo_inspect
+from tests.support.tools import run_executor, runc_run, skopeo_inspect
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -112,3 +113,34 @@ def test_documents_are_found_from_the_digest(debian_example):
     assert docs == {"application/spdx+json": debian_example.sbom.read_bytes(),
                     "application/vnd.in-toto+json": debian_example.provenance.read_bytes()}
     assert skopeo_inspect(debian_example.dest)["Digest"] == debian_example.digest
+
+
+def test_second_build_records_its_cache_hits(debian_example, debian_base, tmp_path):
+    """app.py changed, the example built again with its cache: the provenance records the four
+    steps before COPY app.py as cache hits and the rest as misses; the SBOM (read from the
+    layers, cached ones included) still lists jq and six; no secret-like value appears."""
+    ctx = tmp_path / "ctx"
+    shutil.copytree(debian_example.context, ctx)
+    (ctx / "app.py").write_text((ctx / "app.py").read_text() + "# changed\n")
+    host = debian_example.dest.split("/", 1)[0]
+    dest = debian_example.dest.rsplit(":", 1)[0] + ":again"
+    p = run_executor(["--context", str(ctx), "--build-arg", f"BASE={debian_base}", "--destination", dest,
+                      "--insecure-registry", host, "--log-format", "text",
+                      "--build-arg", "PIP_TOKEN=pypi-AgEIcHlwaS5vcmc",
+                      "--cache", "--cache-repo", f"oci:{debian_example.cache}", "--sbom", "--provenance",
+                      "--sbom-path", str(tmp_path / "sbom.json"), "--provenance-path", str(tmp_path / "prov.json"),
+                      "--digest-file", str(tmp_path / "digest")], timeout=900)
+    st = json.loads((tmp_path / "prov.json").read_text())
+    assert st["subject"][0]["digest"] == {"sha256": skopeo_inspect(dest)["Digest"].split(":")[1]}
+    steps = [(s["instruction"].split()[0], s["cache"]) for s in st["predicate"]["buildDefinition"]
+             ["internalParameters"]["steps"] if s["instruction"].startswith(("RUN", "COPY"))]
+    assert steps == [("RUN", "hit"), ("RUN", "hit"), ("COPY", "hit"), ("RUN", "hit"), ("COPY", "miss"),
+                     ("RUN", "miss")], steps
+    names = {p["name"]: p.get("versionInfo") for p in json.loads((tmp_path / "sbom.json").read_text())["packages"]}
+    assert names["jq"] == next(p["versionInfo"] for ps in _packages(debian_example).values() for p in ps
+                               if p["name"] == "jq")
+    assert "six" in names and len(names) == len(_packages(debian_example))
+    for path in (tmp_path / "prov.json", tmp_path / "sbom.json"):
+        assert b"pypi-AgEIcHlwaS5vcmc" not in path.read_bytes()
+    print(f"\nDebian example, second build (4 hits, 2 misses) with SBOM+provenance: "
+          f"{[ln for ln in p.stderr.splitlines() if ln.startswith('INFO[executor] done')]}")

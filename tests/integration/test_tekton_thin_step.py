@@ -8,7 +8,9 @@ One run covers the thin step end to end: BUILD_ARGS/EXTRA_ARGS words, a kubernet
 dockerconfigjson Secret in the dockerconfig workspace (copied to a temp DOCKER_CONFIG that is gone
 afterwards), the cache workspace (base image warmed into base-images/, layers cached under
 layers/), SBOM and provenance switched on (both found through the referrers tag of the pushed
-digest), and the IMAGE_DIGEST / IMAGE_URL / ARTIFACT_OUTPUTS results."""
+digest; the source workspace is a git checkout as git-clone leaves it, and the provenance names
+the commit git-clone would report as CHAINS-GIT_COMMIT), and the IMAGE_DIGEST / IMAGE_URL /
+ARTIFACT_OUTPUTS results."""
 
 from __future__ import annotations
 
@@ -27,7 +29,8 @@ import pytest
 import yaml
 
 from tests.support.tekton_step import render_step, write_scripts
-from tests.support.tools import REPO, skopeo_inspect
+from tests.integration.test_supply_chain import referrers
+from tests.support.tools import REPO, run, skopeo_inspect
 
 pytestmark = pytest.mark.integration
 
@@ -72,6 +75,14 @@ def test_thin_step_as_tekton_runs_it(registry, busybox, tmp_path):
         RUN printf '%s\\n' "$GREETING" > /greeting
         LABEL greeting="$GREETING"
         """))
+    # the source workspace as git-clone leaves it: origin = the URL, FETCH_HEAD checked out (detached)
+    git_env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org", "GIT_COMMITTER_NAME": "t",
+               "GIT_COMMITTER_EMAIL": "t@example.org", "GIT_CONFIG_GLOBAL": "/dev/null", "PATH": "/usr/bin:/bin"}
+    src = tmp_path / "source"
+    for cmd in (["init", "-q"], ["remote", "add", "origin", "https://git.example/team/app.git"], ["add", "."],
+                ["commit", "-qm", "app"], ["checkout", "-q", "--detach"]):
+        run(["git", *cmd], cwd=src, env=git_env)
+    commit = run(["git", "rev-parse", "HEAD"], cwd=src, env=git_env).stdout.strip()
     auth = base64.b64encode(b"bot:not-a-real-password").decode()
     (tmp_path / "dockerconfig/.dockerconfigjson").write_text(json.dumps({"auths": {"other.example": {"auth": auth}}}))
     scratch = tmp_path / "tmp"
@@ -109,5 +120,10 @@ def test_thin_step_as_tekton_runs_it(registry, busybox, tmp_path):
     index = skopeo_inspect(f"{repo}:sha256-{digest.split(':')[1]}", raw=True)
     assert sorted(m["artifactType"] for m in index["manifests"]) == ["application/spdx+json",
                                                                       "application/vnd.in-toto+json"]
+    prov = json.loads(referrers(registry.host, repo.split("/", 1)[1], digest)["application/vnd.in-toto+json"])
+    deps = {d["name"]: d for d in prov["predicate"]["buildDefinition"]["resolvedDependencies"]}
+    assert deps["source"] == {"name": "source", "uri": "git+https://git.example/team/app.git",
+                              "digest": {"gitCommit": commit}}
+    assert prov["subject"][0]["digest"] == {"sha256": digest.split(":")[1]}
     # the temp copy of the dockerconfig Secret is gone
     assert not list(scratch.glob("kaniko-build-*")), list(scratch.iterdir())
