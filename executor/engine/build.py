@@ -76,6 +76,23 @@ def _resolve_bases(b: BuildServices, nodes: list) -> None:
             f.result()
 
 
+def _remove_roots_soon(b: BuildServices, work: Path) -> threading.Thread:
+    """Once every stage is built, no stage root is read again (outputs, pushes, the cache and
+    the SBOM read blobs): unmount the stage roots and remove them, the unpacked ``--from``
+    images and the scratch directories on a thread, while the push finishes. Removing
+    files is mostly waiting for the filesystem (on ext4 ~0.2 s for the 120 MB of a three-stage
+    build, of which ~0.03 s CPU), so this takes it off the end of the run. The rest of the work
+    directory (blobs) goes in :meth:`Build.cleanup`, which joins this thread first."""
+    def remove() -> None:
+        b.mounts.release()  # (idempotent: cleanup() calls it again)
+        for d in [work / "stages", work / "images", *work.glob("scratch-*")]:
+            shutil.rmtree(d, ignore_errors=True)
+
+    t = threading.Thread(target=remove, name="remove-roots", daemon=True)
+    t.start()
+    return t
+
+
 def _resolve_bases_soon(b: BuildServices, nodes: list) -> Callable[[], None]:
     """:func:`_resolve_bases` on a thread of its own (while the RUN isolation is probed and the
     cache's trail is read); returns the function that waits for it and raises its error. The
@@ -131,6 +148,7 @@ class Build:
         self.work = new_work_dir(Path(options.work_dir) if options.work_dir else None, keep=not options.cleanup)
         self.store = BlobStore(self.work / "blobs")
         self.services: BuildServices | None = None
+        self._roots_removed: threading.Thread | None = None
 
     def build(self) -> BuildResult:
         """Build the one platform of the options (``--custom-platform`` with one value)."""
@@ -217,6 +235,8 @@ class Build:
                                        record=b.record, stages_built=plan.order, platform=p,
                                        bases=dict(bases)))
         b.record.finished = time.time()
+        if opts.cleanup:
+            self._roots_removed = _remove_roots_soon(b, self.work)
         return results
 
     def _warn_unused(self, used: set[str]) -> None:
@@ -227,6 +247,8 @@ class Build:
     def cleanup(self) -> None:
         """Wait for background cache writes, close sources, remove the work directory when ours."""
         b = self.services
+        if self._roots_removed is not None:
+            self._roots_removed.join()
         if b is not None:
             if b.cache is not None:
                 b.cache.close()  # background cache pushes read blobs from the work directory

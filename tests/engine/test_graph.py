@@ -92,7 +92,7 @@ def test_unneeded_stages_are_not_built(graph):
     r = graph("scratch")
     assert r.result.stages_built == [0, 1, 2, 3, 5]
     assert "unused" not in {s.stage for s in r.record.steps}
-    assert not (r.build.work / "stages" / "4").exists()
+    # (the work directory cannot show it: every stage root is removed once the build ends)
 
 
 @pytest.mark.parametrize("target, built, files", [
