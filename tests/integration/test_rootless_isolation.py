@@ -146,19 +146,27 @@ def test_userns_run_cannot_signal_a_process_outside(registry, busybox, tmp_path)
         outside.wait()
 
 
-def test_without_user_namespaces_falls_back_to_chroot_and_says_why(registry, busybox, tmp_path):
+def _builds_in_chroot_saying_why(registry, busybox, tmp_path, repo: str, prefix: list[str], why_not_userns: str):
+    """A RUN built under ``prefix`` (no user namespaces for a pod-like root): one isolation line,
+    chroot, naming why neither stronger mode was possible; the RUN's file is in the layer."""
     ctx = make_context(tmp_path, f"""\
         FROM {busybox}
         RUN echo fallback > /fb
         """)
-    dest, p = pod_build(registry, ctx, "rootless/fallback", prefix=NO_USERNS + POD)
+    dest, p = pod_build(registry, ctx, repo, prefix=prefix)
     assert p.returncode == 0, p.stderr
     lines = isolation_line(p.stderr)
     assert len(lines) == 1, p.stderr
     assert "RUN isolation: chroot" in lines[0], lines
     assert "not namespace: no CAP_SYS_ADMIN" in lines[0], lines
-    assert "not userns: user namespaces disabled: /proc/sys/user/max_user_namespaces is 0" in lines[0], lines
+    assert f"not userns: {why_not_userns}" in lines[0], lines
+    assert "Traceback" not in p.stderr
     assert "fb" in layer_members(fetch_layout(dest, tmp_path)[2])
+
+
+def test_without_user_namespaces_falls_back_to_chroot_and_says_why(registry, busybox, tmp_path):
+    _builds_in_chroot_saying_why(registry, busybox, tmp_path, "rootless/fallback", NO_USERNS + POD,
+                                 "user namespaces disabled: /proc/sys/user/max_user_namespaces is 0")
 
 
 #: Runs argv under a seccomp filter that refuses unshare(2) with EPERM (what containerd's
@@ -193,20 +201,8 @@ def test_seccomp_refusing_unshare_falls_back_to_chroot_and_says_why(registry, bu
     still builds."""
     check = subprocess.run(DENY_UNSHARE + ["unshare", "--user", "true"], capture_output=True, text=True)
     assert check.returncode != 0 and "Operation not permitted" in check.stderr, check  # the filter works
-    ctx = make_context(tmp_path, f"""\
-        FROM {busybox}
-        RUN echo fallback > /fb
-        """)
-    dest, p = pod_build(registry, ctx, "rootless/seccomp", prefix=DENY_UNSHARE + POD)
-    assert p.returncode == 0, p.stderr
-    lines = isolation_line(p.stderr)
-    assert len(lines) == 1, p.stderr
-    assert "RUN isolation: chroot" in lines[0], lines
-    assert "not namespace: no CAP_SYS_ADMIN" in lines[0], lines
-    assert "not userns: unshare(CLONE_NEWUSER) refused: EPERM (seccomp, or user namespaces disabled?)" in lines[0], \
-        lines
-    assert "Traceback" not in p.stderr
-    assert "fb" in layer_members(fetch_layout(dest, tmp_path)[2])
+    _builds_in_chroot_saying_why(registry, busybox, tmp_path, "rootless/seccomp", DENY_UNSHARE + POD,
+                                 "unshare(CLONE_NEWUSER) refused: EPERM (seccomp, or user namespaces disabled?)")
 
 
 NAMESPACES = ("user", "pid", "mnt", "ipc", "uts")
