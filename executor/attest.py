@@ -137,8 +137,10 @@ def _chosen(opts, docs: list[Document]) -> list[Document]:
     return [d for d in docs if (opts.sbom if d.artifact_type in MEDIA_TYPES.values() else opts.provenance)]
 
 
-def attach_all(client, opts, docs: list[Document]) -> None:
-    """Attach the ``--sbom`` / ``--provenance`` documents in every destination repository."""
+def attach_all(client, opts, docs: list[Document], destinations: list[str] | None = None) -> None:
+    """Attach the ``--sbom`` / ``--provenance`` documents in every destination repository (of
+    ``destinations`` when given: those that hold the image; a repository whose only tags kept
+    their immutable image gets no artifacts about an image it does not hold)."""
     if not docs:
         return  # nothing asked for: the SBOM and referrers modules are not even imported
     from .referrers import attach
@@ -147,7 +149,7 @@ def attach_all(client, opts, docs: list[Document]) -> None:
         return
     t0 = time.monotonic()
     repos = {}
-    for d in opts.destinations:
+    for d in opts.destinations if destinations is None else destinations:
         ref = parse_reference(d)
         repos.setdefault((ref.registry, ref.repository), ref)
     for repo in repos.values():

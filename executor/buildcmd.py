@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .cliargs import (NO_OP_FLAGS, _kv, build_args_from, parse_platforms, parse_secret,
-                      resolve_dockerfile)
+from .cliargs import (NO_OP_FLAGS, _kv, build_args_from, credential_helpers, credential_helpers_hint, parse_platforms,
+                      parse_secret, resolve_dockerfile)
 from .errors import UserError
 from .logs import setup_logging
 from .options import BuildOptions
@@ -146,15 +146,17 @@ class EarlyClient:
         return self._client
 
 
-def warn_no_ops(given: set[str], values: dict[str, Any]) -> None:
+def warn_no_ops(given: set[str], values: dict[str, Any], extra: dict[str, str] | None = None) -> None:
     """One warning per Kaniko flag given on the command line that has no effect (NO_OP_FLAGS).
-    ``given``: the primary long names of the flags given (``--no-X`` counts as ``--X``)."""
+    ``given``: the primary long names of the flags given (``--no-X`` counts as ``--X``);
+    ``extra``: text appended to a flag's warning. A list value is shown comma-separated."""
     named = {"--" + f[5:] if f.startswith("--no-") and "--" + f[5:] in NO_OP_FLAGS else f for f in given}
     for flag, instead in NO_OP_FLAGS.items():
         if flag in named:
             value = values[flag]
-            shown = str(value).lower() if isinstance(value, bool) else str(value)
-            log.warning("%s=%s: ignored; %s", flag, shown, instead)
+            shown = (str(value).lower() if isinstance(value, bool) else
+                     ",".join(value) if isinstance(value, list) else str(value))
+            log.warning("%s=%s: ignored; %s%s", flag, shown, instead, (extra or {}).get(flag, ""))
 
 
 def image_format(value: str | None, annotations: dict[str, str]) -> bool | None:
@@ -193,13 +195,17 @@ def run(v: dict[str, Any], given: set[str], notes: list[str]) -> None:
     cache_run_layers = v["cache_run_layers"] and not v["no_cache_run_layers"]
     cache_copy_layers = v["cache_copy_layers"] and not v["no_cache_copy_layers"]
     cleanup = v["cleanup"] and not v["no_cleanup"]
+    helpers = credential_helpers(v["credential_helpers"])
     warn_no_ops(given, {"--snapshot-mode": v["snapshot_mode"], "--use-new-run": v["use_new_run"],
                         "--compressed-caching": v["compressed_caching"] and not v["no_compressed_caching"],
                         "--force": v["force"],
                         "--skip-unused-stages": v["skip_unused_stages"] and not v["no_skip_unused_stages"],
                         "--ignore-var-run": v["ignore_var_run"] and not v["no_ignore_var_run"],
                         "--force-build-metadata": v["force_build_metadata"],
-                        "--image-fs-extract-retry": v["image_fs_extract_retry"]})
+                        "--image-fs-extract-retry": v["image_fs_extract_retry"],
+                        "--preserve-context": v["preserve_context"], "--pre-cleanup": v["pre_cleanup"],
+                        "--materialize": v["materialize"], "--credential-helpers": helpers},
+                {"--credential-helpers": credential_helpers_hint(helpers)})
     if v["bucket"]:
         from .contexts import SUPPORTED
         raise UserError(f"--bucket {v['bucket']}: Google Cloud Storage contexts are not supported; supported "
@@ -260,6 +266,7 @@ def run(v: dict[str, Any], given: set[str], notes: list[str]) -> None:
         opts = BuildOptions(
             context=ctx_dir, dockerfile=resolve_dockerfile(ctx_dir, v["dockerfile"]), destinations=list(destination),
             build_args=build_args_from(v["build_arg"], dict(os.environ)), target=v["target"], no_push=no_push,
+            push_ignore_immutable_tag_errors=v["push_ignore_immutable_tag_errors"],
             tar_path=tar_path.resolve() if tar_path else None,
             oci_layout_path=oci_layout_path.resolve() if oci_layout_path else None,
             digest_file=v["digest_file"], image_name_with_digest_file=v["image_name_with_digest_file"],

@@ -112,6 +112,10 @@ def build(
                                                      "the original registry."),
     push_retry: int = _opt(0, "--push-retry", panel=P_REGISTRY, metavar="N",
                            help="Extra attempts for each push request, beyond the 3 built-in retries."),
+    push_ignore_immutable_tag_errors: bool = _opt(False, "--push-ignore-immutable-tag-errors", panel=P_REGISTRY,
+                                                  help="A registry refusing to move an existing immutable tag (ECR, "
+                                                       "Harbor, Artifact Registry, ...) is a warning, not an error: "
+                                                       "the tag keeps its image, other destinations are pushed."),
     image_download_retry: int = _opt(0, "--image-download-retry", panel=P_REGISTRY, metavar="N",
                                      help="Extra attempts for each pull request, beyond the 3 built-in retries."),
     skip_push_permission_check: bool = _opt(False, "--skip-push-permission-check", panel=P_REGISTRY,
@@ -223,6 +227,14 @@ def build(
                                       help="Metadata-only steps add history, no layer."),
     image_fs_extract_retry: int = _opt(0, "--image-fs-extract-retry", panel=P_COMPAT, metavar="N",
                                        help="Layers are digest-checked, then extracted once."),
+    preserve_context: bool = _opt(False, "--preserve-context", panel=P_COMPAT,
+                                  help="The executor's own filesystem is never touched."),
+    pre_cleanup: bool = _opt(False, "--pre-cleanup", panel=P_COMPAT,
+                             help="Every build starts from an empty root of its own."),
+    materialize: bool = _opt(False, "--materialize", panel=P_COMPAT,
+                             help="Image files stay out of the executor's /."),
+    credential_helpers: List[str] = _opt([], "--credential-helpers", panel=P_COMPAT, metavar="NAME",
+                                         help="env|google|ecr|acr|gitlab: use config.json credHelpers instead."),
     # hidden negative forms of the true-by-default flags (``--flag=false`` is rewritten to these)
     no_cache_run_layers: bool = _hidden(False, "--no-cache-run-layers"),
     no_cache_copy_layers: bool = _hidden(False, "--no-cache-copy-layers"),

@@ -19,6 +19,7 @@ BOOL_FLAGS = {
     "--single-snapshot", "--skip-default-registry-fallback", "--log-timestamp", "--force",
     "--skip-unused-stages", "--compressed-caching", "--use-new-run", "--ignore-var-run",
     "--skip-push-permission-check", "--force-build-metadata", "--sbom", "--provenance",
+    "--push-ignore-immutable-tag-errors", "--preserve-context", "--pre-cleanup", "--materialize",
 }
 # Flags whose default is true: "--flag=false" becomes "--no-<flag>" for typer.
 TRUE_DEFAULT = {"--cache-run-layers", "--cache-copy-layers", "--cleanup", "--compressed-caching", "--ignore-var-run",
@@ -111,7 +112,43 @@ NO_OP_FLAGS = {
                               "without a layer, as Docker does",
     "--image-fs-extract-retry": "base layers are downloaded (retried per --image-download-retry) and "
                                 "digest-checked before they are extracted once; extraction is not retried",
+    # the maintained fork's (osscontainertools/kaniko) flags for a build that runs in the container's own /
+    "--preserve-context": "the build root is a directory of the executor's work directory, never its own /, so "
+                          "files around the executor (secrets, the CI job's tools) stay as they are between "
+                          "stages and after the build",
+    "--pre-cleanup": "every build starts from an empty root of its own in the work directory; the executor's own "
+                     "filesystem never enters an image, so there is nothing to clean first",
+    "--materialize": "the image's files never land in the executor's own /, cache hits or not; to get them, "
+                     "write --tar-path or --oci-layout-path",
+    "--credential-helpers": "credentials come from a Docker config.json: 'auths', and 'credHelpers' / "
+                            "'credsStore' run docker-credential-<name>; there are no built-in helpers",
 }
+
+# The fork's --credential-helpers names -> the docker-credential-<name> helper to name in config.json
+# "credHelpers" instead (the fork builds these keychains in: osscontainertools/kaniko pkg/creds).
+FORK_CREDENTIAL_HELPERS = {
+    "env": "none: put the KANIKO_<HOST>_USER/_PASSWORD pair in an 'auths' entry",
+    "google": "gcloud (or gcr)", "ecr": "ecr-login", "acr": "acr-env", "gitlab": "gitlabci",
+}
+
+def credential_helpers(values: list[str]) -> list[str]:
+    """The fork's ``--credential-helpers`` values (repeatable, or comma-separated; ``''`` turns
+    its built-in helpers off), checked: a name it does not know either is an error, since no
+    helper of that name exists anywhere. The executor has no built-in helpers (NO_OP_FLAGS)."""
+    names = [n.strip().lower() for v in values for n in v.split(",")]
+    bad = [n for n in names if n and n not in FORK_CREDENTIAL_HELPERS]
+    if bad:
+        raise UserError(f"--credential-helpers={bad[0]}: unknown helper (the fork knows "
+                        f"{', '.join(FORK_CREDENTIAL_HELPERS)}; '' turns them off); here credentials come from a "
+                        "Docker config.json: name docker-credential-<name> in its 'credHelpers' or 'credsStore'")
+    return [n for n in names if n]
+
+
+def credential_helpers_hint(names: list[str]) -> str:
+    """What to put in config.json instead of each fork helper in ``names`` ('' when none)."""
+    parts = [f"{n} -> {FORK_CREDENTIAL_HELPERS[n]}" for n in dict.fromkeys(names)]
+    return f" (config.json 'credHelpers' per registry: {'; '.join(parts)})" if parts else ""
+
 
 # Old spellings (camelCase, snake_case) still found in pipelines: rewritten to the kebab-case
 # flag, hidden from --help, and named once in a deprecation warning. Kaniko itself kept

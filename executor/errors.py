@@ -58,6 +58,18 @@ class RegistryError(UserError):
         self.status = status
 
 
+class ImmutableTagError(RegistryError):
+    """The registry refused a manifest PUT because the tag already exists and the repository
+    keeps its tags immutable (:mod:`executor.registry.immutable` recognises the refusals of
+    ECR, Harbor, Artifact Registry, Docker Hub, Quay, ...). ``status`` is the HTTP status,
+    ``reference`` the ``registry/repo:tag`` refused and ``detail`` the registry's own words."""
+
+    def __init__(self, message: str = "", *, status: int | None = None, reference: str = "", detail: str = ""):
+        super().__init__(message, status=status)
+        self.reference = reference
+        self.detail = detail
+
+
 class NotFound(RegistryError):
     """The registry answered 404 Not Found to a manifest or blob GET/HEAD: the tag, digest or
     repository does not exist there (OCI distribution-spec, ``MANIFEST_UNKNOWN``,

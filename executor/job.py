@@ -86,8 +86,9 @@ def run_build(opts: BuildOptions, client) -> str:
             digest = image_digest(result)
             log.info("skipping push (--no-push); image digest %s", digest)
         else:
-            digest = push(client, result, opts.destinations, uploads).digest
-            attest.attach_all(client, opts, docs)
+            pushed = push(client, result, opts.destinations, uploads, opts.push_ignore_immutable_tag_errors)
+            digest = pushed.digest
+            attest.attach_all(client, opts, docs, pushed.landed())
         write_digest_files(digest, opts.destinations if not opts.no_push else opts.destinations,
                            opts.digest_file, opts.image_name_with_digest_file, opts.image_name_tag_with_digest_file)
         log.info("done in %.2fs: %s", time.monotonic() - t0, digest)
@@ -129,8 +130,9 @@ def run_multi_platform_build(opts: BuildOptions, client) -> str:
             digest = sha256_digest(image_index(results)[0])
             log.info("skipping push (--no-push); index digest %s", digest)
         else:
-            digest = push_index(client, results, opts.destinations, uploads).digest
-            attest.attach_all(client, opts, docs)
+            pushed = push_index(client, results, opts.destinations, uploads, opts.push_ignore_immutable_tag_errors)
+            digest = pushed.digest
+            attest.attach_all(client, opts, docs, pushed.landed())
         write_digest_files(digest, opts.destinations, opts.digest_file, opts.image_name_with_digest_file,
                            opts.image_name_tag_with_digest_file)
         log.info("done in %.2fs: %s", time.monotonic() - t0, digest)

@@ -20,6 +20,7 @@ class BuildOptions:
     build_args: dict[str, str] = field(default_factory=dict)
     target: str | None = None
     no_push: bool = False
+    push_ignore_immutable_tag_errors: bool = False  # a refused immutable tag: warn, carry on
     tar_path: Path | None = None
     oci_layout_path: Path | None = None
     digest_file: Path | None = None

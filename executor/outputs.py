@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 from pathlib import Path
 
-from .errors import RegistryError, UserError
+from .errors import ImmutableTagError, RegistryError, UserError
 from .oci.image import manifest_bytes, sha256_digest
 from .reference import Reference, parse_reference
 from .registry.client import RegistryClient
@@ -29,12 +29,47 @@ log = logging.getLogger("executor.push")
 UNSET_DESTINATION = "docker.io/unset-repo/unset-image-name:latest"
 
 
+IGNORE_IMMUTABLE_FLAG = "--push-ignore-immutable-tag-errors"
+
+
 @dataclass(frozen=True)
 class PushedImage:
-    """What was pushed: ``digest`` of the manifest and every destination reference."""
+    """What was pushed: ``digest`` of the manifest and every destination reference; ``kept``:
+    the destinations whose existing immutable tag the registry refused to move (skipped with
+    ``--push-ignore-immutable-tag-errors``; the image is not tagged there)."""
 
     digest: str
     references: list[Reference]
+    kept: tuple[Reference, ...] = ()
+
+    def landed(self) -> list[str]:
+        """The destinations in a repository that now holds the manifest (through one of its tags,
+        or already did): where attestations may refer to it."""
+        repos = {(r.registry, r.repository) for r in self.references if r not in self.kept}
+        return [str(r) for r in self.references if (r.registry, r.repository) in repos]
+
+
+def put_tag(client: RegistryClient, ref: Reference, manifest: bytes, media_type: str, digest: str,
+            ignore_immutable: bool) -> bool:
+    """PUT ``manifest`` at the tag of ``ref``; True when it was put. A refusal to move an existing
+    immutable tag (:class:`~executor.errors.ImmutableTagError`) is, with ``ignore_immutable``,
+    one warning naming the destination and what its tag keeps (False is returned, as Kaniko's
+    ``--push-ignore-immutable-tag-errors`` carries on); without it, an error naming that flag."""
+    try:
+        client.put_manifest(ref, manifest, media_type)
+        return True
+    except ImmutableTagError as e:
+        if not ignore_immutable:
+            raise ImmutableTagError(f"--destination {ref}: {e} (or pass {IGNORE_IMMUTABLE_FLAG} to warn and carry "
+                                    "on)", status=e.status, reference=e.reference, detail=e.detail) from None
+        try:
+            found = client.head_manifest(ref)
+        except RegistryError:
+            found = None
+        keeps = f"still names {found[0]}" if found else "was left as it was"
+        log.warning("--destination %s: the registry refused to move this immutable tag (%s); the tag %s, the built "
+                    "image %s is not tagged there (%s)", ref, e.detail, keeps, digest, IGNORE_IMMUTABLE_FLAG)
+        return False
 
 
 def local_blob_paths(result: BuildResult) -> list[Path]:
@@ -47,7 +82,8 @@ def _layer_blob(result: BuildResult, layer) -> BlobToPush:
 
 
 def push_manifest(client: RegistryClient, manifest: bytes, media_type: str, layers: list[BlobToPush],
-                  config: BlobToPush, destinations: list[str], early: UploadPool | None = None) -> PushedImage:
+                  config: BlobToPush, destinations: list[str], early: UploadPool | None = None,
+                  ignore_immutable: bool = False) -> PushedImage:
     """Push ``manifest`` (sent byte for byte) with its blobs to every destination.
 
     Blobs first, per repository (HEAD, then cross-repository mount, then upload; the config
@@ -56,7 +92,8 @@ def push_manifest(client: RegistryClient, manifest: bytes, media_type: str, laye
     while the build ran is awaited, a layer never started is pushed here. A repository after
     the first one of the same registry mounts the layers from that first one instead of
     uploading them again. Raises RegistryError (naming the registry) on failure; no manifest
-    is put then."""
+    is put then. A tag the registry keeps immutable: see :func:`put_tag` (``ignore_immutable``:
+    ``--push-ignore-immutable-tag-errors``)."""
     digest = sha256_digest(manifest)
     refs = [parse_reference(d) for d in destinations]
     current = [ref for ref in refs if _already_there(client, ref, digest)]
@@ -77,13 +114,16 @@ def push_manifest(client: RegistryClient, manifest: bytes, media_type: str, laye
             done.append(ref)
             log.info("pushed blobs to %s/%s: %s", ref.registry, ref.repository,
                      ", ".join(f"{outcomes.count(k)} {k}" for k in ("uploaded", "mounted", "exists") if outcomes.count(k)))
+    kept = []
     for ref in refs:
         if ref in current:
             log.info("%s is already %s: nothing to push", ref, digest)
             continue
-        client.put_manifest(ref, manifest, media_type)
-        log.info("pushed %s@%s", ref, digest)
-    return PushedImage(digest=digest, references=refs)
+        if put_tag(client, ref, manifest, media_type, digest, ignore_immutable):
+            log.info("pushed %s@%s", ref, digest)
+        else:
+            kept.append(ref)
+    return PushedImage(digest=digest, references=refs, kept=tuple(kept))
 
 
 def _mountable_from(layers: list[BlobToPush], ref: Reference, done: list[Reference]) -> list[BlobToPush]:
@@ -123,11 +163,12 @@ def image_parts(result: BuildResult) -> tuple[bytes, list[BlobToPush], BlobToPus
 
 
 def push(client: RegistryClient, result: BuildResult, destinations: list[str],
-         early: UploadPool | None = None) -> PushedImage:
+         early: UploadPool | None = None, ignore_immutable: bool = False) -> PushedImage:
     """Push the built image to every destination; returns the manifest digest (see push_manifest;
     ``early``: the build's upload pool)."""
     manifest, layers, config = image_parts(result)
-    return push_manifest(client, manifest, result.image.manifest_media_type(), layers, config, destinations, early)
+    return push_manifest(client, manifest, result.image.manifest_media_type(), layers, config, destinations, early,
+                         ignore_immutable)
 
 
 def image_digest(result: BuildResult) -> str:

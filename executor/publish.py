@@ -13,7 +13,7 @@ import logging
 from .engine.build import BuildResult
 from .oci.image import sha256_digest
 from .oci.index import entry_from_config, index_bytes
-from .outputs import PushedImage, image_parts, push_manifest
+from .outputs import PushedImage, image_parts, push_manifest, put_tag
 from .reference import parse_reference
 from .registry.client import RegistryClient
 from .registry.uploads import UploadPool
@@ -35,10 +35,11 @@ def image_index(results: list[BuildResult]) -> tuple[bytes, str, list[tuple[Buil
 
 
 def push_index(client: RegistryClient, results: list[BuildResult], destinations: list[str],
-               early: UploadPool | None = None) -> PushedImage:
+               early: UploadPool | None = None, ignore_immutable: bool = False) -> PushedImage:
     """Push every result's image by digest to each destination repository, then the index to
     every destination; returns the index digest (``early``: the build's upload pool, see
-    push_manifest). Raises RegistryError naming the registry."""
+    push_manifest; ``ignore_immutable``: an immutable tag's refusal is a warning, see
+    :func:`executor.outputs.put_tag`). Raises RegistryError naming the registry."""
     data, media_type, manifests = image_index(results)
     refs = [parse_reference(d) for d in destinations]
     repos = list(dict.fromkeys(r.name for r in refs))
@@ -49,7 +50,10 @@ def push_index(client: RegistryClient, results: list[BuildResult], destinations:
                       [f"{repo}@{digest}" for repo in repos], early)
         log.info("pushed the %s image (%s)", result.platform, digest)
     digest = sha256_digest(data)
+    kept = []
     for ref in refs:
-        client.put_manifest(ref, data, media_type)
-        log.info("pushed %s@%s (index of %s)", ref, digest, ", ".join(r.platform for r, _, _ in manifests))
-    return PushedImage(digest=digest, references=refs)
+        if put_tag(client, ref, data, media_type, digest, ignore_immutable):
+            log.info("pushed %s@%s (index of %s)", ref, digest, ", ".join(r.platform for r, _, _ in manifests))
+        else:
+            kept.append(ref)
+    return PushedImage(digest=digest, references=refs, kept=tuple(kept))

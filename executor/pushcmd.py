@@ -258,6 +258,9 @@ def push_command(
     registry_certificate: List[str] = typer.Option([], "--registry-certificate", help="REGISTRY=CA.crt (repeatable)."),
     registry_client_cert: List[str] = typer.Option([], "--registry-client-cert", help="REGISTRY=CERT,KEY (repeatable)."),
     push_retry: int = typer.Option(0, "--push-retry", help="Extra attempts for each push request."),
+    push_ignore_immutable_tag_errors: bool = typer.Option(
+        False, "--push-ignore-immutable-tag-errors",
+        help="A refused move of an existing immutable tag is a warning; other destinations are pushed."),
     verbosity: str = typer.Option("info", "--verbosity", "-v", help="Log level."),
     log_format: str = typer.Option("color", "--log-format", help="color, text or json."),
     log_timestamp: bool = typer.Option(False, "--log-timestamp", help="Prefix log lines with the time."),
@@ -301,8 +304,8 @@ def push_command(
             from .progress import watch_client
             watch_client(client)
             pushed = push_manifest(client, image.manifest, image.media_type, image.layers, image.config,
-                                   list(destination))
-            _attach(client, image, pushed.digest, list(destination))
+                                   list(destination), ignore_immutable=push_ignore_immutable_tag_errors)
+            _attach(client, image, pushed.digest, pushed.landed())
     finally:
         shutil.rmtree(work, ignore_errors=True)
     write_digest_files(pushed.digest, list(destination), digest_file, image_name_with_digest_file,

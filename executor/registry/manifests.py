@@ -13,12 +13,14 @@ from collections.abc import Sequence
 
 import httpx
 
-from executor.errors import NotFound, RegistryError
+from executor.errors import ImmutableTagError, NotFound, RegistryError
 from executor.reference import Reference
 from executor.registry.auth import scope_for
 from executor.registry.core import ClientCore
 from executor.registry.mediatypes import ALL_MANIFEST_TYPES, DOCKER_SCHEMA1, MAX_MANIFEST_BYTES, OCI_INDEX, OCI_MANIFEST
 from executor.registry.endpoints import Endpoint
+from executor.registry.immutable import immutable_tag_refusal
+from executor.registry.messages import status_text
 from executor.registry.transport import IntegrityError
 
 #: Digest algorithms a manifest can be verified with (OCI image-spec descriptor.md "Digests").
@@ -126,7 +128,8 @@ class ManifestOps(ClientCore):
         request). Tag wins over digest when both are set (the digest is then only checked).
         Raises RegistryError (with ``status``) when the registry refuses it -- e.g. 400
         ``MANIFEST_BLOB_UNKNOWN`` when a blob it names is missing -- or stores it under
-        another ``Docker-Content-Digest``. Push retry budget (``--push-retry``).
+        another ``Docker-Content-Digest``; :class:`~executor.errors.ImmutableTagError` when it
+        refuses to move an existing immutable tag (:mod:`executor.registry.immutable`). Push retry budget (``--push-retry``).
         """
         digest = sha256_digest(data)
         if ref.digest and ref.digest != digest:
@@ -140,6 +143,13 @@ class ManifestOps(ClientCore):
 
         resp = self._call(ref.registry, False, f"pushing manifest {ref.name}{':' if ref.tag else '@'}{ident}", once)
         if resp.status_code not in (200, 201, 202):
+            detail = immutable_tag_refusal(resp.status_code, resp.content) if ref.tag else None
+            if detail:
+                raise ImmutableTagError(
+                    f"registry {ref.registry} refused to move tag '{ref.tag}' of repo '{ref.repository}' "
+                    f"({status_text(resp.status_code)}: {detail}): the tag exists and the repository keeps its tags "
+                    "immutable; push under a new tag", status=resp.status_code, reference=f"{ref.name}:{ref.tag}",
+                    detail=detail)
             raise self._fail(ref, "the push", resp)
         got = resp.headers.get("Docker-Content-Digest")
         if got and got.startswith("sha256:") and got != digest:

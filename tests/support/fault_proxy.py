@@ -6,7 +6,11 @@ upstream on a fresh connection (``Connection: close`` both ways, so one request
 per connection). A rule lets ``skip`` matching requests through, then fires at most
 ``times`` times. Faults (``after_bytes`` counts body bytes, never the head):
 
-* ``status``: answer ``status`` (e.g. 503, or 429 with ``retry_after``) without forwarding;
+* ``status``: answer ``status`` (e.g. 503, or 429 with ``retry_after``) without forwarding, with
+  ``body`` (JSON) when given, else a distribution ``UNAVAILABLE`` error;
+* ``refuse_existing``: an immutable-tag rule in front of the registry, as Harbor's and ECR's:
+  the path (a manifest PUT by tag) is first HEADed upstream; when the upstream has it, answer
+  ``status`` with ``body`` (the rule fires); else forward (not counted in ``times``);
 * ``reset_request``: read ``after_bytes`` of the request body, then reset the connection (RST);
 * ``reset_response``: forward, relay ``after_bytes`` of the response *body*, then reset;
 * ``truncate``: forward, relay ``after_bytes`` of the response body, then close cleanly (FIN),
@@ -41,8 +45,11 @@ from dataclasses import dataclass, field
 
 from tests.support.httphead import read_head
 
-KINDS = frozenset({"status", "reset_request", "reset_response", "truncate", "corrupt", "corrupt_request",
+KINDS = frozenset({"status", "refuse_existing", "reset_request", "reset_response", "truncate", "corrupt",
+                   "corrupt_request",
                    "stall_response", "stall_request", "throttle"})
+
+DEFAULT_FAULT_BODY = b'{"errors":[{"code":"UNAVAILABLE","message":"injected fault"}]}'
 
 
 @dataclass
@@ -60,6 +67,7 @@ class Fault:
     skip: int = 0                  # let this many matching requests through first
     rate: float = 1 << 20          # throttle: bytes per second
     stall_s: float = 3600.0        # stall_*: how long to hold the connection silent
+    body: bytes | None = None      # status / refuse_existing: the answer's JSON body
     fired: int = 0
     seen: int = 0
 
@@ -199,10 +207,14 @@ class FaultProxy:
         if kind == "corrupt_request" and fault.after_bytes < len(body):
             i = fault.after_bytes
             body = body[:i] + bytes([body[i] ^ 0x01]) + body[i + 1:]
-        if kind == "status":
-            self._record(method, target, f"status {fault.status}")
+        if kind == "refuse_existing" and not self._upstream_has(target, headers):
+            with self._lock:
+                fault.fired -= 1
+            kind = fault = None
+        if kind in ("status", "refuse_existing"):
+            self._record(method, target, f"{kind} {fault.status}")
             extra = f"Retry-After: {fault.retry_after}\r\n" if fault.retry_after is not None else ""
-            msg = b'{"errors":[{"code":"UNAVAILABLE","message":"injected fault"}]}'
+            msg = fault.body if fault.body is not None else DEFAULT_FAULT_BODY
             conn.sendall((f"HTTP/1.1 {fault.status} Injected\r\nContent-Type: application/json\r\n"
                           f"Content-Length: {len(msg)}\r\n{extra}Connection: close\r\n\r\n").encode() + msg)
             conn.close()
@@ -223,6 +235,23 @@ class FaultProxy:
         if kind == "reset_response":
             _reset(conn)
         else:
+            conn.close()
+
+    def _upstream_has(self, target: str, headers: list[str]) -> bool:
+        """True when the upstream answers 200 to a HEAD of ``target`` (with the client's Host and
+        Authorization headers, accepting every manifest type)."""
+        import http.client
+        keep = {"host", "authorization"}
+        h = {k.strip(): v.strip() for k, _, v in (x.partition(":") for x in headers) if k.strip().lower() in keep}
+        h["Accept"] = ", ".join(("application/vnd.oci.image.manifest.v1+json",
+                                 "application/vnd.oci.image.index.v1+json",
+                                 "application/vnd.docker.distribution.manifest.v2+json",
+                                 "application/vnd.docker.distribution.manifest.list.v2+json"))
+        conn = http.client.HTTPConnection(*self.upstream, timeout=30)
+        try:
+            conn.request("HEAD", target, headers=h)
+            return conn.getresponse().status == 200
+        finally:
             conn.close()
 
     def _relay_body(self, up: socket.socket, conn: socket.socket, fault: Fault) -> None:

@@ -44,7 +44,8 @@ def test_no_op_flags_warn_once_each(tmp_path):
     p = _executor(["--context", str(ctx), "--no-push", "--log-format", "text",
                    "--snapshot-mode=redo", "--use-new-run", "--compressed-caching=false", "--force",
                    "--skip-unused-stages=false", "--ignore-var-run=false", "--force-build-metadata",
-                   "--image-fs-extract-retry", "2"])
+                   "--image-fs-extract-retry", "2", "--preserve-context", "--pre-cleanup=true", "--materialize",
+                   "--credential-helpers", "ecr", "--credential-helpers=google,gitlab"])
     assert p.returncode == 0, p.stderr
     warns = [line for line in p.stderr.splitlines() if line.startswith("WARN")]
     for flag in NO_OP_FLAGS:
@@ -54,6 +55,27 @@ def test_no_op_flags_warn_once_each(tmp_path):
     assert any("--snapshot-mode=redo: ignored; the executor takes a RUN's changes from its overlayfs upper "
                "directory, or where it cannot mount from a stat index of the whole root" in w for w in warns)
     assert any("--compressed-caching=false: ignored" in w for w in warns)
+    assert any("--preserve-context=true: ignored; the build root is a directory of the executor's work directory, "
+               "never its own /" in w for w in warns)
+    assert any("--pre-cleanup=true: ignored; every build starts from an empty root of its own" in w for w in warns)
+    assert any("--materialize=true: ignored; the image's files never land in the executor's own /" in w
+               for w in warns)
+    helpers = next(w for w in warns if "--credential-helpers=" in w)
+    assert "--credential-helpers=ecr,google,gitlab: ignored; credentials come from a Docker config.json" in helpers
+    assert "ecr -> ecr-login; google -> gcloud (or gcr); gitlab -> gitlabci" in helpers
+
+
+def test_fork_flags_false_or_empty_do_not_warn(tmp_path):
+    """``--preserve-context=false`` asks for what the executor does anyway (no warning), and
+    ``--credential-helpers=''`` (the fork's "no built-in helpers") is what it has: one warning,
+    naming no helper."""
+    p = _executor(["--context", str(_ctx(tmp_path)), "--no-push", "--log-format", "text",
+                   "--preserve-context=false", "--materialize=false", "--pre-cleanup=0", "--credential-helpers="])
+    assert p.returncode == 0, p.stderr
+    warns = [line for line in p.stderr.splitlines() if line.startswith("WARN")]
+    assert not [w for w in warns if "--preserve-context" in w or "--materialize" in w or "--pre-cleanup" in w]
+    assert [w for w in warns if "--credential-helpers" in w] == [
+        "WARN[executor] --credential-helpers=: ignored; " + NO_OP_FLAGS["--credential-helpers"]]
 
 
 def test_no_op_flags_not_given_do_not_warn(tmp_path):
@@ -146,6 +168,9 @@ def test_image_format_docker(tmp_path):
     (["--bucket", "my-bucket"], "Google Cloud Storage contexts are not supported"),
     (["--dockerfile", "https://example.com/Dockerfile"], "remote Dockerfiles are not fetched"),
     (["--digest-file", "https://example.com/put?sig=x"], "--digest-file https://example.com/put?sig=x: a URL"),
+    (["--credential-helpers", "ecr,vault"], "--credential-helpers=vault: unknown helper (the fork knows env, google, "
+                                            "ecr, acr, gitlab; '' turns them off); here credentials come from a Docker "
+                                            "config.json"),
 ])
 def test_bad_flag_values_are_one_line(tmp_path, args, message):
     p = _executor(["--context", str(_ctx(tmp_path)), "--no-push", *args])
