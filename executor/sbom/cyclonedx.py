@@ -29,7 +29,6 @@ try:  # cyclonedx-python-lib >= 11.x moved it; the old path still works but warn
 except ImportError:  # pragma: no cover
     from cyclonedx.factory.license import LicenseFactory
 from .model import ImageInfo, Inventory
-from .spdx import image_purl
 
 MEDIA_TYPE = "application/vnd.cyclonedx+json"
 
@@ -38,7 +37,7 @@ def cyclonedx_document(inv: Inventory, image: ImageInfo, created: _dt.datetime |
     """The CycloneDX 1.6 JSON document (UTF-8 bytes) for ``inv`` found in ``image``."""
     lf = LicenseFactory()
     root = Component(name=image.name, version=image.digest, type=ComponentType.CONTAINER,
-                     bom_ref=f"image:{image.digest}", purl=PackageURL.from_string(image_purl(image)),
+                     bom_ref=f"image:{image.digest}", purl=PackageURL.from_string(image.purl),
                      properties=[Property(name="executor:platform", value=image.platform)] if image.platform else None)
     tool = Component(name="executor", version=__version__, type=ComponentType.APPLICATION)
     bom = Bom(serial_number=uuid.uuid4(),

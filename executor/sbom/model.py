@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from packageurl import PackageURL
+
 
 @dataclass
 class Package:
@@ -57,3 +59,13 @@ class ImageInfo:
     digest: str
     tag: str | None = None
     platform: str = ""
+
+    @property
+    def purl(self) -> str:
+        """``pkg:oci/NAME@DIGEST?repository_url=REGISTRY/REPO[&tag=T][&arch=A]`` (purl-spec, type oci)."""
+        q = {"repository_url": self.name}
+        if self.tag:
+            q["tag"] = self.tag
+        if self.platform:
+            q["arch"] = self.platform.split("/")[1] if "/" in self.platform else self.platform
+        return PackageURL(type="oci", name=self.name.rsplit("/", 1)[-1], version=self.digest, qualifiers=q).to_string()

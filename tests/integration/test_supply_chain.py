@@ -134,8 +134,8 @@ def test_spdx_sbom_lists_the_packages_with_their_layers(first, registry, tmp_pat
     assert pkgs[f"{registry.host}/supply/app"]["versionInfo"] == first["digest"]
     # each package names the layer its COPY made: the manifest's layers after busybox's, in order
     layers = [d["digest"] for d in skopeo_inspect(first["dest"], raw=True)["layers"]]
-    layer_of = {p["name"]: p["annotations"][0]["comment"].split()[0].removeprefix("layer=")
-                for p in doc["packages"] if "annotations" in p}
+    layer_of = {p["name"]: p["sourceInfo"].split()[0].removeprefix("layer=")
+                for p in doc["packages"] if "sourceInfo" in p}
     assert layer_of["libfake1"] == layer_of["fake-tool"] == layers[-4]
     assert layer_of["fake_py"] == layers[-3] and layer_of["leftpad"] == layers[-2]
 

@@ -54,14 +54,14 @@ def test_sbom_validates_and_names_jq_and_six_as_the_image_does(debian_example):
     six_version = _in_image(debian_example, "python", "-c",
                             "import importlib.metadata as m; print(m.version('six'))").strip()
     assert six_version == "1.16.0"  # the pinned requirement
-    six = [p for p in pkgs["six"] if "site-packages" in p["annotations"][0]["comment"]]
+    six = [p for p in pkgs["six"] if "site-packages" in p["sourceInfo"]]
     assert [p["versionInfo"] for p in six] == [six_version]
     assert _purl(six[0]) == f"pkg:pypi/six@{six_version}"
-    assert "path=/opt/app/lib/python3.11/site-packages/six-1.16.0.dist-info/METADATA" in six[0]["annotations"][0]["comment"]
+    assert "path=/opt/app/lib/python3.11/site-packages/six-1.16.0.dist-info/METADATA" in six[0]["sourceInfo"]
 
     # jq came with the apt-get RUN, six with the pip RUN: two different layers of the image
     layers = [d["digest"] for d in skopeo_inspect(debian_example.dest, raw=True)["layers"]]
-    layer_of = lambda p: p["annotations"][0]["comment"].split()[0].removeprefix("layer=")  # noqa: E731
+    layer_of = lambda p: p["sourceInfo"].split()[0].removeprefix("layer=")  # noqa: E731
     assert layer_of(jq) in layers and layer_of(six[0]) in layers
     assert layers.index(layer_of(jq)) < layers.index(layer_of(six[0]))
 

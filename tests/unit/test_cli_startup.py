@@ -157,3 +157,29 @@ def test_a_build_imports_neither_typer_nor_click_nor_httpx_before_it_needs_them(
     p = subprocess.run([sys.executable, "-m", "executor", "--no-push", "--destinaton", "x"],
                        capture_output=True, text=True)
     assert p.returncode == 2 and "No such option: --destinaton" in p.stderr and "(see executor --help)" in p.stderr
+
+
+SBOM_MODULES = ("executor.sbom", "spdx_tools", "cyclonedx", "license_expression", "beartype")
+
+
+def _build_modules(tmp_path: Path, *extra: str) -> list[str]:
+    """Run a real ``FROM scratch`` + COPY build (no push) in a fresh interpreter and list the
+    SBOM-side modules it imported."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir(exist_ok=True)
+    (ctx / "Dockerfile").write_text("FROM scratch\nCOPY a.txt /a.txt\n")
+    (ctx / "a.txt").write_text("a\n")
+    argv = ["--context", str(ctx), "--no-push", "--kaniko-dir", str(tmp_path / "k"), *extra]
+    code = ("import sys\nfrom executor import cli\ntry:\n    cli.main(%r)\nexcept SystemExit as e:\n"
+            "    assert not e.code, e.code\nprint('\\n'.join(sorted(m for m in sys.modules if m.startswith(%r))))\n"
+            % (argv, SBOM_MODULES))
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    return p.stdout.split()
+
+
+def test_a_plain_build_imports_no_sbom_module_and_an_sbom_build_does(tmp_path):
+    assert _build_modules(tmp_path) == []
+    mods = _build_modules(tmp_path, "--sbom-path", str(tmp_path / "s.spdx.json"))
+    assert "executor.sbom.spdx" in mods and "spdx_tools.spdx.writer.json.json_writer" in mods
+    assert (tmp_path / "s.spdx.json").read_text().lstrip().startswith("{")

@@ -142,3 +142,60 @@ def test_cyclonedx_validates(inventory):
     assert set(names) == {"base-files", "curl", "Requests", "q", "musl", "busybox"}
     props = {p["name"]: p["value"] for p in names["curl"]["properties"]}
     assert props["executor:layer_digest"] == f"sha256:{'e1':0>64}"
+
+
+def test_spdx_comes_from_spdx_tools_model_with_layers_suppliers_and_purls(inventory):
+    from spdx_tools.spdx.model import ActorType, Document, RelationshipType
+    from executor.sbom.spdx import spdx_model
+    doc = spdx_model(inventory, IMAGE)
+    assert isinstance(doc, Document) and doc.creation_info.creators[0].actor_type == ActorType.TOOL
+    assert doc.creation_info.document_namespace.startswith(f"urn:executor:spdx:{IMAGE.name}@{IMAGE.digest}:")
+    data = json.loads(sbom_document(inventory, IMAGE, "spdx"))
+    assert data["creationInfo"]["creators"] == ["Tool: executor-" + __import__("executor").__version__]
+    by_name = {p["name"]: p for p in data["packages"]}
+    curl = by_name["curl"]
+    assert curl["sourceInfo"] == f"layer=sha256:{'e1':0>64} path=/var/lib/dpkg/status"
+    assert "annotations" not in curl  # (spdx-tools' writer is quadratic in per-package annotations)
+    assert curl["externalRefs"][0]["referenceLocator"] == \
+        "pkg:deb/debian/curl@7.88.1-10%2Bdeb12u5?arch=amd64&distro=debian-12&upstream=curl"
+    assert by_name["base-files"]["supplier"] == "Organization: Santiago Vila (sanvila@debian.org)"
+    assert by_name["musl"]["licenseDeclared"] == "MIT" and by_name["busybox"]["licenseDeclared"] == "GPL-2.0-only"
+    assert by_name[IMAGE.name]["primaryPackagePurpose"] == "CONTAINER"
+    assert by_name[IMAGE.name]["description"] == "operating system: Debian GNU/Linux 12 (bookworm)"
+    assert by_name[IMAGE.name]["externalRefs"][0]["referenceLocator"] == IMAGE.purl
+    rels = {(r["spdxElementId"], r["relationshipType"], r["relatedSpdxElement"]) for r in data["relationships"]}
+    assert ("SPDXRef-DOCUMENT", "DESCRIBES", "SPDXRef-Image") in rels
+    assert {r for r in rels if r[1] == "CONTAINS"} == {("SPDXRef-Image", "CONTAINS", p["SPDXID"])
+                                                       for p in data["packages"] if p["SPDXID"] != "SPDXRef-Image"}
+    assert [r.relationship_type for r in doc.relationships][:1] == [RelationshipType.DESCRIBES]
+
+
+@pytest.mark.parametrize("declared, written", [
+    ("GPL-2.0+", "GPL-2.0-or-later"), ("mit", "MIT"), ("(MIT OR Apache-2.0) AND BSD-3-Clause", None),
+    ("MIT AND", "NOASSERTION"), ("Apache 2.0", "NOASSERTION"), ("LicenseRef-mine", "NOASSERTION"),
+    ("GPL-2.0-only WITH MIT", "NOASSERTION"), ("((", "NOASSERTION"), ("MIT / BSD", "NOASSERTION"),
+    ("Classpath-exception-2.0", "NOASSERTION"), ("  ", None)])
+def test_spdx_declared_licenses_never_break_the_document(declared, written):
+    from executor.sbom import Inventory, Package
+    inv = Inventory([Package("npm", "x", "1.0.0", "pkg:npm/x@1.0.0", declared, layer="sha256:" + "1" * 64,
+                             path="n/node_modules/x/package.json")])
+    pkg = json.loads(sbom_document(inv, IMAGE, "spdx"))["packages"][1]
+    want = written or (declared.strip() and declared) or "NOASSERTION"
+    assert pkg["licenseDeclared"] == want
+    assert ("licenseComments" in pkg) == (want == "NOASSERTION" and bool(declared.strip()))
+    if "licenseComments" in pkg:
+        assert declared in pkg["licenseComments"]
+
+
+def test_the_written_spdx_document_passes_spdx_tools_validation(inventory):
+    """The executor does not validate while the build waits (quadratic in spdx-tools); this is
+    where its documents are validated: parsed back by spdx-tools and checked whole."""
+    from spdx_tools.spdx.parser.json.json_parser import parse_from_file
+    from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
+    import tempfile
+    with tempfile.NamedTemporaryFile("wb", suffix=".spdx.json") as f:
+        f.write(sbom_document(inventory, IMAGE, "spdx"))
+        f.flush()
+        doc = parse_from_file(f.name)
+    assert validate_full_spdx_document(doc) == []
+    assert len(doc.packages) == 1 + len(inventory.packages)
