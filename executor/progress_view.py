@@ -23,8 +23,9 @@ _MOUNTED = re.compile(r"^mounted (\S+) from \S+ into (\S+)")
 _PUSHED_BLOBS = re.compile(r"^pushed blobs to (\S+): (.*)$")
 _PUSHED = re.compile(r"^pushed (\S+)@(sha256:[0-9a-f]+)$")
 _DONE = re.compile(r"^done(?: in ([0-9.]+)s)?: (sha256:[0-9a-f]+)$")
+# (not "RUN isolation: ...", the line the first RUN of a build logs when it probes its isolation)
 _INSTRUCTION = re.compile(r"^(FROM|RUN|COPY|ADD|ENV|ARG|LABEL|WORKDIR|USER|EXPOSE|VOLUME|ENTRYPOINT|CMD|SHELL|"
-                          r"HEALTHCHECK|ONBUILD|STOPSIGNAL|MAINTAINER)\b", re.I)
+                          r"HEALTHCHECK|ONBUILD|STOPSIGNAL|MAINTAINER)\b(?! isolation: )", re.I)
 
 
 def _col(**kw: Any) -> Column:

@@ -117,6 +117,7 @@ def test_view_model_from_log_lines():
     rec("pulling base image 127.0.0.1:5000/busybox:latest", "base")
     rec("stage base: unpacked 1 layers in 0.20s", "base")
     rec("RUN echo hi > /hi", "base")
+    rec("RUN isolation: namespace (pivot_root into private mount/PID/IPC/UTS namespaces)", "base")  # not a step
     rec("layer 1255471d6256: 1 paths changed, 0 deleted, 1500 bytes", "base")
     rec("stage 1: FROM base", "1")
     rec("COPY Dockerfile /d", "1")
@@ -131,6 +132,7 @@ def test_view_model_from_log_lines():
     lines = {line.split()[1] + " " + line.split()[2]: line for line in out.splitlines() if line.startswith("✓")}
     assert "1 layers unpacked" in lines["pull 127.0.0.1:5000/busybox"]
     assert "1.5kB" in lines["stage base"] and lines["stage base"].rstrip().endswith("done")
+    assert "1 steps" in lines["stage base"]
     assert "1 steps" in lines["stage 1"]
     push = lines["push 127.0.0.1:5000/live/app"]
     assert "2.5kB" in push and "1 uploaded, 2 exists" in push
