@@ -17,7 +17,6 @@ fails CI. Kinds: ``str``, ``str?`` (None by default), ``int``, ``path?`` (a
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,7 +128,8 @@ class Flag:
         if self.kind == "list":
             return []
         if self.default == "$KANIKO_NO_PUSH":
-            return bool(os.environ.get("KANIKO_NO_PUSH"))
+            from .cliargs import env_bool
+            return env_bool("KANIKO_NO_PUSH")
         return self.default
 
 

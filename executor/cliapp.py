@@ -6,7 +6,6 @@ panels live here; their names, kinds and defaults must match :data:`executor.bui
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -45,6 +44,16 @@ class GroupedHelpCommand(typer.core.TyperCommand):
 def _opt(default, *names: str, panel: str, help: str | None = None, metavar: str | None = None, **kw):
     return typer.Option(default, *names, help=help, metavar=metavar, rich_help_panel=panel,
                         show_default=kw.pop("show_default", False), **kw)
+
+
+def _env_no_push() -> bool:
+    """``KANIKO_NO_PUSH`` for the typer command's default (help and usage errors only: a build
+    reads it through :mod:`executor.buildflags`, where a bad spelling is an error)."""
+    from .cliargs import env_bool
+    try:
+        return env_bool("KANIKO_NO_PUSH")
+    except Exception:  # noqa: BLE001 - UserError: a bad spelling, refused when a build reads it
+        return False
 
 
 def _hidden(default, *names: str):
@@ -146,7 +155,7 @@ def build(
                                               "~/.cache/executor/run-cache; created 0700, refused when another "
                                               "user owns it)."),
     # -- outputs
-    no_push: bool = _opt(bool(os.environ.get("KANIKO_NO_PUSH")), "--no-push", panel=P_OUTPUT,
+    no_push: bool = _opt(_env_no_push(), "--no-push", panel=P_OUTPUT,
                          help="Build only; do not push."),
     tar_path: Optional[Path] = _opt(None, "--tar-path", panel=P_OUTPUT, metavar="FILE",
                                     help="Also write a docker-load tarball here."),

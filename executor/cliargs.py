@@ -7,6 +7,7 @@ the help panel names (the grouped ``--help`` itself is executor.cliapp's).
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -167,6 +168,29 @@ def _kebab(name: str) -> str:
 GO_BOOLS = {"1": True, "t": True, "true": True, "0": False, "f": False, "false": False}
 
 
+def env_bool(name: str) -> bool:
+    """A boolean environment variable as Kaniko reads one (Go's strconv.ParseBool): unset or
+    empty is false; raises UserError for a spelling Go does not accept (``KANIKO_NO_PUSH=yes``)."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return False
+    value = GO_BOOLS.get(raw.lower())
+    if value is None:
+        raise UserError(f"{name}={raw}: {name} takes true or false (or Go's 1/t, 0/f)")
+    return value
+
+
+def _bool_base(arg: str) -> str | None:
+    """The boolean flag ``arg`` sets (``--cleanup`` for ``--cleanup``, ``--cleanup=false`` and
+    ``--no-cleanup``), or None when it is not one."""
+    name = arg.partition("=")[0]
+    if name in BOOL_FLAGS:
+        return name
+    if name.startswith("--no-") and "--" + name[5:] in TRUE_DEFAULT:
+        return "--" + name[5:]
+    return None
+
+
 def normalise_argv(argv: list[str], known: set[str] | None = None, notes: list[str] | None = None) -> list[str]:
     """Accept Go/pflag spellings: ``--flag=true|false`` for booleans and ``-f=x`` shorthands.
 
@@ -188,6 +212,10 @@ def normalise_argv(argv: list[str], known: set[str] | None = None, notes: list[s
                     notes.append(f"{name}: deprecated spelling, use {new}")
                 name = new
                 arg = name + eq + value
+        base = _bool_base(name)
+        if base is not None and (eq or name == arg):
+            # a boolean given again overrides what came before, as in pflag: the last one wins
+            out = [a for a in out if _bool_base(a) != base]
         if eq and name in BOOL_FLAGS:
             if value.lower() not in GO_BOOLS:
                 raise UserError(f"{name}={value}: {name} takes true or false (or Go's 1/t, 0/f), "

@@ -25,6 +25,13 @@ from executor.errors import UserError
     (["--cache=f"], []),
     (["--cache-run-layers=FALSE"], ["--no-cache-run-layers"]),
     (["--cleanup=True"], ["--cleanup"]),
+    # a boolean given again overrides the earlier one (pflag; Tekton appends EXTRA_ARGS last)
+    (["--no-push", "--no-push=false"], []),
+    (["--reproducible", "--reproducible=false"], []),
+    (["--cleanup=false", "--cleanup=true"], ["--cleanup"]),
+    (["--cleanup", "--cleanup=false"], ["--no-cleanup"]),
+    (["--no-cleanup", "--destination=r/x", "--cleanup"], ["--destination=r/x", "--cleanup"]),
+    (["--cache=false", "--cache-repo=r/c", "--cache"], ["--cache-repo=r/c", "--cache"]),
 ])
 def test_normalise_argv_accepts_go_flag_spellings(argv, expected):
     assert normalise_argv(argv) == expected
@@ -115,3 +122,19 @@ def test_warm_help_renders():
     p = _cli("warm", "--help")
     assert p.returncode == 0, p.stderr
     assert "--image" in p.stdout and "--cache-dir" in p.stdout
+
+
+@pytest.mark.parametrize("value, no_push", [("", False), ("false", False), ("0", False), ("F", False),
+                                            ("true", True), ("1", True), ("TRUE", True)])
+def test_kaniko_no_push_is_read_as_go_reads_a_boolean(monkeypatch, value, no_push):
+    from executor.buildflags import parse
+    monkeypatch.setenv("KANIKO_NO_PUSH", value)
+    assert parse([]).values["no_push"] is no_push
+
+
+def test_kaniko_no_push_with_another_spelling_is_one_error_line():
+    import os
+    p = subprocess.run([sys.executable, "-m", "executor", "--context", "/nonexistent"], capture_output=True,
+                       text=True, env={**os.environ, "KANIKO_NO_PUSH": "yes"})
+    assert p.returncode == 1 and p.stderr.strip().splitlines() == [
+        "error: KANIKO_NO_PUSH=yes: KANIKO_NO_PUSH takes true or false (or Go's 1/t, 0/f)"], p.stderr
