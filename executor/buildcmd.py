@@ -261,6 +261,9 @@ def run(v: dict[str, Any], given: set[str], notes: list[str]) -> None:
                                keep=not cleanup)
     try:
         ctx_dir = prepared.root
+        if kaniko_dir is not None and kaniko_dir.resolve().is_relative_to(ctx_dir.resolve()):
+            raise UserError(f"--kaniko-dir {kaniko_dir} is inside the build context {ctx_dir}: the build would "
+                            "copy its own work files; put it outside the context")
         tar_path, oci_layout_path = v["tar_path"], v["oci_layout_path"]
         run_cache_dir, sbom_path, provenance_path = v["run_cache_dir"], v["sbom_path"], v["provenance_path"]
         opts = BuildOptions(

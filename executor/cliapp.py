@@ -207,7 +207,7 @@ def build(
                                  help="One layer per stage: all of a stage's changes snapshotted once at "
                                       "its end (Kaniko's --single-snapshot)."),
     kaniko_dir: Optional[Path] = _opt(None, "--kaniko-dir", panel=P_BUILD, metavar="DIR",
-                                      help="Work directory (default: a fresh temp dir)."),
+                                      help="Where each run makes its own work directory (default: the temp dir)."),
     cleanup: bool = _opt(True, "--cleanup", panel=P_BUILD,
                          help="Remove the work directory at the end (=false keeps it; default true)."),
     # -- logging

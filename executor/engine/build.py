@@ -143,9 +143,17 @@ class Build:
         # a fresh marked work dir (inside --kaniko-dir when given: that directory itself is the
         # user's, never removed, and a kept earlier run's files there cannot collide with this
         # run's); work dirs of earlier runs that were killed are removed first
-        if options.work_dir:
-            Path(options.work_dir).mkdir(parents=True, exist_ok=True)
-        self.work = new_work_dir(Path(options.work_dir) if options.work_dir else None, keep=not options.cleanup)
+        parent = Path(options.work_dir) if options.work_dir else None
+        try:
+            if parent is not None:
+                parent.mkdir(parents=True, exist_ok=True)
+            self.work = new_work_dir(parent, keep=not options.cleanup)
+        except OSError as e:
+            where = f"--kaniko-dir {parent}" if parent is not None else f"the temporary directory ({e.filename})"
+            raise UserError(f"{where}: cannot make the work directory there ({e.strerror or e}); "
+                            "pass --kaniko-dir with a writable directory") from None
+        if not options.cleanup:
+            log.info("work directory %s is kept (--cleanup=false)", self.work)
         self.store = BlobStore(self.work / "blobs")
         self.services: BuildServices | None = None
         self._roots_removed: threading.Thread | None = None

@@ -138,3 +138,17 @@ def test_kaniko_no_push_with_another_spelling_is_one_error_line():
                        text=True, env={**os.environ, "KANIKO_NO_PUSH": "yes"})
     assert p.returncode == 1 and p.stderr.strip().splitlines() == [
         "error: KANIKO_NO_PUSH=yes: KANIKO_NO_PUSH takes true or false (or Go's 1/t, 0/f)"], p.stderr
+
+
+def test_kaniko_dir_that_cannot_hold_a_work_directory_is_one_error_line(tmp_path):
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM scratch\n")
+    for kdir, says in ((ctx / "k", "is inside the build context"), (Path("/proc/executor-kaniko-dir"),
+                                                                    "cannot make the work directory there")):
+        p = subprocess.run([sys.executable, "-m", "executor", "--context", str(ctx), "--no-push", "--kaniko-dir",
+                            str(kdir)], capture_output=True, text=True)
+        assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
+        last = p.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"error: --kaniko-dir {kdir}") and says in last, p.stderr
+    assert not (ctx / "k").exists()
