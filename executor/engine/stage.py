@@ -237,6 +237,9 @@ class StepContext:
             return SourceTree(stage_source(other.key), lambda: self.stage_builder.materialize(other) or other.root)
         if word.lower() in plan.names:
             raise self.err(f"--from={word}: stage {word!r} is defined after this one")
+        if word.isdigit() and int(word) < len(plan.dockerfile.stages):
+            which = "this stage" if int(word) == self.node.index else "defined after this one"
+            raise self.err(f"--from={word}: stage {word} is {which}; a stage copies from an earlier one")
         platform = self.node.platform
         src = self.build.source(platform)
         try:
@@ -259,6 +262,8 @@ def not_a_stage(word: str, names: dict[str, int]) -> str:
     otherwise read as a registry failure."""
     if any(c in word for c in "/:@"):
         return ""  # plainly an image reference
+    if word.isdigit():
+        return f"no stage {word} (stages are numbered from 0), so it names an image, and "
     import difflib
     close = difflib.get_close_matches(word.lower(), list(names), n=1)
     hint = f" (did you mean stage {close[0]!r}?)" if close else ""

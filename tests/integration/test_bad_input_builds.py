@@ -223,3 +223,13 @@ def test_mistyped_copy_from_stage_names_the_line_and_the_stage(registry, busybox
     assert_clean_failure(p, "Dockerfile:4:", "--from=buidler", "no stage is named 'buidler'",
                          "did you mean stage 'builder'?", "buidler")
     assert not tag_exists(registry, dest)
+
+
+def test_copy_from_this_or_a_later_stage_by_number_is_one_line(registry, busybox, tmp_path):
+    """``COPY --from=1`` inside stage 1 is refused at that line without asking any registry for
+    an image named "1"."""
+    ctx = _ctx(tmp_path, f"FROM {busybox} AS a\nRUN echo a > /a\nFROM {busybox}\nCOPY --from=1 /a /a\n")
+    dest, p = _executor(registry, ctx)
+    assert_clean_failure(p, "Dockerfile:4:", "--from=1: stage 1 is this stage; a stage copies from an earlier one")
+    assert "docker.io" not in p.stderr
+    assert not tag_exists(registry, dest)
