@@ -140,6 +140,11 @@ def parse_reference(s: str) -> Reference:
         raise ReferenceError(f"invalid image reference {s!r}: must be a non-empty string without surrounding spaces")
     if any(c.isspace() for c in s):
         raise ReferenceError(f"invalid image reference {s!r}: must not contain whitespace")
+    scheme, sep, after = s.partition("://")
+    if sep and scheme.isalpha():
+        hint = " (--insecure-registry HOST[:PORT] for a plain-HTTP registry)" if scheme.lower() == "http" else ""
+        raise ReferenceError(f"invalid image reference {s!r}: drop the '{scheme}://' (an image reference has no "
+                             f"scheme: {after}){hint}")
     rest = s
     digest: str | None = None
     if "@" in rest:

@@ -61,6 +61,8 @@ INVALID = [
     ("-bad.com/app", "registry"),
     ("a/b@sha256:" + "a" * 64 + "@x", "more than one"),
     ("reg.io/" + "a" * 250, "255"),
+    ("http://127.0.0.1:5000/x:1", "drop the 'http://' (an image reference has no scheme: 127.0.0.1:5000/x:1)"),
+    ("docker://reg.io/a/b", "drop the 'docker://'"),
 ]
 
 
