@@ -154,6 +154,8 @@ def warn_no_ops(given: set[str], values: dict[str, Any], extra: dict[str, str] |
     for flag, instead in NO_OP_FLAGS.items():
         if flag in named:
             value = values[flag]
+            if isinstance(value, list) and not value:
+                continue  # e.g. --credential-helpers= (the fork's "none"): what the executor does anyway
             shown = (str(value).lower() if isinstance(value, bool) else
                      ",".join(value) if isinstance(value, list) else str(value))
             log.warning("%s=%s: ignored; %s%s", flag, shown, instead, (extra or {}).get(flag, ""))
