@@ -82,8 +82,8 @@ def prune_command(
     registry_client_cert: List[str] = typer.Option([], "--registry-client-cert", metavar="REG=CERT,KEY",
                                                    help="REGISTRY=CERT,KEY (repeatable)."),
     push_retry: int = typer.Option(0, "--push-retry", metavar="N", help="Extra attempts for each delete request."),
-    verbosity: str = typer.Option("info", "--verbosity", "-v", help="Log level."),
-    log_format: str = typer.Option("color", "--log-format", help="color, text or json."),
+    verbosity: str = typer.Option("info", "--verbosity", "-v", metavar="LEVEL", help="Log level."),
+    log_format: str = typer.Option("color", "--log-format", metavar="FORMAT", help="color, text or json."),
     log_timestamp: bool = typer.Option(False, "--log-timestamp", help="Prefix log lines with the time."),
 ) -> None:
     """Delete the entries of a layer cache created longer ago than --older-than (registry: through

@@ -182,6 +182,9 @@ def test_subcommand_help_at_80_columns_is_whole(sub):
     assert p.returncode == 0, p.stderr
     assert "…" not in p.stdout and "╭" not in p.stdout
     assert max(len(line) for line in p.stdout.splitlines()) <= 80
+    # options show what to type (FILE, REF, N, ...), not Python types such as <list[str]>
+    options = [line for line in p.stdout.splitlines() if line.lstrip().startswith("-")]
+    assert options and not [line for line in options if re.search(r"<(?:str|int|path|list\[str\])>", line)], p.stdout
 
 
 @pytest.mark.parametrize("flag,words", [
