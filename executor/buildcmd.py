@@ -239,7 +239,8 @@ def run(v: dict[str, Any], given: set[str], notes: list[str]) -> None:
     if oci_format is False and compression == "zstd":
         raise UserError("--image-format=docker with --compression=zstd: Docker v2 schema 2 has no zstd layer "
                         "type; use --image-format=oci or --compression=gzip")
-    if v["sbom_format"] not in ("spdx", "cyclonedx"):
+    sbom_format = v["sbom_format"].strip().lower()  # (SPDX, CycloneDX as written in their names)
+    if sbom_format not in ("spdx", "cyclonedx"):
         raise UserError(f"--sbom-format={v['sbom_format']}: use spdx or cyclonedx")
     secrets = {s.id: s for s in map(parse_secret, v["secret"])}
     ropts = registry_option_values(
@@ -287,7 +288,7 @@ def run(v: dict[str, Any], given: set[str], notes: list[str]) -> None:
             run_cache_dir=run_cache_dir.resolve() if run_cache_dir else None, jobs=jobs_value(v["jobs"]),
             annotations=annotations, image_format=oci_format,
             context_source=prepared.source if prepared.kind != "dir" else None,
-            source_commit=prepared.commit, sbom=v["sbom"], sbom_format=v["sbom_format"],
+            source_commit=prepared.commit, sbom=v["sbom"], sbom_format=sbom_format,
             sbom_path=sbom_path.resolve() if sbom_path else None, provenance=v["provenance"],
             provenance_path=provenance_path.resolve() if provenance_path else None,
         )

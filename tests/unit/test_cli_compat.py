@@ -202,3 +202,13 @@ def test_privileged_run_flags_are_one_line_errors(tmp_path, flag, words):
     errors = [line for line in p.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and errors[0].startswith("error: Dockerfile:3: ") and words in errors[0], p.stderr
     assert not (tmp_path / "lay" / "index.json").exists()
+
+
+def test_sbom_format_is_read_in_any_case(tmp_path):
+    """``--sbom-format CycloneDX`` (the format's own spelling) as ``cyclonedx``."""
+    ctx = _ctx(tmp_path)
+    (ctx / "Dockerfile").write_text("FROM scratch\nCOPY a.txt /a.txt\n")
+    p = _executor(["--context", str(ctx), "--no-push", "--sbom-format", "CycloneDX", "--sbom-path",
+                   str(tmp_path / "sbom.json")])
+    assert p.returncode == 0, p.stderr
+    assert json.loads((tmp_path / "sbom.json").read_text())["bomFormat"] == "CycloneDX"
