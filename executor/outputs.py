@@ -308,9 +308,9 @@ def check_destinations(client: RegistryClient, destinations: list[str]) -> None:
                 msg = f"registry {registry} answered 401 unauthorized on GET /v2/: {hint(registry)}"
             # skipping the check helps only where the check itself is refused (some registries
             # answer GET /v2/ with 401/403 yet take the push); not for an unreachable registry
-            auth = any(w in msg for w in ("401", "403", "unauthorized", "denied", "credentials"))
-            skip = "; --skip-push-permission-check skips this check" if auth else ""
-            raise RegistryError(f"--destination {dest}: {msg} (checked before building{skip})") from None
+            skip = "; --skip-push-permission-check skips this check" if e.status in (401, 403) else ""
+            raise RegistryError(f"--destination {dest}: {msg} (checked before building{skip})",
+                                status=e.status) from None
 
 
 def tar_tags(destinations: list[str]) -> list[str]:
