@@ -18,6 +18,7 @@ from executor.errors import Interrupted, RegistryError
 from executor.reference import DOCKER_HUB, Reference, normalize_registry
 from executor.registry.auth import Keychain
 from executor.registry.cancel import Cancelled, CancelToken
+from executor.registry.firstcontact import RETRY_STATUSES as PING_RETRY_STATUSES
 from executor.registry.messages import STATUS_HINTS, error_detail, status_text
 from executor.registry.options import RegistryOptions, endpoint_for, lookup
 from executor.registry.transport import (
@@ -210,7 +211,7 @@ class ClientCore:
         seeded = sess.ping_status  # the CLI's first contact's answer
         # A 429/5xx to the first contact was this ping's first attempt: it counts in the budget
         # (and its warning), as when the client sent the first GET /v2/ itself.
-        failed = [seeded] if seeded in (500, 502, 503, 504, 429) else []
+        failed = [seeded] if seeded in PING_RETRY_STATUSES else []
         if failed:
             sess.ping_status = None
 
@@ -220,7 +221,7 @@ class ClientCore:
                 status = failed.pop()
                 raise TransientError(f"GET /v2/ answered {status}", None, status)
             resp = self._transport.client(ep).get(f"{ep.base}/v2/", extensions=self._transport.extensions)
-            if resp.status_code in (500, 502, 503, 504, 429):
+            if resp.status_code in PING_RETRY_STATUSES:
                 resp.close()
                 raise TransientError(f"GET /v2/ answered {resp.status_code}",
                                      parse_retry_after(resp.headers.get("Retry-After")), resp.status_code)

@@ -42,7 +42,7 @@ CONTACT_TIMEOUT_S = 5.0
 MAX_HEAD_BYTES = 64 * 1024
 #: The statuses of ``GET /v2/`` that a contact hands on: the spec's "supported" answers, and the
 #: transient failures the client's ping retries (:meth:`executor.registry.core.ClientCore.ping`),
-#: handed on as that ping's first failed attempt.
+#: handed on as that ping's first failed attempt (the ping retries exactly these: it imports them).
 USEFUL_STATUSES = (200, 401)
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 
