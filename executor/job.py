@@ -89,7 +89,7 @@ def run_build(opts: BuildOptions, client) -> str:
             pushed = push(client, result, opts.destinations, uploads, opts.push_ignore_immutable_tag_errors)
             digest = pushed.digest
             attest.attach_all(client, opts, docs, pushed.landed())
-        write_digest_files(digest, opts.destinations if not opts.no_push else opts.destinations,
+        write_digest_files(digest, opts.destinations,
                            opts.digest_file, opts.image_name_with_digest_file, opts.image_name_tag_with_digest_file)
         log.info("done in %.2fs: %s", time.monotonic() - t0, digest)
         ok = True
