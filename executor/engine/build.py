@@ -170,6 +170,8 @@ class Build:
         each, in the order given. Stages that do not depend on the target platform (``FROM
         --platform=$BUILDPLATFORM`` without ``ARG TARGET*``) are built once for all of them."""
         opts = self.opts
+        if self._roots_removed is not None:  # a Build run again: the last run's roots are gone first
+            self._roots_removed.join()
         df = read_dockerfile(opts.dockerfile)
         platforms = list(dict.fromkeys(opts.platforms or [opts.platform]))
         plans = {p: plan_build(df, replace(opts, platform=p)) for p in platforms}
