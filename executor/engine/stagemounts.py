@@ -52,7 +52,6 @@ class StageMounts:
                 if choice.enabled:
                     try:
                         self.store = LayerStore(store, choice.flavor)
-                        self.store.prune()
                     except UnsafeDirectory as e:
                         choice = OverlayChoice(None, str(e))
                     except OSError as e:
