@@ -65,20 +65,34 @@ def stored(block: bytes, last: bool) -> bytes:
     return b"".join(parts)
 
 
+def _probe_compress():
+    """The deflate that judges a sample: ISA-L's level 1 (python-isal), ~25x faster than zlib's
+    on random bytes (20 MB of blocks: 6 ms of probes instead of 150 ms; zlib's level 1 still
+    hashes every position when nothing matches), else zlib's. Only the decision is used."""
+    try:
+        from isal import isal_zlib
+    except ImportError:  # pragma: no cover - isal is a dependency; the stdlib is the fallback
+        return lambda sample: zlib.compress(sample, 1)
+    return lambda sample: isal_zlib.compress(sample, 1)
+
+
+_probe = _probe_compress()
+
+
 def incompressible(block: bytes) -> bool:
     """True when ``block`` looks like random or already-compressed bytes.
 
-    Probes three 64 KiB samples (start, middle, end) at level 1: if none of them shrinks
-    below 98 %, the block is stored instead of deflated (deflate would gain < 2 % at several
-    times the cost: 1 GB of such data takes ~10 s of CPU at level 1, ~0.3 s stored). Depends
-    only on the block's bytes, so the output stays deterministic. Blocks under 256 KiB: False.
+    Probes three 64 KiB samples (start, middle, end) with a fast deflate (:func:`_probe_compress`):
+    if none of them shrinks below 98 %, the block is stored instead of deflated (deflate would
+    gain < 2 % at several times the cost: 1 GB of such data takes ~10 s of CPU at level 1, ~0.3 s
+    stored). Depends only on the block's bytes, so the output stays deterministic. Blocks under
+    256 KiB: False.
     """
     n = len(block)
     if n < 4 * PROBE:
         return False
     for off in (0, n // 2 - PROBE // 2, n - PROBE):
-        sample = block[off:off + PROBE]
-        if len(zlib.compress(sample, 1)) < PROBE_RATIO * PROBE:
+        if len(_probe(block[off:off + PROBE])) < PROBE_RATIO * PROBE:
             return False
     return True
 
