@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..fs.paths import relpath_in_root, resolve_in_root
-from .sandbox import DEV_NODES, Bind, RunSpec
+from .runspec import Bind, RunSpec
+from .sandbox import DEV_NODES
 
 log = logging.getLogger("executor.run")
 
@@ -279,8 +280,8 @@ def run_in_root(root: Path, argv: list[str], env: dict[str, str], *, cwd: str, u
             ph.write_file(name.strip("/"), content.encode(), 0o755, temporary=True)
         spec = RunSpec(root=str(root), argv=argv, env=[f"{k}={v}" for k, v in env.items()], cwd=cwd,
                        uid=uid, gid=gid, groups=list(groups), mode=mode, network=network, binds=binds, proc=proc)
-        with tempfile.NamedTemporaryFile("w", dir=workdir, suffix=".json", delete=False) as f:
-            f.write(spec.to_json())
+        with tempfile.NamedTemporaryFile("wb", dir=workdir, suffix=".spec", delete=False) as f:
+            f.write(spec.to_bytes())
             spec_path = f.name
         try:
             return _run_sandbox(spec_path, root, mode, stdout, stderr)

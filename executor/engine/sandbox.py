@@ -35,7 +35,8 @@ In both modes the capability bounding set is reduced to Docker's default set
 (:data:`DEFAULT_CAPS`, capabilities(7) names; minus CAP_SYS_CHROOT in chroot mode), the
 inheritable and ambient sets are cleared, so the command's CapEff as root is exactly that set.
 
-This module is also the child program: ``python -m executor.engine.sandbox SPEC.json``
+This module is also the child program: ``python -m executor.engine.sandbox SPEC`` (the
+:mod:`executor.engine.runspec` hand-over file)
 sets up the isolation and execs the command, so the command's exit status is the
 process's. A failure before exec exits 127 (command not found) or 126 (setup failed).
 The runner (:func:`executor.engine.runroot.run_in_root`) starts it in a new session and, when
@@ -48,15 +49,19 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
-import json
+import marshal
 import os
+import posixpath
 import signal
 import struct
 import sys
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from types import SimpleNamespace
 
-from ..fs.paths import resolve_in_root
+from ..fs.paths import walk_in_root
+
+TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: the child's start-up)
+if TYPE_CHECKING:
+    from .runspec import Bind, RunSpec
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
@@ -116,42 +121,13 @@ def caps_mask(mode: str) -> int:
     return mask
 
 
-@dataclass
-class Bind:
-    """A mount made inside the namespace: ``kind`` bind|tmpfs|secret (see :func:`_mount_secret`);
-    ``target`` is inside the root."""
-
-    target: str
-    source: str = ""
-    kind: str = "bind"
-    readonly: bool = False
-    options: str = ""
-
-
-@dataclass
-class RunSpec:
-    """Everything the child needs: the root, the command and its identity and environment."""
-
-    root: str
-    argv: list[str]
-    env: list[str]
-    cwd: str = "/"
-    uid: int = 0
-    gid: int = 0
-    groups: list[int] = field(default_factory=list)
-    mode: str = "namespace"
-    network: str = "default"
-    binds: list[Bind] = field(default_factory=list)
-    proc: bool = True  # False: no fresh /proc can be mounted (userns in a pod with a masked /proc)
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
-
-    @classmethod
-    def from_json(cls, text: str) -> "RunSpec":
-        d = json.loads(text)
-        d["binds"] = [Bind(**b) for b in d.get("binds", [])]
-        return cls(**d)
+def load_spec(path: str) -> SimpleNamespace:
+    """The :class:`~executor.engine.runspec.RunSpec` the runner wrote to ``path`` (its
+    :meth:`~executor.engine.runspec.RunSpec.to_bytes`), as attributes (``binds`` too)."""
+    with open(path, "rb") as f:
+        d = marshal.loads(f.read())
+    d["binds"] = [SimpleNamespace(**b) for b in d.get("binds", [])]
+    return SimpleNamespace(**d)
 
 
 def _libc() -> ctypes.CDLL:
@@ -221,7 +197,8 @@ def drop_capabilities(keep: int) -> None:
     Effective/permitted are untouched, so setuid/setgid/chroot still work until exec.
     Raises OSError (EPERM without CAP_SETPCAP)."""
     try:
-        last = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            last = int(f.read())
     except (OSError, ValueError):
         last = 63
     for cap in range(last + 1):
@@ -287,13 +264,14 @@ def _inside(root: str, rel: str, want_dir: bool | None = None) -> str:
     stay in the root; :func:`executor.fs.paths.resolve_in_root`). The result must exist and
     not be a symlink (mount(2) would follow it); ``want_dir`` also checks its type.
     Raises OSError naming ``rel``."""
-    path = resolve_in_root(Path(root), rel)
+    resolved = walk_in_root(root, rel.split("/")) or []
+    path = posixpath.join(root, *resolved) if resolved else root
     if not os.path.lexists(path) or os.path.islink(path):
         raise OSError(errno.ENOENT, f"mount target {rel} does not exist in the root")
     if want_dir is not None and os.path.isdir(path) != want_dir:
         raise OSError(errno.ENOTDIR if want_dir else errno.EISDIR,
                       f"mount target {rel} is not a {'directory' if want_dir else 'file'}")
-    return str(path)
+    return path
 
 
 def _loopback_up() -> None:
@@ -546,8 +524,7 @@ def main(spec_path: str) -> None:
     """The sandbox process's entry point (:func:`executor.engine.runroot.child_argv`): run the RunSpec JSON at
     ``spec_path`` and exit with the command's status (126 when the set-up failed)."""
     try:
-        with open(spec_path) as f:
-            spec = RunSpec.from_json(f.read())
+        spec = load_spec(spec_path)
         sys.exit(child_main(spec))
     except OSError as e:
         sys.stderr.write(f"executor: RUN setup failed: {e}\n")

@@ -17,8 +17,10 @@ import os
 import posixpath
 import stat
 from pathlib import Path
-from typing import Iterable
-from dataclasses import dataclass, field
+
+TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: the RUN sandbox's start-up)
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 from executor.errors import LayerError
 from executor.fs.owners import set_owner
@@ -51,18 +53,21 @@ def clean_name(name: str, what: str = "layer entry") -> tuple[str, ...]:
     return tuple(out)
 
 
-@dataclass
 class RootResolver:
     """Resolve directory paths inside ``root`` without ever leaving it.
 
     ``root`` is a host path (str) of an existing directory. ``cache`` maps a cleaned
     relative directory (tuple of components) to its resolved relative path; call
     :meth:`invalidate` whenever a directory or symlink inside the root is removed or
-    replaced (the extractor does). Not thread-safe.
+    replaced (the extractor does). Not thread-safe. (A plain class: this module is imported
+    by every RUN's sandbox process, whose start-up a dataclass import would cost ~20 ms.)
     """
 
-    root: str
-    cache: dict[tuple[str, ...], str] = field(default_factory=dict)
+    __slots__ = ("root", "cache")
+
+    def __init__(self, root: str, cache: dict[tuple[str, ...], str] | None = None):
+        self.root = root
+        self.cache: dict[tuple[str, ...], str] = {} if cache is None else cache
 
     def invalidate(self) -> None:
         """Forget cached resolutions (after removing directories)."""

@@ -9,7 +9,7 @@ ssh and their options) and BuildKit ``frontend/dockerfile/instructions/commands_
 Two ways to provide the mounts, matching the RUN isolation (:mod:`executor.engine.sandbox`):
 
 ``namespace``
-    Each mount becomes a :class:`~executor.engine.sandbox.Bind` made inside the RUN's private
+    Each mount becomes a :class:`~executor.engine.runspec.Bind` made inside the RUN's private
     mount namespace (bind of a prepared host directory/file, or a tmpfs). Writes go to the
     bound source (the cache directory, a throw-away copy for ``bind,rw``) and never into the
     stage root; :func:`executor.engine.runroot.run_in_root` removes the mount-point placeholders.
@@ -50,7 +50,7 @@ from typing import Callable
 from ...dockerfile.mounts import MountError, MountSpec
 from ...options import BuildOptions
 from ...fs.paths import resolve_in_root
-from ..sandbox import Bind
+from ..runspec import Bind
 
 log = logging.getLogger("executor.run")
 
