@@ -76,7 +76,12 @@ def _err(what: str, target: str) -> OSError:
 
 def mount_overlay(target: Path, lowers: Sequence[Path], upper: Path, work: Path, flavor: OverlayFlavor) -> None:
     """Mount an overlay at ``target`` (an existing directory) of ``lowers`` (top first, at
-    least one) under ``upper`` (``work``: an empty directory on the upper's filesystem).
+    least one) under ``upper`` (``work``: an empty directory on the upper's filesystem, never
+    reused: a ``volatile`` mount marks it).
+    ``volatile`` (Linux 5.10+, left out where the kernel refuses it): no sync of the upper
+    directory at unmount, which would otherwise write back everything a step wrote before the
+    root is sealed or released (umount of 60 MB written: 0.27 s synced, 0.01 s volatile). Stage
+    roots never outlive a crash: a killed run's directories are removed, not mounted again.
     Raises OSError (EPERM without the privilege, EINVAL when a directory cannot serve, E2BIG
     when the kernel has no ``lowerdir+`` and the option string would exceed a page)."""
     if not lowers:
@@ -86,7 +91,7 @@ def mount_overlay(target: Path, lowers: Sequence[Path], upper: Path, work: Path,
     opts = [("upperdir", str(upper)), ("workdir", str(work)), ("redirect_dir", "nofollow"), ("index", "off"),
             ("metacopy", "off")]
     try:
-        _mount_fsconfig(str(target), [str(p) for p in lowers], opts, flavor.userxattr)
+        _mount_fsconfig(str(target), [str(p) for p in lowers], opts, flavor.userxattr, volatile=True)
         return
     except OSError as e:
         if e.errno not in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
@@ -103,11 +108,16 @@ def mount_overlay(target: Path, lowers: Sequence[Path], upper: Path, work: Path,
     import ctypes
     libc = _libc()
     libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
-    if libc.mount(b"overlay", str(target).encode(), b"overlay", 0, data.encode()) != 0:
-        raise _err("mount overlay", str(target))
+    if libc.mount(b"overlay", str(target).encode(), b"overlay", 0, (data + ",volatile").encode()) == 0:
+        return
+    if ctypes.get_errno() == errno.EINVAL and \
+            libc.mount(b"overlay", str(target).encode(), b"overlay", 0, data.encode()) == 0:
+        return  # a kernel without ``volatile`` (before 5.10)
+    raise _err("mount overlay", str(target))
 
 
-def _mount_fsconfig(target: str, lowers: list[str], opts: list[tuple[str, str]], userxattr: bool) -> None:
+def _mount_fsconfig(target: str, lowers: list[str], opts: list[tuple[str, str]], userxattr: bool,
+                    volatile: bool) -> None:
     import ctypes
     libc = _libc()
     sc = libc.syscall
@@ -128,6 +138,12 @@ def _mount_fsconfig(target: str, lowers: list[str], opts: list[tuple[str, str]],
             conf(_FSCONFIG_SET_STRING, k, v)
         if userxattr:
             conf(_FSCONFIG_SET_FLAG, "userxattr", None)
+        if volatile:
+            try:
+                conf(_FSCONFIG_SET_FLAG, "volatile", None)
+            except OSError as e:
+                if e.errno != errno.EINVAL:  # EINVAL: a kernel without it (before 5.10): mount without
+                    raise
         conf(_FSCONFIG_CMD_CREATE, None, None)
         mfd = sc(ctypes.c_long(_SYS_FSMOUNT), ctypes.c_int(fd), ctypes.c_uint(_FSMOUNT_CLOEXEC), ctypes.c_uint(0))
         if mfd < 0:
