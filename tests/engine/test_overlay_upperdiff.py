@@ -247,3 +247,24 @@ def test_a_directory_made_only_for_whiteouts_is_not_stacked(can_mount, tmp_path)
         stack_fixups(layers)
     (low / "a").mkdir()
     stack_fixups(layers)
+
+
+def test_stage_roots_are_volatile_mounts(can_mount, tmp_path):
+    """A stage root's upper is never synced at unmount (sealing a root after a step, releasing
+    it after the build): the mount carries overlayfs's ``volatile`` option (Linux 5.10+)."""
+    (tmp_path / "lower").mkdir()
+    ov = OverlayRoot(root=tmp_path / "root", base=tmp_path / "ov", lowers=[tmp_path / "lower"], flavor=FLAVOR)
+    ov.mount()
+    try:
+        (ov.root / "written").write_bytes(b"x" * 1_000_000)
+        with open("/proc/self/mountinfo") as f:
+            line = next(x for x in f if f" {ov.root} " in x)
+        release = tuple(int(p) for p in os.uname().release.split(".")[:2] if p.isdigit())
+        if release < (5, 10):
+            pytest.skip(f"kernel {os.uname().release} has no volatile overlay mounts (5.10+)")
+        super_opts = line.split(" - ", 1)[1]
+        assert "volatile" in super_opts
+        assert ov.seal()  # remounted over a fresh upper and work directory
+        assert (ov.root / "written").stat().st_size == 1_000_000
+    finally:
+        ov.close()
