@@ -10,7 +10,6 @@ from pathlib import Path
 
 from ..oci import mediatypes as mt
 from ..oci.image import sha256_digest
-from ..oci.layout import read_index
 from ..reference import Reference, parse_reference
 from ..registry.client import ResolvedImage
 from .entry import ANN_CACHED_AT, ANN_INDEX_DIGEST, ANN_PLATFORM, ANN_REF, expired
@@ -37,6 +36,7 @@ class LocalImageCache:
     ttl_seconds: int = 336 * 3600
 
     def _entries(self) -> list[dict]:
+        from ..oci.layout import read_index
         return read_index(self.root).get("manifests") or []
 
     def blob(self, digest: str) -> Path | None:

@@ -21,16 +21,17 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import LayerError, RegistryError, UserError
-from ..layers.compression import sniff
-from ..layers.decompress import ChunkStream
-from ..layers.extract import apply_tar_chunks
-from .inflight import POLL_S, DownloadFile, GrowingReader, Restarted
 from ..oci import mediatypes as mt
 from ..oci.image import Image, Layer
 from ..reference import Reference, parse_reference
 from ..registry.client import RegistryClient, ResolvedImage
+
+if TYPE_CHECKING:
+    from ..layers.decompress import ChunkStream
+    from .inflight import DownloadFile
 
 log = logging.getLogger("executor.images")
 
@@ -196,6 +197,7 @@ class ImageSource:
                 return cached
         assert layer.source, f"layer {layer.digest} has no source repository"
         ref = parse_reference(layer.source)
+        from .inflight import DownloadFile
         tmp = None
         try:
             tmp = self.store.tmp_path(layer.digest.replace(":", "-") + f".{os.getpid()}.{id(layer)}")
@@ -258,6 +260,7 @@ class ImageSource:
 
     def _apply_following(self, layer: Layer, fut: Future, root: Path):
         """Apply ``layer`` onto the empty ``root`` while ``fut`` downloads it (see inflight)."""
+        from .inflight import POLL_S, GrowingReader, Restarted
         entry = None
         while entry is None and not fut.done():
             with self._lock:
@@ -350,6 +353,9 @@ def apply_verified_layer(blob, root: Path, layer: Layer, overlay: str | None = N
     read once. A mismatch raises LayerError after the layer was applied; the build stops, so
     the root is never used. ``overlay``: see :func:`~executor.layers.extract.apply_tar_chunks`.
     """
+    from ..layers.compression import sniff
+    from ..layers.decompress import ChunkStream
+    from ..layers.extract import apply_tar_chunks
     where = f" of {layer.source}" if layer.source else ""
     hasher = hashlib.sha256()
     with ChunkStream(blob, layer.media_type, hasher=hasher) as chunks:

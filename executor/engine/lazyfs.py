@@ -37,13 +37,12 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import BuildError, LayerError, RegistryError
 from ..fs.owners import PRIVATE_XATTRS, can_chown, record_owner
-from ..layers.pathindex import (DIRECTORY, SYMLINK, IndexEntry, MergedTree, PathIndex, PathIndexError,
-                                Unprovable, scan_layer_file)
 from ..oci.image import Layer
 from .state import StageState
 from .step import Prepared
 
 if TYPE_CHECKING:
+    from ..layers.pathindex import IndexEntry, MergedTree, PathIndex
     from .stage import StageBuilder
 
 log = logging.getLogger("executor.lazyfs")
@@ -77,6 +76,7 @@ class LayerIndexes:
 
     def get(self, diff_id: str) -> PathIndex | None:
         """The index of layer ``diff_id``, or None (none stored, or unusable: a warning)."""
+        from ..layers.pathindex import PathIndex, PathIndexError
         with self._lock:
             if diff_id in self._mem:
                 return self._mem[diff_id]
@@ -102,6 +102,7 @@ class LayerIndexes:
         """The merged tree of ``layers`` (bottom first), or None when an index is missing.
         Raises Unprovable. ``owner`` (a stage state, whose steps run one after another): its
         last tree is kept and extended by the layers added since, instead of merged anew."""
+        from ..layers.pathindex import MergedTree
         key = tuple(layer.diff_id for layer in layers)
         with self._lock:
             kept = self._trees.pop(id(owner), None) if owner is not None else None
@@ -147,6 +148,7 @@ class LayerIndexes:
         store_index = getattr(self.store, "store_index", None)
         if store_index is None:
             return
+        from ..layers.pathindex import PathIndexError, scan_layer_file
         for layer in layers:
             local = layer.path is not None and layer.path.exists()
             with self._lock:
@@ -197,6 +199,7 @@ def build_skeleton(tree: MergedTree, skel: Path, probes: list[str], copied_dirs:
     ``probes`` in ``tree``. ``copied_dirs``: the step copies directory trees onto the
     destination (existing directories below it then keep their xattrs on the eager path: any
     such xattr is Unprovable). Raises Unprovable."""
+    from ..layers.pathindex import DIRECTORY, SYMLINK, Unprovable
     made: dict[str, IndexEntry] = {}
     for probe in probes:
         for rel, e in tree.trace(probe.strip("/")):
@@ -255,6 +258,7 @@ def _rmtree(path: Path) -> None:
 def execute_lazily(sb: "StageBuilder", state: StageState, p: Prepared) -> Any:
     """Run ``p`` on a skeleton of lazy ``state`` and commit its layer (see the module docstring).
     Returns the Layer (None: nothing changed), or :data:`FALLBACK`."""
+    from ..layers.pathindex import Unprovable
     b = sb.build
     indexes: LayerIndexes | None = getattr(b, "indexes", None)
     if indexes is None or p.lazy_paths is None:

@@ -16,27 +16,27 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ..context import Context
 from ..dockerfile.instructions import FileCopy, Instruction, Run, Workdir, load_dockerfile
 from ..errors import BuildError, DockerfileError, RegistryError
-from ..fs.snapshot import ChangeSet, FsIndex
 from ..interrupts import check_interrupted
-from ..layers.pathindex import IndexRecorder
-from ..layers.writer import write_layer
 from ..oci.image import Image, Layer
 from ..options import BuildOptions
 from ..registry.client import RegistryClient
 from .cached import StepCache
 from .expand import Expand, expander, line_error
 from .images import BlobStore, ImageSource, apply_verified_layer
-from .isolation import Isolation
 from .stagemounts import StageMounts, clear_stale
 from .plan import BuildPlan, StageNode
 from .state import StageState
 from .step import BuildRecord, CacheUse, Prepared, StepRecord, shorten
 from .steps import step_for
+
+if TYPE_CHECKING:
+    from ..fs.snapshot import ChangeSet, FsIndex
+    from .isolation import Isolation
 
 log = logging.getLogger("executor.engine")
 
@@ -127,6 +127,7 @@ class BuildServices:
 
     def detect_isolation(self, needs_network_probe: bool = False) -> Isolation:
         """Choose the RUN isolation once (``--run-isolation``, probed when auto) and log it."""
+        from .isolation import Isolation
         with self._lock:
             if self.isolation is None:
                 self.isolation = Isolation.detect(self.opts.run_isolation, needs_network_probe)
@@ -222,6 +223,7 @@ class StepContext:
 
     def fs_index(self) -> FsIndex:
         """The current stage root's index (scanned once, then kept up to date by steps)."""
+        from ..fs.snapshot import FsIndex
         st = self.state
         if st.fs_index is None:
             st.fs_index = FsIndex.scan(st.root, exclude=self.build.snapshot_exclude())
@@ -416,10 +418,11 @@ class StageBuilder:
         self.single = True
         if self.build.cache is not None:
             log.info("--single-snapshot: the layer cache is not used for this stage's steps")
+        from ..fs.snapshot import FsIndex
         return FsIndex.scan(state.root, exclude=self.build.snapshot_exclude())
 
     def _single_snapshot_end(self, state: StageState, before: FsIndex) -> None:
-        from ..fs.snapshot import diff
+        from ..fs.snapshot import FsIndex, diff
         after = FsIndex.scan(state.root, exclude=self.build.snapshot_exclude())
         self.commit(state, diff(before, after), f"executor --single-snapshot of stage {self.node.label}",
                     keep_layer=self.exported)
@@ -509,6 +512,8 @@ class StageBuilder:
             log.info("%d paths changed, %d deleted (no layer written: nothing exports this stage)",
                      len(changes.changed), len(changes.deleted))
             return None
+        from ..layers.pathindex import IndexRecorder
+        from ..layers.writer import write_layer
         tmp = b.store.tmp_path(f"layer-{os.getpid()}-{time.monotonic_ns()}-{threading.get_ident()}")
         recorder = IndexRecorder() if b.indexes is not None else None
         res = write_layer(root or state.root, changes, tmp, compression=b.opts.compression,

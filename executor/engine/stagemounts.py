@@ -12,15 +12,16 @@ import shutil
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import LayerError
-from ..fs.overlay import unmount_below
 from ..workdir import UnsafeDirectory
-from ..layers.extract import NotStackable
-from ..oci.image import Layer
-from .images import ImageSource
-from .layerstore import LayerStore, make_fixup_layer, stack_fixups
-from .overlayroot import STORE_ENV, OverlayChoice, OverlayRoot, probe
+
+if TYPE_CHECKING:
+    from ..oci.image import Layer
+    from .images import ImageSource
+    from .layerstore import LayerStore
+    from .overlayroot import OverlayChoice, OverlayRoot
 
 log = logging.getLogger("executor.engine")
 
@@ -28,6 +29,7 @@ log = logging.getLogger("executor.engine")
 def default_store() -> Path:
     """``$EXECUTOR_LAYER_STORE``, else ``<cache home>/executor/layers`` (``work``: see choice)."""
     from ..workdir import cache_home
+    from .overlayroot import STORE_ENV
     return Path(os.environ.get(STORE_ENV) or cache_home() / "executor" / "layers")
 
 
@@ -46,6 +48,8 @@ class StageMounts:
         """Stage roots as overlay mounts? Probed once (a real mount), logged in one line."""
         with self._lock:
             if self.choice is None:
+                from .layerstore import LayerStore
+                from .overlayroot import OverlayChoice, probe
                 where = default_store()
                 store = self.work / "layers" if str(where) == "work" else where
                 choice = probe(self.work, store)
@@ -72,6 +76,9 @@ class StageMounts:
         if not self.enabled():
             return None
         assert self.store is not None
+        from ..layers.extract import NotStackable
+        from .layerstore import make_fixup_layer, stack_fixups
+        from .overlayroot import OverlayRoot
         try:
             dirs = self.store.get_all(layers, source)
             fixups = stack_fixups(dirs)
@@ -124,6 +131,7 @@ class StageMounts:
 def clear_stale(stage_dir: Path) -> None:
     """Unmount what a killed earlier run left mounted in a reused work directory (``--kaniko-dir``)
     and remove its overlay directories, so the stage starts from nothing."""
+    from ..fs.overlay import unmount_below
     if unmount_below(stage_dir):
         log.info("unmounted stale mounts of an earlier run in %s", stage_dir)
     shutil.rmtree(stage_dir / "ov", ignore_errors=True)

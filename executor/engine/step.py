@@ -22,11 +22,13 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..dockerfile.instructions import Instruction
-from ..fs.snapshot import ChangeSet
 from ..redaction import redact_userinfo
+
+if TYPE_CHECKING:
+    from ..fs.snapshot import ChangeSet
 
 
 class CacheUse(enum.StrEnum):

@@ -19,7 +19,6 @@ from executor.registry.auth import scope_for
 from executor.registry.core import ClientCore
 from executor.registry.mediatypes import ALL_MANIFEST_TYPES, DOCKER_SCHEMA1, MAX_MANIFEST_BYTES, OCI_INDEX, OCI_MANIFEST
 from executor.registry.endpoints import Endpoint
-from executor.registry.immutable import immutable_tag_refusal
 from executor.registry.messages import status_text
 from executor.registry.transport import IntegrityError
 
@@ -143,6 +142,7 @@ class ManifestOps(ClientCore):
 
         resp = self._call(ref.registry, False, f"pushing manifest {ref.name}{':' if ref.tag else '@'}{ident}", once)
         if resp.status_code not in (200, 201, 202):
+            from executor.registry.immutable import immutable_tag_refusal
             detail = immutable_tag_refusal(resp.status_code, resp.content) if ref.tag else None
             if detail:
                 raise ImmutableTagError(

@@ -183,3 +183,29 @@ def test_a_plain_build_imports_no_sbom_module_and_an_sbom_build_does(tmp_path):
     mods = _build_modules(tmp_path, "--sbom-path", str(tmp_path / "s.spdx.json"))
     assert "executor.sbom.spdx" in mods and "spdx_tools.spdx.writer.json.json_writer" in mods
     assert (tmp_path / "s.spdx.json").read_text().lstrip().startswith("{")
+
+
+#: modules only a step that executes (a cache miss) or an unpack, upload or push failure uses:
+#: a no-change rebuild (every step a cache hit) imports none of them
+EXECUTE_ONLY = ("executor.engine.sandbox", "executor.engine.userns", "executor.engine.isolation",
+                "executor.engine.runroot", "executor.engine.output", "executor.engine.users",
+                "executor.engine.steps.mounts", "executor.engine.steps.archives", "executor.engine.steps.copying",
+                "executor.engine.overlayroot", "executor.engine.layerstore", "executor.engine.inflight",
+                "executor.fs.overlay", "executor.fs.upperdiff", "executor.fs.snapshot", "executor.layers.extract",
+                "executor.layers.writer", "executor.layers.compress", "executor.layers.decompress",
+                "executor.layers.tarstream", "executor.layers.pathindex", "executor.oci.layout",
+                "executor.registry.immutable")
+
+
+def test_the_build_stack_imports_no_module_only_an_executing_step_uses(tmp_path):
+    code = ("import sys\nfrom pathlib import Path\n"
+            "import executor.cli, executor.buildcmd, executor.engine.build, executor.engine.lazyfs, executor.job\n"
+            "import executor.outputs, executor.cache.registry_store, executor.cache.base_images, executor.attest\n"
+            "from executor.engine.lazyfs import LayerIndexes\nfrom executor.engine.stagemounts import StageMounts\n"
+            "LayerIndexes()\nStageMounts(Path(%r)).release()\n"
+            "print('\\n'.join(sorted(m for m in sys.modules if m in %r)))\n" % (str(tmp_path), EXECUTE_ONLY))
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == []
+    for name in EXECUTE_ONLY:  # each name is a real module
+        assert Path(__file__).parents[2].joinpath(*name.split(".")).with_suffix(".py").is_file(), name

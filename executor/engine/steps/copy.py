@@ -16,6 +16,7 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ...cache.keys import source_digest
 from ...context import SourceMatch, has_wildcard, match_sources
@@ -24,12 +25,11 @@ from ...dockerfile.shell import expand_heredoc
 from ...errors import BuildError
 from ...redaction import redact_userinfo
 from ...fs.paths import clean_abs, resolve_in_root
-from ...fs.snapshot import ChangeSet, FsIndex, diff
 from ..step import Prepared
-from ..users import resolve_chown
-from .archives import download_to, is_git_url, open_archive, parse_checksum, verify_file_checksum
-from .copying import CopySpec, copy_into_root, write_heredoc_file
 from .workdir import ensure_dir
+
+if TYPE_CHECKING:
+    from ...fs.snapshot import ChangeSet
 
 
 @dataclass
@@ -79,9 +79,11 @@ class CopyStep:
                 out.append(_Source(raw=raw, pattern=raw, heredoc=h))
                 continue
             pattern = ctx.expand(raw)
-            if self.is_add and is_git_url(pattern):
-                raise ctx.err(f"ADD {pattern}: adding a git repository is not supported; clone it in an "
-                              f"earlier stage (RUN git clone ...) and COPY --from that stage")
+            if self.is_add:
+                from .archives import is_git_url
+                if is_git_url(pattern):
+                    raise ctx.err(f"ADD {pattern}: adding a git repository is not supported; clone it in an "
+                                  f"earlier stage (RUN git clone ...) and COPY --from that stage")
             src = _Source(raw=raw, pattern=pattern, url=self.is_add and "://" in pattern)
             if not src.url and from_tree is None:
                 src.matches = match_sources(ctx.opts.context, pattern, ctx.build.context, ctx.where())
@@ -131,6 +133,8 @@ class CopyStep:
             return out
 
         def execute() -> ChangeSet:
+            from ...fs.snapshot import ChangeSet
+            from ..users import resolve_chown
             chown = resolve_chown(state.root, chown_text) if chown_text else None
             written = self._execute(ctx, sources, tree, dest, chown, chmod, excludes, checksum, parents, body)
             written = sorted(set(written))
@@ -169,6 +173,8 @@ class CopyStep:
 
     def _execute(self, ctx, sources: list[_Source], tree, dest: str, chown, chmod, excludes, checksum: str,
                  parents: bool, body) -> list[str]:
+        from .archives import verify_file_checksum
+        from .copying import CopySpec, copy_into_root, write_heredoc_file
         state, what = ctx.state, ctx.where()
         written: list[str] = []
         for src in sources:
@@ -213,7 +219,9 @@ class CopyStep:
         return written
 
     def _add_archive(self, ctx, path: Path, dest: str, chown) -> list[str]:
+        from ...fs.snapshot import FsIndex, diff
         from ...layers.extract import apply_layer
+        from .archives import open_archive
         root = ctx.state.root
         target_dir = dest.rstrip("/") or "/"
         host = resolve_in_root(root, target_dir)
@@ -235,6 +243,7 @@ class CopyStep:
         return out
 
     def _add_url(self, ctx, url: str, dest: str, chown, chmod, checksum: str) -> list[str]:
+        from .archives import download_to
         tmp = ctx.build.store.tmp_path(f"download-{os.getpid()}-{id(self)}-{ctx.build.unique('d').name}")
         try:
             written, digest = download_to(ctx.state.root, url, dest, chown, chmod, checksum or None, tmp)
@@ -250,6 +259,7 @@ _NUMERIC_CHOWN = re.compile(r"[0-9]+(:[0-9]+)?")
 def _note_declared(ctx, url: str, checksum: str) -> None:
     """Record ``url`` with its declared ``--checksum`` (as ``alg:hex``) for the provenance; a
     malformed checksum is reported by the download, not here."""
+    from .archives import parse_checksum
     try:
         alg, want = parse_checksum(checksum)
     except BuildError:
@@ -259,6 +269,7 @@ def _note_declared(ctx, url: str, checksum: str) -> None:
 
 def _is_archive(path: Path) -> bool:
     """True for a local tar archive ADD must unpack: tar, or tar compressed with gzip, bzip2, xz or zstd."""
+    from .archives import open_archive
     stream = open_archive(path)
     if stream is None:
         return False

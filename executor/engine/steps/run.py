@@ -12,23 +12,21 @@ import json
 import time
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ...dockerfile import instructions as di
 from ...dockerfile.mounts import MountError, MountSpec
 from ...errors import RunFailed
 from ...fs.paths import resolve_in_root
-from ...fs.snapshot import ChangeSet, FsIndex, diff
 from ...logs import current_stage
 from ...redaction import redact_userinfo
-from ..isolation import IsolationMode
-from ..output import prefixed_streams
-from ..runroot import run_in_root
 from ..state import PROXY_ARGS
 from ..step import Prepared, shorten
-from ..users import resolve_user
 from .config import command_words
-from .mounts import RunMounts, default_cache_dir, drop_setup_only_dirs, ssh_sockets
 from .workdir import ensure_dir
+
+if TYPE_CHECKING:
+    from ...fs.snapshot import ChangeSet
 
 log = logging.getLogger("executor.engine")
 
@@ -113,6 +111,13 @@ class RunStep:
         return Prepared(created_by=created_by, components=components, execute=execute, cache_class="run")
 
     def _execute(self, ctx, cmd: RunCommand, mounts: list[MountSpec], trees: dict, proxy: dict) -> ChangeSet:
+        # (start-up time: only a RUN that executes needs these; a cache hit only prepares)
+        from ...fs.snapshot import FsIndex, diff
+        from ..isolation import IsolationMode
+        from ..output import prefixed_streams
+        from ..runroot import run_in_root
+        from ..users import resolve_user
+        from .mounts import RunMounts, default_cache_dir, drop_setup_only_dirs, ssh_sockets
         ins, state, build = self.instruction, ctx.state, ctx.build
         iso = build.isolation_for()
         if ins.network == di.Network.NONE and iso.mode == IsolationMode.CHROOT and not iso.can_unshare_network:

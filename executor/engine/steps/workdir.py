@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ...dockerfile import instructions as di
 from ...fs.paths import clean_abs, make_dirs, resolve_in_root
-from ...fs.snapshot import ChangeSet
 from ..step import Prepared
-from ..users import resolve_user
+
+if TYPE_CHECKING:
+    from ...fs.snapshot import ChangeSet
 
 
 def ensure_dir(ctx, path: str) -> list[str]:
     """Create in-root ``path`` (and parents) owned by the stage USER; returns the new relpaths."""
+    from ..users import resolve_user
     root = ctx.state.root
     if resolve_in_root(root, path).is_dir():
         return []
@@ -31,6 +34,7 @@ class WorkdirStep:
         user = ctx.state.user
 
         def execute() -> ChangeSet:
+            from ...fs.snapshot import ChangeSet
             written = ensure_dir(ctx, path)
             if written and ctx.state.fs_index is not None:
                 ctx.state.fs_index.update(ctx.state.root, written)
