@@ -241,8 +241,11 @@ class LayerStore:
         for e in os.scandir(self.root / self.flavor.name):
             try:
                 st = os.stat(os.path.join(e.path, "meta.json"))
-                size = int(json.loads(Path(e.path, "meta.json").read_text()).get("bytes", 0))
+                meta = json.loads(Path(e.path, "meta.json").read_text())
             except (OSError, ValueError):
+                continue
+            size = meta.get("bytes") if isinstance(meta, dict) else None
+            if not isinstance(size, int):  # a damaged entry: skipped
                 continue
             entries.append((st.st_mtime, e.path, size))
             total += size
@@ -277,17 +280,19 @@ class LayerStore:
     def close(self) -> None:
         """Prune when this build stored new entries (those it holds stay: their locks are still
         taken), then release the shared locks of the entries this build used."""
-        if self.grew:
-            self.grew = False
-            try:
-                self.prune()
-            except OSError as e:
-                log.warning("layer store %s: could not prune: %s", self.root, e.strerror or e)
-        with self._lock:
-            fds = list(self._held.values())
-            self._held.clear()
-        for fd in fds:
-            os.close(fd)
+        try:
+            if self.grew:
+                self.grew = False
+                try:
+                    self.prune()
+                except OSError as e:
+                    log.warning("layer store %s: could not prune: %s", self.root, e.strerror or e)
+        finally:
+            with self._lock:
+                fds = list(self._held.values())
+                self._held.clear()
+            for fd in fds:
+                os.close(fd)
 
 
 def stack_fixups(layers: list[LayerDir]) -> dict[str, os.stat_result]:

@@ -69,3 +69,19 @@ def test_a_build_that_stored_a_layer_prunes_the_least_recently_used_at_its_end(t
     assert not old[0].exists() and old[1].is_dir() and old[2].is_dir()
     assert store.entry(layer.diff_id).is_dir()
     assert not os.listdir(tmp_path / "store" / "tmp")
+
+
+def test_a_damaged_entry_does_not_stop_the_prune_nor_keep_the_locks(tmp_path):
+    """meta.json files that parse but have the wrong shape are skipped; the build's shared
+    locks are released whatever the prune met."""
+    store = LayerStore(tmp_path / "store", OverlayFlavor(False))
+    old = _old_entries(store, 2, 1000)
+    for d, bad in zip(old, ('{"bytes": null}', "[]")):
+        (d / "meta.json").write_text(bad)
+    layer, blob = _layer(tmp_path)
+    store.get(layer, _LocalSource({layer.digest: blob}))
+    store.max_bytes = 1
+    store.close()
+    assert all(d.is_dir() for d in old)  # skipped, not counted
+    assert store._held == {}
+    assert store.entry(layer.diff_id).is_dir()  # over the bound, but held by this build while it pruned
