@@ -51,13 +51,12 @@ import errno
 import fcntl
 import marshal
 import os
-import posixpath
 import signal
 import struct
 import sys
 from types import SimpleNamespace
 
-from ..fs.paths import walk_in_root
+from ..fs.paths import host_in_root
 
 TYPE_CHECKING = False  # (typing.TYPE_CHECKING without importing typing: the child's start-up)
 if TYPE_CHECKING:
@@ -261,11 +260,10 @@ def _locked_flags(path: str) -> int:
 
 def _inside(root: str, rel: str, want_dir: bool | None = None) -> str:
     """Host path of in-root ``rel`` resolved with chroot semantics (symlinks, absolute ones too,
-    stay in the root; :func:`executor.fs.paths.resolve_in_root`). The result must exist and
+    stay in the root; :func:`executor.fs.paths.host_in_root`). The result must exist and
     not be a symlink (mount(2) would follow it); ``want_dir`` also checks its type.
     Raises OSError naming ``rel``."""
-    resolved = walk_in_root(root, rel.split("/")) or []
-    path = posixpath.join(root, *resolved) if resolved else root
+    path = host_in_root(root, rel)
     if not os.path.lexists(path) or os.path.islink(path):
         raise OSError(errno.ENOENT, f"mount target {rel} does not exist in the root")
     if want_dir is not None and os.path.isdir(path) != want_dir:
@@ -521,7 +519,7 @@ def child_main(spec: RunSpec) -> int:
 
 
 def main(spec_path: str) -> None:
-    """The sandbox process's entry point (:func:`executor.engine.runroot.child_argv`): run the RunSpec JSON at
+    """The sandbox process's entry point (:func:`executor.engine.runroot.child_argv`): run the RunSpec file at
     ``spec_path`` and exit with the command's status (126 when the set-up failed)."""
     try:
         spec = load_spec(spec_path)

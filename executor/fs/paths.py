@@ -177,16 +177,20 @@ def walk_in_root(root: str, parts: Iterable[str], *, follow_final: bool = True, 
     return cur
 
 
-def resolve_in_root(root: Path, path: str, follow_final: bool = True) -> Path:
-    """Host path of in-root ``path`` with every symlink resolved relative to ``root``.
+def host_in_root(root: str, path: str, follow_final: bool = True) -> str:
+    """Host path (str) of in-root ``path`` with every symlink resolved relative to ``root``.
 
     ``..`` never climbs above the root; absolute symlink targets restart at the root.
     With ``follow_final=False`` the last component is not followed (for lstat/replace).
     Raises OSError(ELOOP) on too many symlinks. Missing components are kept literally.
     """
-    root_s = str(root)
-    resolved = walk_in_root(root_s, path.split("/"), follow_final=follow_final) or []
-    return Path(posixpath.join(root_s, *resolved)) if resolved else Path(root_s)
+    resolved = walk_in_root(root, path.split("/"), follow_final=follow_final) or []
+    return posixpath.join(root, *resolved) if resolved else root
+
+
+def resolve_in_root(root: Path, path: str, follow_final: bool = True) -> Path:
+    """:func:`host_in_root` as a Path."""
+    return Path(host_in_root(str(root), path, follow_final))
 
 
 def make_dirs(root: Path, path: str, uid: int, gid: int, what: str) -> list[str]:
